@@ -1,0 +1,166 @@
+//! The backend check: the same seeded model and prompt through burn's CPU (flex) backend and
+//! its wgpu backend on WebGPU, with the results side by side.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use serde::Serialize;
+use switchyard_model::{devices, Device, Model, ModelConfig, RunOptions};
+
+/// The prompt every backend runs (byte-level tokens).
+const PROMPT: &str = "fn main() { println!(\"Bonjour, monde!\"); } // 12 + 30 = 42";
+/// Seed of the model initialisation.
+const SEED: u64 = 0;
+
+/// What one backend produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendResult {
+    /// `cpu` or `webgpu`.
+    pub backend: String,
+    /// Adapter or device description.
+    pub adapter: String,
+    /// Wall time of the forward pass (ms), readback included.
+    pub forward_ms: f64,
+    /// All logits of the last position.
+    pub last_logits: Vec<f32>,
+    /// Sum of all logits (a checksum a person can compare).
+    pub logits_sum: f64,
+    /// Top expert of every token at every layer.
+    pub top_experts: Vec<Vec<u32>>,
+}
+
+/// The page's report, also rendered as JSON for the browser test.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// CPU result or the error.
+    pub cpu: Option<Result<BackendResult, String>>,
+    /// WebGPU result or the reason it did not run.
+    pub webgpu: Option<Result<BackendResult, String>>,
+    /// Largest absolute logit difference between the two, when both ran.
+    pub max_abs_diff: Option<f32>,
+    /// Whether both backends chose the same top expert for every token and layer.
+    pub same_routing: Option<bool>,
+    /// True once every backend has finished or failed.
+    pub done: bool,
+}
+
+fn now_ms() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
+}
+
+async fn run_on(device: Device, backend: &str, adapter: String) -> Result<BackendResult, String> {
+    let cfg = ModelConfig::tiny();
+    let tokens: Vec<u32> = PROMPT.bytes().map(u32::from).collect();
+    let model = Model::from_seed(&cfg, SEED, &device).map_err(|e| e.to_string())?;
+    let t0 = now_ms();
+    let out = model.forward(&[tokens.clone()], None, None, &RunOptions::for_config(&cfg)).await.map_err(|e| e.to_string())?;
+    let all = out.logits.into_data_async().await.map_err(|e| format!("{e:?}"))?.into_vec::<f32>().map_err(|e| format!("{e:?}"))?;
+    let forward_ms = now_ms() - t0;
+    let v = cfg.vocab_size;
+    let top_experts = out
+        .routing
+        .layers
+        .iter()
+        .map(|rec| (0..rec.num_tokens()).map(|t| rec.top_expert(t).map_or(u32::MAX, |e| e as u32)).collect())
+        .collect();
+    Ok(BackendResult {
+        backend: backend.into(),
+        adapter,
+        forward_ms,
+        logits_sum: all.iter().map(|&x| f64::from(x)).sum(),
+        last_logits: all[all.len() - v..].to_vec(),
+        top_experts,
+    })
+}
+
+/// Why WebGPU cannot be used, checked before asking burn for an adapter.
+fn webgpu_missing() -> Option<String> {
+    let nav = web_sys::window()?.navigator();
+    let gpu = js_sys::Reflect::get(&nav, &"gpu".into()).ok()?;
+    if gpu.is_undefined() || gpu.is_null() {
+        return Some("this browser exposes no navigator.gpu (WebGPU is off or unsupported)".into());
+    }
+    None
+}
+
+async fn run_webgpu() -> Result<BackendResult, String> {
+    if let Some(reason) = webgpu_missing() {
+        return Err(reason);
+    }
+    let device = devices::wgpu().await.map_err(|e| format!("no WebGPU adapter: {e}"))?;
+    run_on(device, "webgpu", "default WebGPU adapter".into()).await
+}
+
+fn compare(report: &mut Report) {
+    if let (Some(Ok(a)), Some(Ok(b))) = (&report.cpu, &report.webgpu) {
+        report.max_abs_diff = Some(a.last_logits.iter().zip(&b.last_logits).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max));
+        report.same_routing = Some(a.top_experts == b.top_experts);
+    }
+}
+
+/// One backend's card.
+#[component]
+fn BackendCard(
+    /// Card title.
+    title: &'static str,
+    /// `cpu` or `webgpu`, used for the test id.
+    id: &'static str,
+    /// The result, `None` while running.
+    result: Signal<Option<Result<BackendResult, String>>>,
+) -> impl IntoView {
+    view! {
+        <section class="card" data-testid=format!("{id}-card")>
+            <h2>{title}</h2>
+            {move || match result.get() {
+                None => view! { <p class="pending" data-testid=format!("{id}-status")>"running…"</p> }.into_any(),
+                Some(Err(e)) => view! { <p class="error" data-testid=format!("{id}-status")>"not available: " {e}</p> }.into_any(),
+                Some(Ok(r)) => view! {
+                    <div data-testid=format!("{id}-status") class="ok">
+                        <p>"ran on " <strong>{r.backend.clone()}</strong> " — " {r.adapter.clone()}</p>
+                        <p>{format!("forward pass of {} tokens: {:.1} ms", PROMPT.len(), r.forward_ms)}</p>
+                        <p>{format!("logits checksum: {:.6}", r.logits_sum)}</p>
+                        <p>"layer 0 top experts: " <code>{r.top_experts.first().map(|l| l.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")).unwrap_or_default()}</code></p>
+                    </div>
+                }.into_any(),
+            }}
+        </section>
+    }
+}
+
+/// The application root.
+#[component]
+pub fn App() -> impl IntoView {
+    let (report, set_report) = signal(Report::default());
+    spawn_local(async move {
+        let cpu = run_on(devices::cpu(), "cpu", "burn flex (CPU, wasm)".into()).await;
+        set_report.update(|r| r.cpu = Some(cpu));
+        let gpu = run_webgpu().await;
+        set_report.update(|r| {
+            r.webgpu = Some(gpu);
+            compare(r);
+            r.done = true;
+        });
+    });
+    let cpu = Signal::derive(move || report.get().cpu);
+    let gpu = Signal::derive(move || report.get().webgpu);
+    let json = move || serde_json::to_string(&report.get()).unwrap_or_default();
+    view! {
+        <main>
+            <h1>"Switchyard"</h1>
+            <p class="lede">"Backend check: one seeded MoE model (d=128, 4 layers, 8 experts, top-2), one prompt, two backends."</p>
+            <p><code>{PROMPT}</code></p>
+            <div class="cards">
+                <BackendCard title="CPU (burn flex)" id="cpu" result=cpu />
+                <BackendCard title="WebGPU (burn wgpu)" id="webgpu" result=gpu />
+            </div>
+            <p data-testid="agreement">{move || {
+                let r = report.get();
+                match (r.max_abs_diff, r.same_routing) {
+                    (Some(d), Some(same)) => format!("CPU vs WebGPU: max |Δ logit| = {d:.2e}; routing {}", if same { "identical" } else { "differs" }),
+                    _ if r.done => "Only the CPU backend ran, so there is nothing to compare.".to_string(),
+                    _ => "comparing…".to_string(),
+                }
+            }}</p>
+            <pre data-testid="report" data-done=move || report.get().done.to_string() hidden>{json}</pre>
+        </main>
+    }
+}

@@ -1,0 +1,190 @@
+//! The model's hyper-parameters, validated before any tensor is built.
+
+use serde::{Deserialize, Serialize};
+
+/// Architecture of a Switchyard MoE transformer (Mixtral layout, scaled down).
+///
+/// Build it with [`ModelConfig::tiny`] or deserialize it, then call [`ModelConfig::validate`]:
+/// every constructor of the model does, so an invalid configuration is a [`ConfigError`], never
+/// a panic deep in a tensor op.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Vocabulary size `V`.
+    pub vocab_size: usize,
+    /// Hidden size `d`.
+    pub d_model: usize,
+    /// Number of decoder blocks, each with one MoE layer.
+    pub n_layers: usize,
+    /// Attention (query) heads; must divide `d_model`.
+    pub n_heads: usize,
+    /// Key/value heads for grouped-query attention; must divide `n_heads`.
+    pub n_kv_heads: usize,
+    /// Hidden size of each SwiGLU expert.
+    pub d_ff: usize,
+    /// Routed experts per layer `E`.
+    pub n_experts: usize,
+    /// Experts per token `k` of the default (top-k) router.
+    pub top_k: usize,
+    /// Renormalise the top-k probabilities to sum to 1 (HF `norm_topk_prob`).
+    pub norm_topk_prob: bool,
+    /// Longest sequence (prompt plus generated tokens) the model accepts.
+    pub max_seq_len: usize,
+    /// Base of the rotary position embedding.
+    pub rope_theta: f64,
+    /// Epsilon of every RMSNorm.
+    pub rms_eps: f64,
+    /// Share the token embedding with the LM head.
+    pub tie_embeddings: bool,
+}
+
+/// Why a [`ModelConfig`] was rejected.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// A size that must be at least 1 is 0.
+    #[error("`{field}` must be at least 1, got 0")]
+    Zero {
+        /// The offending field.
+        field: &'static str,
+    },
+    /// `k` is outside `1..=E`.
+    #[error("`top_k` must be between 1 and n_experts ({n_experts}), got {top_k}")]
+    TopK {
+        /// Requested k.
+        top_k: usize,
+        /// Number of experts.
+        n_experts: usize,
+    },
+    /// A divisibility rule does not hold.
+    #[error("{what}")]
+    Divisibility {
+        /// Which rule, with the numbers.
+        what: String,
+    },
+    /// A floating-point parameter is out of range.
+    #[error("`{field}` must be a positive finite number, got {value}")]
+    Positive {
+        /// The offending field.
+        field: &'static str,
+        /// Its value.
+        value: f64,
+    },
+    /// The JSON could not be read as a configuration.
+    #[error("invalid model configuration JSON: {0}")]
+    Json(String),
+}
+
+impl ModelConfig {
+    /// The default playground model: d=128, 4 layers, 4 heads (2 KV heads), 8 SwiGLU experts of
+    /// 256, top-2, byte-level vocabulary (256).
+    pub fn tiny() -> Self {
+        Self {
+            vocab_size: 256,
+            d_model: 128,
+            n_layers: 4,
+            n_heads: 4,
+            n_kv_heads: 2,
+            d_ff: 256,
+            n_experts: 8,
+            top_k: 2,
+            norm_topk_prob: true,
+            max_seq_len: 512,
+            rope_theta: 10_000.0,
+            rms_eps: 1e-5,
+            tie_embeddings: false,
+        }
+    }
+
+    /// Reads and validates a configuration from JSON.
+    pub fn from_json(json: &str) -> Result<Self, ConfigError> {
+        let cfg: Self = serde_json::from_str(json).map_err(|e| ConfigError::Json(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Size of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.d_model / self.n_heads
+    }
+
+    /// Checks every constraint the model relies on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let sizes = [
+            ("vocab_size", self.vocab_size),
+            ("d_model", self.d_model),
+            ("n_layers", self.n_layers),
+            ("n_heads", self.n_heads),
+            ("n_kv_heads", self.n_kv_heads),
+            ("d_ff", self.d_ff),
+            ("n_experts", self.n_experts),
+            ("max_seq_len", self.max_seq_len),
+        ];
+        for (field, value) in sizes {
+            if value == 0 {
+                return Err(ConfigError::Zero { field });
+            }
+        }
+        if self.top_k == 0 || self.top_k > self.n_experts {
+            return Err(ConfigError::TopK { top_k: self.top_k, n_experts: self.n_experts });
+        }
+        if self.d_model % self.n_heads != 0 {
+            return Err(ConfigError::Divisibility {
+                what: format!("n_heads ({}) must divide d_model ({})", self.n_heads, self.d_model),
+            });
+        }
+        if self.n_heads % self.n_kv_heads != 0 {
+            return Err(ConfigError::Divisibility {
+                what: format!("n_kv_heads ({}) must divide n_heads ({})", self.n_kv_heads, self.n_heads),
+            });
+        }
+        if self.head_dim() % 2 != 0 {
+            return Err(ConfigError::Divisibility {
+                what: format!("the head size d_model / n_heads ({}) must be even for rotary embeddings", self.head_dim()),
+            });
+        }
+        for (field, value) in [("rope_theta", self.rope_theta), ("rms_eps", self.rms_eps)] {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(ConfigError::Positive { field, value });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiny_is_valid_and_round_trips() {
+        let cfg = ModelConfig::tiny();
+        cfg.validate().unwrap();
+        let json = serde_json::to_string(&cfg).unwrap();
+        assert_eq!(ModelConfig::from_json(&json).unwrap(), cfg);
+    }
+
+    #[test]
+    fn each_rule_rejects_with_a_clear_message() {
+        let bad = |f: fn(&mut ModelConfig)| {
+            let mut c = ModelConfig::tiny();
+            f(&mut c);
+            c.validate().unwrap_err().to_string()
+        };
+        assert!(bad(|c| c.n_experts = 0).contains("n_experts"));
+        assert!(bad(|c| c.top_k = 9).contains("top_k must be between 1 and n_experts (8), got 9")
+            || bad(|c| c.top_k = 9).contains("`top_k` must be between 1 and n_experts (8), got 9"));
+        assert!(bad(|c| c.top_k = 0).contains("top_k"));
+        assert!(bad(|c| c.n_heads = 3).contains("n_heads (3) must divide d_model (128)"));
+        assert!(bad(|c| c.n_kv_heads = 3).contains("n_kv_heads (3) must divide n_heads (4)"));
+        assert!(bad(|c| c.rms_eps = -1.0).contains("rms_eps"));
+        assert!(bad(|c| c.d_model = 132).contains("must be even") || bad(|c| c.d_model = 132).contains("divide"));
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_json_are_errors() {
+        let mut v = serde_json::to_value(ModelConfig::tiny()).unwrap();
+        v["n_expertz"] = 3.into();
+        assert!(matches!(ModelConfig::from_json(&v.to_string()), Err(ConfigError::Json(_))));
+        assert!(matches!(ModelConfig::from_json("{"), Err(ConfigError::Json(_))));
+    }
+}

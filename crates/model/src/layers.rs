@@ -1,0 +1,239 @@
+//! The burn modules of the MoE transformer, one struct per concept of the Mixtral architecture.
+//! Field names mirror the checkpoint keys (`self_attn.q_proj`, `block_sparse_moe.experts.3.w1`).
+
+use burn::module::Param;
+use burn::nn::{Embedding, Linear, RmsNorm};
+use burn::prelude::*;
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::IndexingUpdateOp;
+use switchyard_record::LayerRouting;
+
+use crate::router::{dense_weights, expert_assignments};
+
+/// How the MoE block turns a routing decision into expert outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dispatch {
+    /// Gather each expert's tokens, run the expert on them only, scatter-add the weighted
+    /// results back (compute proportional to k).
+    Sparse,
+    /// Run every expert on every token and mask with the dense combine weights (compute
+    /// proportional to E): the reference the sparse path is tested against.
+    Dense,
+}
+
+/// Rotary position embedding tables, in the HF "rotate half" convention.
+#[derive(Debug, Clone)]
+pub struct Rope {
+    cos: Tensor<2>, // [max_seq, head_dim / 2]
+    sin: Tensor<2>, // [max_seq, head_dim / 2]
+}
+
+impl Rope {
+    /// Tables for positions `0..max_seq` and heads of size `head_dim`.
+    pub fn new(max_seq: usize, head_dim: usize, theta: f64, device: &Device) -> Self {
+        let half = head_dim / 2;
+        let mut cos = Vec::with_capacity(max_seq * half);
+        let mut sin = Vec::with_capacity(max_seq * half);
+        for p in 0..max_seq {
+            for i in 0..half {
+                let freq = theta.powf(-2.0 * i as f64 / head_dim as f64);
+                let a = p as f64 * freq;
+                cos.push(a.cos() as f32);
+                sin.push(a.sin() as f32);
+            }
+        }
+        Self {
+            cos: Tensor::from_data(TensorData::new(cos, [max_seq, half]), device),
+            sin: Tensor::from_data(TensorData::new(sin, [max_seq, half]), device),
+        }
+    }
+
+    /// Rotates `x` for absolute positions `start..start + S`.
+    ///
+    /// # Shapes
+    /// - x: `[B, H, S, head_dim]` -> `[B, H, S, head_dim]`
+    pub fn apply(&self, x: Tensor<4>, start: usize) -> Tensor<4> {
+        let [_, _, s, hd] = x.dims();
+        let half = hd / 2;
+        let cos = self.cos.clone().narrow(0, start, s).unsqueeze::<4>(); // [1, 1, S, half]
+        let sin = self.sin.clone().narrow(0, start, s).unsqueeze::<4>();
+        let x1 = x.clone().narrow(3, 0, half);
+        let x2 = x.narrow(3, half, half);
+        Tensor::cat(
+            vec![
+                x1.clone() * cos.clone() - x2.clone() * sin.clone(),
+                x2 * cos + x1 * sin,
+            ],
+            3,
+        )
+    }
+}
+
+/// Keys and values of one attention layer for the tokens seen so far.
+#[derive(Debug, Clone)]
+pub struct LayerKv {
+    k: Tensor<4>, // [B, n_kv_heads, L, head_dim]
+    v: Tensor<4>, // [B, n_kv_heads, L, head_dim]
+}
+
+/// Causal self-attention with rotary embeddings and grouped-query heads.
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub(crate) q_proj: Linear,
+    pub(crate) k_proj: Linear,
+    pub(crate) v_proj: Linear,
+    pub(crate) o_proj: Linear,
+    #[module(skip)]
+    pub(crate) n_heads: usize,
+    #[module(skip)]
+    pub(crate) n_kv_heads: usize,
+}
+
+impl Attention {
+    /// Attends from the new tokens to the cached ones and themselves, and appends the new keys
+    /// and values to `cache`.
+    ///
+    /// # Shapes
+    /// - x: `[B, S, d]` (positions `start..start + S`) -> `[B, S, d]`
+    pub fn forward(&self, x: Tensor<3>, rope: &Rope, start: usize, cache: &mut Option<LayerKv>) -> Tensor<3> {
+        let [b, s, d] = x.dims();
+        let (nh, nkv) = (self.n_heads, self.n_kv_heads);
+        let hd = d / nh;
+        let q = self.q_proj.forward(x.clone()).reshape([b, s, nh, hd]).swap_dims(1, 2); // [B, nh, S, hd]
+        let k = self.k_proj.forward(x.clone()).reshape([b, s, nkv, hd]).swap_dims(1, 2); // [B, nkv, S, hd]
+        let v = self.v_proj.forward(x).reshape([b, s, nkv, hd]).swap_dims(1, 2);
+        let q = rope.apply(q, start);
+        let k = rope.apply(k, start);
+        let (k, v) = match cache.take() {
+            Some(past) => (Tensor::cat(vec![past.k, k], 2), Tensor::cat(vec![past.v, v], 2)),
+            None => (k, v),
+        };
+        *cache = Some(LayerKv { k: k.clone(), v: v.clone() });
+        let l = k.dims()[2]; // keys: cached + new
+        let k = repeat_kv(k, nh / nkv); // [B, nh, L, hd]
+        let v = repeat_kv(v, nh / nkv);
+        let mut scores = q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f32).sqrt()); // [B, nh, S, L]
+        if s > 1 {
+            scores = scores.mask_fill(causal_mask(s, l, start, &scores.device()).expand([b, nh, s, l]), -1.0e9);
+        }
+        let out = softmax(scores, 3).matmul(v); // [B, nh, S, hd]
+        self.o_proj.forward(out.swap_dims(1, 2).reshape([b, s, d]))
+    }
+}
+
+/// `[B, n_kv, L, hd]` -> `[B, n_kv * rep, L, hd]`, each KV head serving `rep` query heads.
+fn repeat_kv(x: Tensor<4>, rep: usize) -> Tensor<4> {
+    if rep == 1 {
+        return x;
+    }
+    let [b, nkv, l, hd] = x.dims();
+    x.unsqueeze_dim::<5>(2).repeat_dim(2, rep).reshape([b, nkv * rep, l, hd])
+}
+
+/// True where query `i` (absolute position `start + i`) must not see key `j`. `[1, 1, S, L]`.
+fn causal_mask(s: usize, l: usize, start: usize, device: &Device) -> Tensor<4, Bool> {
+    let data: Vec<bool> = (0..s).flat_map(|i| (0..l).map(move |j| j > start + i)).collect();
+    Tensor::from_data(TensorData::new(data, [1, 1, s, l]), device)
+}
+
+/// One SwiGLU expert: `w2 · (silu(w1 · x) ⊙ w3 · x)`.
+#[derive(Module, Debug)]
+pub struct Expert {
+    pub(crate) w1: Linear,
+    pub(crate) w2: Linear,
+    pub(crate) w3: Linear,
+}
+
+impl Expert {
+    /// # Shapes
+    /// - x: `[N, d]` -> `[N, d]`
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.w2.forward(silu(self.w1.forward(x.clone())) * self.w3.forward(x))
+    }
+}
+
+/// The sparse MoE block: a linear router (`gate`, no bias) to E logits and E SwiGLU experts.
+///
+/// Contract: the router in use decides (see [`crate::RouterSpec`]); with the default top-k
+/// router the block is dropless and the weights are renormalised (`norm_topk_prob`). Slots
+/// marked dropped contribute nothing (output 0, residual only).
+#[derive(Module, Debug)]
+pub struct SparseMoeBlock {
+    pub(crate) gate: Linear,
+    pub(crate) experts: Vec<Expert>,
+}
+
+impl SparseMoeBlock {
+    /// Router logits, kept in f32.
+    ///
+    /// # Shapes
+    /// - x: `[T, d]` -> `[T, E]`
+    pub fn router_logits(&self, x: Tensor<2>) -> Tensor<2> {
+        self.gate.forward(x)
+    }
+
+    /// Combines the experts' outputs for a routing decision.
+    ///
+    /// # Shapes
+    /// - x: `[T, d]` -> `[T, d]`
+    pub fn combine(&self, x: Tensor<2>, rec: &LayerRouting, dispatch: Dispatch) -> Tensor<2> {
+        match dispatch {
+            Dispatch::Sparse => self.combine_sparse(x, rec),
+            Dispatch::Dense => self.combine_dense(x, rec),
+        }
+    }
+
+    fn combine_sparse(&self, x: Tensor<2>, rec: &LayerRouting) -> Tensor<2> {
+        let device = x.device();
+        let [t, d] = x.dims();
+        let mut out = Tensor::<2>::zeros([t, d], &device);
+        for (expert, (rows, weights)) in self.experts.iter().zip(expert_assignments(rec)) {
+            let n = rows.len();
+            if n == 0 {
+                continue;
+            }
+            let rows: Vec<i32> = rows.into_iter().map(|r| r as i32).collect();
+            let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), &device);
+            let w = Tensor::<2>::from_data(TensorData::new(weights, [n, 1]), &device);
+            let y = expert.forward(x.clone().select(0, rows.clone())) * w; // [n, d]
+            out = out.select_assign(0, rows, y, IndexingUpdateOp::Add);
+        }
+        out
+    }
+
+    fn combine_dense(&self, x: Tensor<2>, rec: &LayerRouting) -> Tensor<2> {
+        let device = x.device();
+        let [t, d] = x.dims();
+        let e = self.experts.len();
+        let w = Tensor::<2>::from_data(TensorData::new(dense_weights(rec), [t, e]), &device); // [T, E]
+        let mut out = Tensor::<2>::zeros([t, d], &device);
+        for (j, expert) in self.experts.iter().enumerate() {
+            out = out + expert.forward(x.clone()) * w.clone().narrow(1, j, 1);
+        }
+        out
+    }
+}
+
+/// One decoder block: pre-norm attention and pre-norm sparse MoE, each with a residual.
+#[derive(Module, Debug)]
+pub struct DecoderLayer {
+    pub(crate) input_layernorm: RmsNorm,
+    pub(crate) self_attn: Attention,
+    pub(crate) post_attention_layernorm: RmsNorm,
+    pub(crate) block_sparse_moe: SparseMoeBlock,
+}
+
+/// The network's parameters: embedding, decoder blocks, final norm, LM head (absent if tied).
+#[derive(Module, Debug)]
+pub struct MoeTransformer {
+    pub(crate) embed_tokens: Embedding,
+    pub(crate) layers: Vec<DecoderLayer>,
+    pub(crate) norm: RmsNorm,
+    pub(crate) lm_head: Option<Linear>,
+}
+
+/// Wraps a host tensor as a parameter.
+pub(crate) fn param<const D: usize>(t: Tensor<D>) -> Param<Tensor<D>> {
+    Param::from_tensor(t)
+}

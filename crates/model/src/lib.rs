@@ -1,0 +1,30 @@
+//! The Switchyard MoE transformer in burn: a decoder-only Mixtral-style model, its routers, its
+//! decoding and its checkpoints. No web crate in here; the app and the CLI choose the device.
+//!
+//! The public surface: [`ModelConfig`], [`Model`] (built from a seed or a [`Checkpoint`]),
+//! [`RouterSpec`], [`RunOptions`] and the routing record it returns
+//! ([`switchyard_record::RoutingRecord`]).
+
+mod checkpoint;
+mod config;
+mod decode;
+mod layers;
+mod model;
+mod params;
+pub mod rng;
+mod router;
+
+pub mod devices;
+
+pub use burn::tensor::Device;
+pub use checkpoint::{Checkpoint, CheckpointError, FORMAT as CHECKPOINT_FORMAT};
+pub use config::{ConfigError, ModelConfig};
+pub use decode::{argmax, generate_greedy, last_logits, Generation};
+pub use layers::Dispatch;
+pub use model::{ForwardOutput, KvCache, Model, ModelError, RunOptions};
+pub use params::{init_from_seed, param_count, param_specs, HostTensor, ParamStore};
+pub use router::{rank_experts, softmax_row, RouteContext, RouterError, RouterSpec};
+pub use switchyard_record as record;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,365 @@
+//! The model: building it from parameters, the forward pass with its routing record, and the
+//! KV cache.
+
+use burn::nn::{Embedding, Linear, RmsNorm};
+use burn::prelude::*;
+use switchyard_record::RoutingRecord;
+
+use crate::config::{ConfigError, ModelConfig};
+use crate::layers::{
+    param, Attention, DecoderLayer, Dispatch, Expert, LayerKv, MoeTransformer, Rope, SparseMoeBlock,
+};
+use crate::params::{self, layer_prefix, HostTensor, ParamStore};
+use crate::router::{RouteContext, RouterError, RouterSpec};
+
+/// Everything that can go wrong running the model, each with a message a person can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The router does not fit the model.
+    #[error(transparent)]
+    Router(#[from] RouterError),
+    /// A parameter is missing or has the wrong shape.
+    #[error("parameter `{name}`: {problem}")]
+    Param {
+        /// Checkpoint key.
+        name: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The input is empty or ragged.
+    #[error("invalid input: {0}")]
+    Input(String),
+    /// A token id is not in the vocabulary.
+    #[error("token id {id} is outside the vocabulary (size {vocab_size})")]
+    Token {
+        /// The id.
+        id: u32,
+        /// Vocabulary size.
+        vocab_size: usize,
+    },
+    /// The sequence would exceed the context window.
+    #[error("the sequence is {len} tokens long but the model's context is {max} tokens")]
+    Context {
+        /// Length the call would reach.
+        len: usize,
+        /// The model's `max_seq_len`.
+        max: usize,
+    },
+    /// The backend failed (for example a GPU device was lost while reading back).
+    #[error("the compute backend failed: {0}")]
+    Backend(String),
+}
+
+/// Run-time choices of a forward pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOptions {
+    /// The router and its parameters.
+    pub router: RouterSpec,
+    /// Sparse or dense expert dispatch.
+    pub dispatch: Dispatch,
+}
+
+impl RunOptions {
+    /// The configuration's own top-k router, sparse dispatch.
+    pub fn for_config(cfg: &ModelConfig) -> Self {
+        Self {
+            router: RouterSpec::TopK { k: cfg.top_k, norm_topk_prob: cfg.norm_topk_prob },
+            dispatch: Dispatch::Sparse,
+        }
+    }
+}
+
+/// The result of a forward pass.
+#[derive(Debug)]
+pub struct ForwardOutput {
+    /// Next-token logits, `[B, S, V]`.
+    pub logits: Tensor<3>,
+    /// The routing of every MoE layer for the `B * S` tokens of this call.
+    pub routing: RoutingRecord,
+}
+
+/// Keys and values of every layer for the tokens processed so far.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    layers: Vec<Option<LayerKv>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Number of positions already processed.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True before the first call.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A Switchyard MoE transformer on one device.
+#[derive(Debug, Clone)]
+pub struct Model {
+    config: ModelConfig,
+    net: MoeTransformer,
+    rope: Rope,
+    device: Device,
+}
+
+fn host_to_device(t: &HostTensor, transpose: bool, device: &Device) -> Tensor<2> {
+    let (r, c) = (t.shape[0], t.shape.get(1).copied().unwrap_or(1));
+    if !transpose {
+        return Tensor::from_data(TensorData::new(t.data.clone(), [r, c]), device);
+    }
+    let mut out = vec![0.0f32; r * c];
+    for i in 0..r {
+        for j in 0..c {
+            out[j * r + i] = t.data[i * c + j];
+        }
+    }
+    Tensor::from_data(TensorData::new(out, [c, r]), device)
+}
+
+struct Loader<'a> {
+    store: &'a ParamStore,
+    device: &'a Device,
+}
+
+impl Loader<'_> {
+    fn get(&self, name: &str, shape: &[usize]) -> Result<&HostTensor, ModelError> {
+        let t = self.store.get(name).ok_or_else(|| ModelError::Param {
+            name: name.into(),
+            problem: "missing".into(),
+        })?;
+        if t.shape != shape || t.data.len() != shape.iter().product::<usize>() {
+            return Err(ModelError::Param {
+                name: name.into(),
+                problem: format!("expected shape {shape:?}, found {:?}", t.shape),
+            });
+        }
+        Ok(t)
+    }
+
+    /// An HF `[out, in]` projection as a burn `[in, out]` linear layer without bias.
+    fn linear(&self, name: &str, out: usize, inp: usize) -> Result<Linear, ModelError> {
+        let t = self.get(&format!("{name}.weight"), &[out, inp])?;
+        Ok(Linear { weight: param(host_to_device(t, true, self.device)), bias: None })
+    }
+
+    fn norm(&self, name: &str, d: usize, eps: f64) -> Result<RmsNorm, ModelError> {
+        let t = self.get(&format!("{name}.weight"), &[d])?;
+        let gamma = host_to_device(t, false, self.device).reshape([d]);
+        Ok(RmsNorm { gamma: param(gamma), epsilon: eps })
+    }
+}
+
+impl Model {
+    /// Builds the model from host parameters (a checkpoint or a seed initialisation).
+    pub fn from_params(config: &ModelConfig, store: &ParamStore, device: &Device) -> Result<Self, ModelError> {
+        config.validate()?;
+        let c = config;
+        let (d, kv) = (c.d_model, c.n_kv_heads * c.head_dim());
+        let ld = Loader { store, device };
+        let mut layers = Vec::with_capacity(c.n_layers);
+        for i in 0..c.n_layers {
+            let p = layer_prefix(i);
+            let a = format!("{p}.self_attn");
+            let m = format!("{p}.block_sparse_moe");
+            let experts = (0..c.n_experts)
+                .map(|j| {
+                    let e = format!("{m}.experts.{j}");
+                    Ok(Expert {
+                        w1: ld.linear(&format!("{e}.w1"), c.d_ff, d)?,
+                        w2: ld.linear(&format!("{e}.w2"), d, c.d_ff)?,
+                        w3: ld.linear(&format!("{e}.w3"), c.d_ff, d)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, ModelError>>()?;
+            layers.push(DecoderLayer {
+                input_layernorm: ld.norm(&format!("{p}.input_layernorm"), d, c.rms_eps)?,
+                self_attn: Attention {
+                    q_proj: ld.linear(&format!("{a}.q_proj"), d, d)?,
+                    k_proj: ld.linear(&format!("{a}.k_proj"), kv, d)?,
+                    v_proj: ld.linear(&format!("{a}.v_proj"), kv, d)?,
+                    o_proj: ld.linear(&format!("{a}.o_proj"), d, d)?,
+                    n_heads: c.n_heads,
+                    n_kv_heads: c.n_kv_heads,
+                },
+                post_attention_layernorm: ld.norm(&format!("{p}.post_attention_layernorm"), d, c.rms_eps)?,
+                block_sparse_moe: SparseMoeBlock {
+                    gate: ld.linear(&format!("{m}.gate"), c.n_experts, d)?,
+                    experts,
+                },
+            });
+        }
+        let embed = ld.get("model.embed_tokens.weight", &[c.vocab_size, d])?;
+        let net = MoeTransformer {
+            embed_tokens: Embedding { weight: param(host_to_device(embed, false, device)) },
+            layers,
+            norm: ld.norm("model.norm", d, c.rms_eps)?,
+            lm_head: if c.tie_embeddings { None } else { Some(ld.linear("lm_head", c.vocab_size, d)?) },
+        };
+        Ok(Self {
+            config: config.clone(),
+            net,
+            rope: Rope::new(c.max_seq_len, c.head_dim(), c.rope_theta, device),
+            device: device.clone(),
+        })
+    }
+
+    /// A model initialised from `seed` with the playground's generator (identical on every
+    /// platform and backend).
+    pub fn from_seed(config: &ModelConfig, seed: u64, device: &Device) -> Result<Self, ModelError> {
+        config.validate()?;
+        Self::from_params(config, &params::init_from_seed(config, seed), device)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The device the model lives on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Runs `tokens` (B sequences of equal length S, continuing `cache` if given) and returns
+    /// the logits and the routing record of every MoE layer.
+    ///
+    /// Sequence ids in the record are the batch rows unless `seq_ids` gives them.
+    ///
+    /// # Shapes
+    /// - tokens: `B × S` ids -> logits `[B, S, V]`
+    pub async fn forward(
+        &self,
+        tokens: &[Vec<u32>],
+        seq_ids: Option<&[u32]>,
+        cache: Option<&mut KvCache>,
+        opts: &RunOptions,
+    ) -> Result<ForwardOutput, ModelError> {
+        let c = &self.config;
+        opts.router.validate(c.n_experts)?;
+        let b = tokens.len();
+        let s = tokens.first().map_or(0, Vec::len);
+        if b == 0 || s == 0 {
+            return Err(ModelError::Input("no tokens to run".into()));
+        }
+        if tokens.iter().any(|row| row.len() != s) {
+            return Err(ModelError::Input("all sequences of a batch must have the same length".into()));
+        }
+        if let Some(&id) = tokens.iter().flatten().find(|&&id| id as usize >= c.vocab_size) {
+            return Err(ModelError::Token { id, vocab_size: c.vocab_size });
+        }
+        let mut scratch = KvCache::default();
+        let cache = cache.unwrap_or(&mut scratch);
+        let start = cache.len;
+        if start + s > c.max_seq_len {
+            return Err(ModelError::Context { len: start + s, max: c.max_seq_len });
+        }
+        if cache.layers.len() != c.n_layers {
+            cache.layers = vec![None; c.n_layers];
+        }
+        let seq_id: Vec<u32> = (0..b)
+            .flat_map(|row| std::iter::repeat_n(seq_ids.and_then(|ids| ids.get(row).copied()).unwrap_or(row as u32), s))
+            .collect();
+        let pos: Vec<u32> = (0..b).flat_map(|_| (start..start + s).map(|p| p as u32)).collect();
+
+        let ids: Vec<i32> = tokens.iter().flatten().map(|&id| id as i32).collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, s]), &self.device);
+        let mut h = self.net.embed_tokens.forward(ids); // [B, S, d]
+        let d = c.d_model;
+        let mut routing = RoutingRecord::default();
+        for (i, layer) in self.net.layers.iter().enumerate() {
+            let a = layer.self_attn.forward(layer.input_layernorm.forward(h.clone()), &self.rope, start, &mut cache.layers[i]);
+            h = h + a;
+            let x = layer.post_attention_layernorm.forward(h.clone()).reshape([b * s, d]); // [T, d]
+            let moe = &layer.block_sparse_moe;
+            let logits = moe
+                .router_logits(x.clone())
+                .into_data_async()
+                .await
+                .map_err(|e| ModelError::Backend(format!("{e:?}")))?
+                .into_vec::<f32>()
+                .map_err(|e| ModelError::Backend(format!("{e:?}")))?;
+            let rec = opts.router.route(logits, c.n_experts, &RouteContext { layer: i, seq_id: &seq_id, pos: &pos });
+            h = h + moe.combine(x, &rec, opts.dispatch).reshape([b, s, d]);
+            routing.layers.push(rec);
+        }
+        cache.len = start + s;
+        let h = self.net.norm.forward(h);
+        let logits = match &self.net.lm_head {
+            Some(head) => head.forward(h),
+            None => h.matmul(self.net.embed_tokens.weight.val().transpose().unsqueeze()),
+        };
+        Ok(ForwardOutput { logits, routing })
+    }
+
+    /// Reads every parameter back to the host, in the HF layout (for checkpoints).
+    pub async fn to_params(&self) -> Result<ParamStore, ModelError> {
+        let mut out = ParamStore::new();
+        let spec_shapes: std::collections::BTreeMap<String, Vec<usize>> =
+            params::param_specs(&self.config).into_iter().map(|s| (s.name, s.shape)).collect();
+        for (name, tensor, transposed) in self.named_tensors() {
+            let data = tensor
+                .into_data_async()
+                .await
+                .map_err(|e| ModelError::Backend(format!("{e:?}")))?
+                .into_vec::<f32>()
+                .map_err(|e| ModelError::Backend(format!("{e:?}")))?;
+            let shape = spec_shapes.get(&name).cloned().ok_or_else(|| ModelError::Param {
+                name: name.clone(),
+                problem: "not in the configuration's parameter list".into(),
+            })?;
+            // burn stores projections as [in, out]; the HF layout is [out, in].
+            let data = if transposed {
+                let (r, c) = (shape[0], shape[1]);
+                let mut t = vec![0.0; r * c];
+                for i in 0..c {
+                    for j in 0..r {
+                        t[j * c + i] = data[i * r + j];
+                    }
+                }
+                t
+            } else {
+                data
+            };
+            out.insert(name, HostTensor { shape, data });
+        }
+        Ok(out)
+    }
+
+    /// Every parameter with its checkpoint key; `true` marks burn `[in, out]` projections.
+    fn named_tensors(&self) -> Vec<(String, Tensor<2>, bool)> {
+        let mut v = Vec::new();
+        let lin = |v: &mut Vec<(String, Tensor<2>, bool)>, name: String, l: &Linear| v.push((format!("{name}.weight"), l.weight.val(), true));
+        let norm = |v: &mut Vec<(String, Tensor<2>, bool)>, name: String, n: &RmsNorm| v.push((format!("{name}.weight"), n.gamma.val().unsqueeze(), false));
+        v.push(("model.embed_tokens.weight".into(), self.net.embed_tokens.weight.val(), false));
+        for (i, layer) in self.net.layers.iter().enumerate() {
+            let p = layer_prefix(i);
+            norm(&mut v, format!("{p}.input_layernorm"), &layer.input_layernorm);
+            let a = &layer.self_attn;
+            lin(&mut v, format!("{p}.self_attn.q_proj"), &a.q_proj);
+            lin(&mut v, format!("{p}.self_attn.k_proj"), &a.k_proj);
+            lin(&mut v, format!("{p}.self_attn.v_proj"), &a.v_proj);
+            lin(&mut v, format!("{p}.self_attn.o_proj"), &a.o_proj);
+            norm(&mut v, format!("{p}.post_attention_layernorm"), &layer.post_attention_layernorm);
+            let m = &layer.block_sparse_moe;
+            lin(&mut v, format!("{p}.block_sparse_moe.gate"), &m.gate);
+            for (j, e) in m.experts.iter().enumerate() {
+                let pe = format!("{p}.block_sparse_moe.experts.{j}");
+                lin(&mut v, format!("{pe}.w1"), &e.w1);
+                lin(&mut v, format!("{pe}.w2"), &e.w2);
+                lin(&mut v, format!("{pe}.w3"), &e.w3);
+            }
+        }
+        norm(&mut v, "model.norm".into(), &self.net.norm);
+        if let Some(head) = &self.net.lm_head {
+            lin(&mut v, "lm_head".into(), head);
+        }
+        v
+    }
+}

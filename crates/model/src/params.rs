@@ -1,0 +1,150 @@
+//! Parameters as host data, named in the Hugging Face Mixtral layout.
+//!
+//! [`param_specs`] is the single list of every parameter a configuration has: its checkpoint key,
+//! its shape in the HF layout (`[out, in]` for projections) and how a seed initialises it. The
+//! seed initialiser, the checkpoint reader and writer, and the model builder all go through it,
+//! so importing or exporting a real Mixtral-format file is a mapping, not a rewrite.
+
+use std::collections::BTreeMap;
+
+use crate::config::ModelConfig;
+use crate::rng;
+
+/// A parameter tensor on the host: f32 values, row-major, in the HF layout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    /// Shape in the HF layout.
+    pub shape: Vec<usize>,
+    /// Row-major values.
+    pub data: Vec<f32>,
+}
+
+/// All parameters of a model by checkpoint key.
+pub type ParamStore = BTreeMap<String, HostTensor>;
+
+/// How a parameter starts when a model is built from a seed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init {
+    /// All ones (norm gains).
+    Ones,
+    /// Normal(0, std²).
+    Normal(f32),
+}
+
+/// One parameter of a configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamSpec {
+    /// Checkpoint key, e.g. `model.layers.0.block_sparse_moe.experts.3.w1.weight`.
+    pub name: String,
+    /// Shape in the HF layout.
+    pub shape: Vec<usize>,
+    /// Seed initialisation.
+    pub init: Init,
+}
+
+/// Standard deviation of every projection at initialisation (GPT-2 / Mixtral convention).
+const INIT_STD: f32 = 0.02;
+
+/// Checkpoint key prefix of decoder block `i`.
+pub fn layer_prefix(i: usize) -> String {
+    format!("model.layers.{i}")
+}
+
+/// Every parameter of `cfg`, in a fixed order.
+pub fn param_specs(cfg: &ModelConfig) -> Vec<ParamSpec> {
+    let d = cfg.d_model;
+    let hd = cfg.head_dim();
+    let kv = cfg.n_kv_heads * hd;
+    let proj_std = INIT_STD / (2.0 * cfg.n_layers as f32).sqrt();
+    let mut specs = Vec::new();
+    let mut push = |name: String, shape: Vec<usize>, init: Init| specs.push(ParamSpec { name, shape, init });
+    push("model.embed_tokens.weight".into(), vec![cfg.vocab_size, d], Init::Normal(INIT_STD));
+    for i in 0..cfg.n_layers {
+        let p = layer_prefix(i);
+        push(format!("{p}.input_layernorm.weight"), vec![d], Init::Ones);
+        push(format!("{p}.self_attn.q_proj.weight"), vec![d, d], Init::Normal(INIT_STD));
+        push(format!("{p}.self_attn.k_proj.weight"), vec![kv, d], Init::Normal(INIT_STD));
+        push(format!("{p}.self_attn.v_proj.weight"), vec![kv, d], Init::Normal(INIT_STD));
+        push(format!("{p}.self_attn.o_proj.weight"), vec![d, d], Init::Normal(proj_std));
+        push(format!("{p}.post_attention_layernorm.weight"), vec![d], Init::Ones);
+        push(format!("{p}.block_sparse_moe.gate.weight"), vec![cfg.n_experts, d], Init::Normal(INIT_STD));
+        for j in 0..cfg.n_experts {
+            let e = format!("{p}.block_sparse_moe.experts.{j}");
+            push(format!("{e}.w1.weight"), vec![cfg.d_ff, d], Init::Normal(INIT_STD));
+            push(format!("{e}.w2.weight"), vec![d, cfg.d_ff], Init::Normal(proj_std));
+            push(format!("{e}.w3.weight"), vec![cfg.d_ff, d], Init::Normal(INIT_STD));
+        }
+    }
+    push("model.norm.weight".into(), vec![d], Init::Ones);
+    if !cfg.tie_embeddings {
+        push("lm_head.weight".into(), vec![cfg.vocab_size, d], Init::Normal(INIT_STD));
+    }
+    specs
+}
+
+/// Total number of scalar parameters of `cfg`.
+pub fn param_count(cfg: &ModelConfig) -> usize {
+    param_specs(cfg).iter().map(|s| s.shape.iter().product::<usize>()).sum()
+}
+
+/// Parameters drawn from `seed` with the playground's generator: the same on every platform
+/// and backend, so a model "initialised from a config and a seed" is one fixed model.
+pub fn init_from_seed(cfg: &ModelConfig, seed: u64) -> ParamStore {
+    param_specs(cfg)
+        .into_iter()
+        .map(|spec| {
+            let n: usize = spec.shape.iter().product();
+            let id = rng::name_id(&spec.name);
+            let data = match spec.init {
+                Init::Ones => vec![1.0; n],
+                Init::Normal(std) => (0..n as u64)
+                    .map(|i| rng::normal(seed, rng::stream::PARAM_INIT, &[id, i]) as f32 * std)
+                    .collect(),
+            };
+            (spec.name, HostTensor { shape: spec.shape, data })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_mixtral_layout() {
+        let cfg = ModelConfig::tiny();
+        let names: Vec<String> = param_specs(&cfg).into_iter().map(|s| s.name).collect();
+        for want in [
+            "model.embed_tokens.weight",
+            "model.layers.0.self_attn.q_proj.weight",
+            "model.layers.3.block_sparse_moe.gate.weight",
+            "model.layers.1.block_sparse_moe.experts.7.w2.weight",
+            "model.norm.weight",
+            "lm_head.weight",
+        ] {
+            assert!(names.iter().any(|n| n == want), "missing {want}");
+        }
+        let tied = ModelConfig { tie_embeddings: true, ..cfg };
+        assert!(!param_specs(&tied).iter().any(|s| s.name == "lm_head.weight"));
+    }
+
+    #[test]
+    fn parameter_count_matches_the_formula() {
+        let c = ModelConfig::tiny();
+        let (d, v, f, e, l) = (c.d_model, c.vocab_size, c.d_ff, c.n_experts, c.n_layers);
+        let kv = c.n_kv_heads * c.head_dim();
+        let per_layer = 2 * d + 2 * d * d + 2 * kv * d + e * d + e * 3 * d * f;
+        assert_eq!(param_count(&c), 2 * v * d + l * per_layer + d);
+    }
+
+    #[test]
+    fn seed_init_is_deterministic_and_seed_dependent() {
+        let c = ModelConfig { n_layers: 1, ..ModelConfig::tiny() };
+        let a = init_from_seed(&c, 3);
+        assert_eq!(a, init_from_seed(&c, 3));
+        assert_ne!(a["model.embed_tokens.weight"], init_from_seed(&c, 4)["model.embed_tokens.weight"]);
+        let w = &a["model.layers.0.self_attn.q_proj.weight"].data;
+        let std = (w.iter().map(|x| x * x).sum::<f32>() / w.len() as f32).sqrt();
+        assert!((std - 0.02).abs() < 0.002, "std {std}");
+    }
+}

@@ -1,0 +1,86 @@
+// The page's forward pass on WebGPU (SwiftShader in headless Chromium) and on the CPU backend:
+// each runs on the backend it claims, and the two agree.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { serveDist } from './serve.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..');
+const outDir = join(here, 'out');
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+// Offline-safe flags: this machine's network is closed (see shared/design/ENVIRONMENT.md).
+const BASE_FLAGS = ['--headless=new', '--no-sandbox', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--disable-quic'];
+
+let server;
+const results = {};
+
+async function runPage(name, extraFlags) {
+  const userDataDir = await mkdtemp(join(tmpdir(), 'switchyard-chromium-'));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [...BASE_FLAGS, ...extraFlags],
+    viewport: { width: 1100, height: 800 },
+  });
+  try {
+    const page = context.pages()[0] ?? (await context.newPage());
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(server.url);
+    await page.locator('[data-testid="report"][data-done="true"]').waitFor({ state: 'attached', timeout: 180_000 });
+    await page.screenshot({ path: join(outDir, `${name}.png`), fullPage: true });
+    const report = JSON.parse(await page.locator('[data-testid="report"]').textContent());
+    assert.deepEqual(errors, [], 'uncaught errors in the page');
+    return { page, report, context };
+  } catch (e) {
+    await context.close();
+    throw e;
+  }
+}
+
+before(async () => {
+  await mkdir(outDir, { recursive: true });
+  server = await serveDist(join(root, 'dist'));
+});
+
+after(() => server?.close());
+
+test('WebGPU on: the forward pass runs on WebGPU and on the CPU, and they agree', async () => {
+  const { report, context } = await runPage('webgpu-on', ['--enable-unsafe-webgpu']);
+  await context.close();
+  assert.ok(report.cpu?.Ok, `CPU run failed: ${JSON.stringify(report.cpu)}`);
+  assert.ok(report.webgpu?.Ok, `WebGPU run failed: ${JSON.stringify(report.webgpu)}`);
+  assert.equal(report.cpu.Ok.backend, 'cpu');
+  assert.equal(report.webgpu.Ok.backend, 'webgpu');
+  const a = report.cpu.Ok.last_logits;
+  const b = report.webgpu.Ok.last_logits;
+  assert.equal(a.length, 256);
+  const diff = Math.max(...a.map((x, i) => Math.abs(x - b[i])));
+  console.log(`CPU vs WebGPU in the page: max |diff| = ${diff.toExponential(2)}, page says ${report.max_abs_diff}`);
+  assert.ok(diff < 1e-3, `logits differ by ${diff}`);
+  assert.equal(report.same_routing, true, 'top experts differ between backends');
+  results.on = report;
+});
+
+test('WebGPU off: the page falls back to the CPU backend and says why', async () => {
+  const { report, page, context } = await runPage('webgpu-off', []);
+  const status = await page.locator('[data-testid="webgpu-status"]').textContent();
+  await context.close();
+  assert.ok(report.cpu?.Ok, `CPU run failed: ${JSON.stringify(report.cpu)}`);
+  assert.equal(report.cpu.Ok.backend, 'cpu');
+  assert.ok(report.webgpu?.Err, 'WebGPU should be unavailable without --enable-unsafe-webgpu');
+  assert.match(status, /not available: .*(navigator\.gpu|adapter)/i);
+  if (results.on) {
+    // Same seed and prompt: the CPU path is deterministic, and WebGPU agreed with it.
+    assert.deepEqual(report.cpu.Ok.last_logits, results.on.cpu.Ok.last_logits);
+    const b = results.on.webgpu.Ok.last_logits;
+    const diff = Math.max(...report.cpu.Ok.last_logits.map((x, i) => Math.abs(x - b[i])));
+    assert.ok(diff < 1e-3);
+  }
+});

@@ -1,0 +1,172 @@
+//! `cargo xtask`: the project's set-up and test tasks, so that README's two commands work on a
+//! fresh machine.
+//!
+//! - `cargo xtask serve`: install the web tool chain if missing, then `trunk serve` the app.
+//! - `cargo xtask test`: install everything the tests need if missing, then run every check.
+//! - `cargo xtask setup [web|browser]`: only the installation steps.
+//!
+//! Every step says what it does before doing it. Versions are pinned here and in `Trunk.toml`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// trunk version (0.22 needs rustc 1.96).
+const TRUNK_VERSION: &str = "0.21.14";
+/// Debian packages for the browser and GPU-path tests.
+const APT_PACKAGES: &[&str] = &["chromium", "chromium-driver", "mesa-vulkan-drivers", "libvulkan1"];
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn say(msg: &str) {
+    eprintln!("\x1b[1;34m[xtask]\x1b[0m {msg}");
+}
+
+/// Runs a command in the repository root, failing on a non-zero exit.
+fn run(cmd: &mut Command) -> Result {
+    let shown = format!("{cmd:?}").replace('"', "");
+    say(&format!("$ {shown}"));
+    let status = cmd.current_dir(root()).status().map_err(|e| format!("cannot start {shown}: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("command failed ({status}): {shown}")) }
+}
+
+/// The first line a tool prints for `--version`, or `None` if it is not installed.
+fn version_of(tool: &str) -> Option<String> {
+    let out = Command::new(tool).arg("--version").output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().trim().to_string())
+}
+
+/// The version of `wasm-bindgen` in Cargo.lock: the CLI must match it exactly.
+fn locked_wasm_bindgen() -> Result<String> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock")).map_err(|e| format!("reading Cargo.lock: {e}"))?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == "name = \"wasm-bindgen\"" {
+            if let Some(v) = lines.next().and_then(|l| l.trim().strip_prefix("version = \"")) {
+                return Ok(v.trim_end_matches('"').to_string());
+            }
+        }
+    }
+    Err("Cargo.lock has no wasm-bindgen entry".into())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn ensure_web_tools() -> Result {
+    say("checking the wasm target (rust-toolchain.toml pins 1.95.0 + wasm32-unknown-unknown)");
+    run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
+    let want_trunk = format!("trunk {TRUNK_VERSION}");
+    if version_of("trunk").as_deref() == Some(want_trunk.as_str()) {
+        say(&format!("{want_trunk} is installed"));
+    } else {
+        say(&format!("installing {want_trunk} (about 15 minutes on 2 cores)"));
+        run(cargo().args(["install", "--locked", "trunk", "--version", TRUNK_VERSION]))?;
+    }
+    let wb = locked_wasm_bindgen()?;
+    let want_wb = format!("wasm-bindgen {wb}");
+    if version_of("wasm-bindgen").as_deref() == Some(want_wb.as_str()) {
+        say(&format!("wasm-bindgen-cli {wb} is installed (matches Cargo.lock)"));
+    } else {
+        // Not --locked: its lockfile pins a webpki-roots release the registry no longer serves.
+        say(&format!("installing wasm-bindgen-cli {wb} to match Cargo.lock (about 8 minutes)"));
+        run(cargo().args(["install", "wasm-bindgen-cli", "--version", &wb]))?;
+    }
+    Ok(())
+}
+
+fn apt_missing() -> Vec<&'static str> {
+    APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .map(|o| !String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+                .unwrap_or(true)
+        })
+        .collect()
+}
+
+fn ensure_browser_tools() -> Result {
+    let missing = apt_missing();
+    if missing.is_empty() {
+        say(&format!("Debian packages present: {}", APT_PACKAGES.join(", ")));
+    } else {
+        say(&format!("installing Debian packages: {}", missing.join(", ")));
+        let sudo = |args: &[&str]| {
+            let is_root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false);
+            let mut c = if is_root { Command::new(args[0]) } else { Command::new("sudo") };
+            c.args(if is_root { &args[1..] } else { args });
+            c.env("DEBIAN_FRONTEND", "noninteractive");
+            c
+        };
+        run(&mut sudo(&["apt-get", "update", "-qq"]))?;
+        let mut args = vec!["apt-get", "install", "-y", "-qq", "--no-install-recommends"];
+        args.extend(&missing);
+        run(&mut sudo(&args))?;
+    }
+    let browser = root().join("tests/browser");
+    if browser.join("node_modules/playwright-core").is_dir() {
+        say("npm packages for the browser test are installed");
+    } else {
+        say("installing the browser test's npm packages from tests/browser/package-lock.json");
+        run(Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--prefix"]).arg(&browser))?;
+    }
+    Ok(())
+}
+
+fn test() -> Result {
+    ensure_web_tools()?;
+    ensure_browser_tools()?;
+    say("formatting");
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    say("lints (clippy, warnings are errors)");
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    say("native unit and integration tests; numeric tests on flex and on wgpu (Vulkan, llvmpipe without a GPU)");
+    let backends = std::env::var("SWITCHYARD_TEST_BACKENDS").unwrap_or_else(|_| "flex,wgpu".into());
+    run(cargo()
+        .args(["test", "--release", "--workspace", "--exclude", "switchyard-app", "--exclude", "xtask"])
+        .env("SWITCHYARD_TEST_BACKENDS", &backends))?;
+    say("wasm build through trunk");
+    run(Command::new("trunk").args(["build", "--release"]))?;
+    say("browser test: headless Chromium with WebGPU on (SwiftShader) and off");
+    run(Command::new("node").args(["--test", "--test-reporter=spec", "tests/browser/"]))?;
+    say("all checks passed");
+    Ok(())
+}
+
+fn serve() -> Result {
+    ensure_web_tools()?;
+    say("serving the playground at http://127.0.0.1:8080/ (Ctrl-C stops)");
+    let mut cmd = Command::new("trunk");
+    cmd.args(["serve", "--release"]);
+    if std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some() || cfg!(target_os = "macos") {
+        cmd.arg("--open");
+    }
+    run(&mut cmd)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["test"] => test(),
+        ["serve"] => serve(),
+        ["setup"] => ensure_web_tools().and_then(|()| ensure_browser_tools()),
+        ["setup", "web"] => ensure_web_tools(),
+        ["setup", "browser"] => ensure_browser_tools(),
+        _ => Err("usage: cargo xtask <serve | test | setup [web|browser]>".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            say(&format!("error: {e}"));
+            ExitCode::FAILURE
+        }
+    }
+}
