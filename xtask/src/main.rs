@@ -36,7 +36,9 @@ fn run(cmd: &mut Command) -> Result {
 /// The first line a tool prints for `--version`, or `None` if it is not installed.
 fn version_of(tool: &str) -> Option<String> {
     let out = Command::new(tool).arg("--version").output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().trim().to_string())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().trim().to_string())
 }
 
 /// The version of `wasm-bindgen` in Cargo.lock: the CLI must match it exactly.
@@ -44,10 +46,10 @@ fn locked_wasm_bindgen() -> Result<String> {
     let lock = std::fs::read_to_string(root().join("Cargo.lock")).map_err(|e| format!("reading Cargo.lock: {e}"))?;
     let mut lines = lock.lines();
     while let Some(line) = lines.next() {
-        if line.trim() == "name = \"wasm-bindgen\"" {
-            if let Some(v) = lines.next().and_then(|l| l.trim().strip_prefix("version = \"")) {
-                return Ok(v.trim_end_matches('"').to_string());
-            }
+        if line.trim() == "name = \"wasm-bindgen\""
+            && let Some(v) = lines.next().and_then(|l| l.trim().strip_prefix("version = \""))
+        {
+            return Ok(v.trim_end_matches('"').to_string());
         }
     }
     Err("Cargo.lock has no wasm-bindgen entry".into())
@@ -55,6 +57,15 @@ fn locked_wasm_bindgen() -> Result<String> {
 
 fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// trunk, building into `<target dir>/wasm`: the wasm build keeps its own cargo target directory
+/// so that it never waits on (or invalidates) the native build's lock and artifacts.
+fn trunk() -> Command {
+    let base = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let mut cmd = Command::new("trunk");
+    cmd.env("CARGO_TARGET_DIR", base.join("wasm"));
+    cmd
 }
 
 fn ensure_web_tools() -> Result {
@@ -134,7 +145,7 @@ fn test() -> Result {
         .args(["test", "--release", "--workspace", "--exclude", "switchyard-app", "--exclude", "xtask"])
         .env("SWITCHYARD_TEST_BACKENDS", &backends))?;
     say("wasm build through trunk");
-    run(Command::new("trunk").args(["build", "--release"]))?;
+    run(trunk().args(["build", "--release"]))?;
     say("browser test: headless Chromium with WebGPU on (SwiftShader) and off");
     run(Command::new("node").args(["--test", "--test-reporter=spec", "tests/browser/"]))?;
     say("all checks passed");
@@ -144,9 +155,12 @@ fn test() -> Result {
 fn serve() -> Result {
     ensure_web_tools()?;
     say("serving the playground at http://127.0.0.1:8080/ (Ctrl-C stops)");
-    let mut cmd = Command::new("trunk");
+    let mut cmd = trunk();
     cmd.args(["serve", "--release"]);
-    if std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some() || cfg!(target_os = "macos") {
+    if std::env::var_os("DISPLAY").is_some()
+        || std::env::var_os("WAYLAND_DISPLAY").is_some()
+        || cfg!(target_os = "macos")
+    {
         cmd.arg("--open");
     }
     run(&mut cmd)

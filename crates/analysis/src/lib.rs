@@ -44,7 +44,8 @@ pub fn load_stats(rec: &LayerRouting) -> LoadStats {
     let log_e = (e as f64).ln();
     let norm = |h: f64| if e > 1 { h / log_e } else { 0.0 };
     let t = rec.num_tokens().max(1) as f64;
-    let token_h = (0..rec.num_tokens()).map(|i| entropy(rec.probs_row(i).iter().map(|&p| f64::from(p)))).sum::<f64>() / t;
+    let token_h =
+        (0..rec.num_tokens()).map(|i| entropy(rec.probs_row(i).iter().map(|&p| f64::from(p)))).sum::<f64>() / t;
     LoadStats {
         cv: if mean > 0.0 { var.sqrt() / mean } else { 0.0 },
         max_over_mean: if mean > 0.0 { max / mean } else { 0.0 },

@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serde::Serialize;
-use switchyard_model::{devices, Device, Model, ModelConfig, RunOptions};
+use switchyard_model::{Device, Model, ModelConfig, RunOptions, devices};
 
 /// The prompt every backend runs (byte-level tokens).
 const PROMPT: &str = "fn main() { println!(\"Bonjour, monde!\"); } // 12 + 30 = 42";
@@ -52,8 +52,15 @@ async fn run_on(device: Device, backend: &str, adapter: String) -> Result<Backen
     let tokens: Vec<u32> = PROMPT.bytes().map(u32::from).collect();
     let model = Model::from_seed(&cfg, SEED, &device).map_err(|e| e.to_string())?;
     let t0 = now_ms();
-    let out = model.forward(&[tokens.clone()], None, None, &RunOptions::for_config(&cfg)).await.map_err(|e| e.to_string())?;
-    let all = out.logits.into_data_async().await.map_err(|e| format!("{e:?}"))?.into_vec::<f32>().map_err(|e| format!("{e:?}"))?;
+    let out =
+        model.forward(&[tokens.clone()], None, None, &RunOptions::for_config(&cfg)).await.map_err(|e| e.to_string())?;
+    let all = out
+        .logits
+        .into_data_async()
+        .await
+        .map_err(|e| format!("{e:?}"))?
+        .try_into_vec::<f32>()
+        .map_err(|e| format!("{e:?}"))?;
     let forward_ms = now_ms() - t0;
     let v = cfg.vocab_size;
     let top_experts = out
@@ -92,7 +99,8 @@ async fn run_webgpu() -> Result<BackendResult, String> {
 
 fn compare(report: &mut Report) {
     if let (Some(Ok(a)), Some(Ok(b))) = (&report.cpu, &report.webgpu) {
-        report.max_abs_diff = Some(a.last_logits.iter().zip(&b.last_logits).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max));
+        report.max_abs_diff =
+            Some(a.last_logits.iter().zip(&b.last_logits).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max));
         report.same_routing = Some(a.top_experts == b.top_experts);
     }
 }

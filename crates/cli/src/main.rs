@@ -3,11 +3,14 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures_lite::future::block_on;
 use serde::Serialize;
-use switchyard_model::{devices, generate_greedy, param_count, Checkpoint, Device, Dispatch, KvCache, Model, ModelConfig, RouterSpec, RunOptions};
+use switchyard_model::{
+    Checkpoint, Device, Dispatch, KvCache, Model, ModelConfig, RouterSpec, RunOptions, devices, generate_greedy,
+    param_count,
+};
 
 #[derive(Parser)]
 #[command(name = "switchyard", version, about = "Run, inspect and benchmark Switchyard MoE models")]
@@ -183,8 +186,16 @@ fn info(path: &PathBuf) -> Result<()> {
     println!("parameters   {}", param_count(c));
     println!(
         "architecture {} layers, d_model {}, {} heads ({} KV), {} SwiGLU experts of {} per layer, top-{}{}, vocab {}, context {}",
-        c.n_layers, c.d_model, c.n_heads, c.n_kv_heads, c.n_experts, c.d_ff, c.top_k,
-        if c.norm_topk_prob { " renormalised" } else { "" }, c.vocab_size, c.max_seq_len
+        c.n_layers,
+        c.d_model,
+        c.n_heads,
+        c.n_kv_heads,
+        c.n_experts,
+        c.d_ff,
+        c.top_k,
+        if c.norm_topk_prob { " renormalised" } else { "" },
+        c.vocab_size,
+        c.max_seq_len
     );
     Ok(())
 }
@@ -281,7 +292,10 @@ fn bench(model: &ModelArgs, run: &RunArgs, runs: usize, decode_tokens: usize, js
             Backend::Cpu => "cpu (flex)".into(),
             Backend::Wgpu => "wgpu".into(),
         },
-        model: format!("{label}: d={} L={} E={} k={} V={}", cfg.d_model, cfg.n_layers, cfg.n_experts, cfg.top_k, cfg.vocab_size),
+        model: format!(
+            "{label}: d={} L={} E={} k={} V={}",
+            cfg.d_model, cfg.n_layers, cfg.n_experts, cfg.top_k, cfg.vocab_size
+        ),
         dispatch: format!("{:?}", opts.dispatch).to_lowercase(),
         runs,
         forward_tokens: n,
@@ -295,8 +309,14 @@ fn bench(model: &ModelArgs, run: &RunArgs, runs: usize, decode_tokens: usize, js
     } else {
         println!("backend  {} ({} dispatch)", report.backend, report.dispatch);
         println!("model    {}", report.model);
-        println!("forward  {} tokens: median {:.2} ms (min {:.2} ms) over {runs} runs", n, report.forward_ms_median, report.forward_ms_min);
-        println!("decode   {} tokens with KV cache: median {:.0} tokens/s", decode_tokens, report.decode_tokens_per_s_median);
+        println!(
+            "forward  {} tokens: median {:.2} ms (min {:.2} ms) over {runs} runs",
+            n, report.forward_ms_median, report.forward_ms_min
+        );
+        println!(
+            "decode   {} tokens with KV cache: median {:.0} tokens/s",
+            decode_tokens, report.decode_tokens_per_s_median
+        );
     }
     Ok(())
 }
@@ -307,9 +327,18 @@ fn main() -> Result<()> {
         Command::Info { checkpoint } => info(checkpoint),
         Command::Init { model, name, output } => {
             let cfg = model.config()?;
-            let ckpt = Checkpoint { name: name.clone(), params: switchyard_model::init_from_seed(&cfg, model.seed), config: cfg };
+            let ckpt = Checkpoint {
+                name: name.clone(),
+                params: switchyard_model::init_from_seed(&cfg, model.seed),
+                config: cfg,
+            };
             ckpt.save(output)?;
-            println!("wrote {} ({} parameters, hash {})", output.display(), param_count(&ckpt.config), ckpt.content_hash());
+            println!(
+                "wrote {} ({} parameters, hash {})",
+                output.display(),
+                param_count(&ckpt.config),
+                ckpt.content_hash()
+            );
             Ok(())
         }
         Command::Run { model, prompt, generate, run: r } => run(model, prompt, *generate, r),

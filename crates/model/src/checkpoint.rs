@@ -8,12 +8,12 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use half::f16;
-use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
+use safetensors::tensor::{Dtype, TensorView};
 use sha2::{Digest, Sha256};
 
 use crate::config::ModelConfig;
-use crate::params::{param_specs, HostTensor, ParamStore};
+use crate::params::{HostTensor, ParamStore, param_specs};
 
 /// The value of the `format` metadata key this version writes and reads.
 pub const FORMAT: &str = "switchyard-checkpoint/1";
@@ -141,8 +141,8 @@ impl Checkpoint {
         let recorded = get("content_hash")?;
         let specs = param_specs(&config);
         for name in st.names() {
-            if !specs.iter().any(|s| &s.name == name) {
-                return Err(CheckpointError::UnexpectedTensor(name.clone()));
+            if !specs.iter().any(|s| s.name == *name) {
+                return Err(CheckpointError::UnexpectedTensor(name.to_string()));
             }
         }
         let mut params = ParamStore::new();
@@ -174,7 +174,8 @@ impl Checkpoint {
 
     /// Reads and verifies the checkpoint at `path`.
     pub fn load(path: &Path) -> Result<Self, CheckpointError> {
-        let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io { path: path.display().to_string(), source })?;
+        let bytes =
+            std::fs::read(path).map_err(|source| CheckpointError::Io { path: path.display().to_string(), source })?;
         Self::from_bytes(&bytes)
     }
 }
@@ -185,7 +186,17 @@ mod tests {
     use crate::params::init_from_seed;
 
     fn small() -> Checkpoint {
-        let config = ModelConfig { n_layers: 1, n_experts: 2, top_k: 1, d_model: 16, n_heads: 2, n_kv_heads: 1, d_ff: 8, vocab_size: 32, ..ModelConfig::tiny() };
+        let config = ModelConfig {
+            n_layers: 1,
+            n_experts: 2,
+            top_k: 1,
+            d_model: 16,
+            n_heads: 2,
+            n_kv_heads: 1,
+            d_ff: 8,
+            vocab_size: 32,
+            ..ModelConfig::tiny()
+        };
         Checkpoint { name: "t".into(), params: init_from_seed(&config, 1), config }
     }
 

@@ -139,7 +139,10 @@ impl ModelConfig {
         }
         if self.head_dim() % 2 != 0 {
             return Err(ConfigError::Divisibility {
-                what: format!("the head size d_model / n_heads ({}) must be even for rotary embeddings", self.head_dim()),
+                what: format!(
+                    "the head size d_model / n_heads ({}) must be even for rotary embeddings",
+                    self.head_dim()
+                ),
             });
         }
         for (field, value) in [("rope_theta", self.rope_theta), ("rms_eps", self.rms_eps)] {
@@ -171,8 +174,10 @@ mod tests {
             c.validate().unwrap_err().to_string()
         };
         assert!(bad(|c| c.n_experts = 0).contains("n_experts"));
-        assert!(bad(|c| c.top_k = 9).contains("top_k must be between 1 and n_experts (8), got 9")
-            || bad(|c| c.top_k = 9).contains("`top_k` must be between 1 and n_experts (8), got 9"));
+        assert!(
+            bad(|c| c.top_k = 9).contains("top_k must be between 1 and n_experts (8), got 9")
+                || bad(|c| c.top_k = 9).contains("`top_k` must be between 1 and n_experts (8), got 9")
+        );
         assert!(bad(|c| c.top_k = 0).contains("top_k"));
         assert!(bad(|c| c.n_heads = 3).contains("n_heads (3) must divide d_model (128)"));
         assert!(bad(|c| c.n_kv_heads = 3).contains("n_kv_heads (3) must divide n_heads (4)"));

@@ -31,7 +31,7 @@ pub async fn last_logits(logits: Tensor<3>) -> Result<Vec<f32>, ModelError> {
         .into_data_async()
         .await
         .map_err(|e| ModelError::Backend(format!("{e:?}")))?
-        .into_vec::<f32>()
+        .try_into_vec::<f32>()
         .map_err(|e| ModelError::Backend(format!("{e:?}")))
 }
 
@@ -39,7 +39,12 @@ pub async fn last_logits(logits: Tensor<3>) -> Result<Vec<f32>, ModelError> {
 ///
 /// The last generated token is not run through the model (nothing would read its output), so
 /// `routing` covers `tokens.len() - 1` positions when `max_new > 0`.
-pub async fn generate_greedy(model: &Model, prompt: &[u32], max_new: usize, opts: &RunOptions) -> Result<Generation, ModelError> {
+pub async fn generate_greedy(
+    model: &Model,
+    prompt: &[u32],
+    max_new: usize,
+    opts: &RunOptions,
+) -> Result<Generation, ModelError> {
     let total = prompt.len() + max_new;
     if total > model.config().max_seq_len {
         return Err(ModelError::Context { len: total, max: model.config().max_seq_len });

@@ -4,8 +4,8 @@
 use burn::module::Param;
 use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::prelude::*;
-use burn::tensor::activation::{silu, softmax};
 use burn::tensor::IndexingUpdateOp;
+use burn::tensor::activation::{silu, softmax};
 use switchyard_record::LayerRouting;
 
 use crate::router::{dense_weights, expert_assignments};
@@ -60,13 +60,7 @@ impl Rope {
         let sin = self.sin.clone().narrow(0, start, s).unsqueeze::<4>();
         let x1 = x.clone().narrow(3, 0, half);
         let x2 = x.narrow(3, half, half);
-        Tensor::cat(
-            vec![
-                x1.clone() * cos.clone() - x2.clone() * sin.clone(),
-                x2 * cos + x1 * sin,
-            ],
-            3,
-        )
+        Tensor::cat(vec![x1.clone() * cos.clone() - x2.clone() * sin.clone(), x2 * cos + x1 * sin], 3)
     }
 }
 
@@ -115,7 +109,8 @@ impl Attention {
         let v = repeat_kv(v, nh / nkv);
         let mut scores = q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f32).sqrt()); // [B, nh, S, L]
         if s > 1 {
-            scores = scores.mask_fill(causal_mask(s, l, start, &scores.device()).expand([b, nh, s, l]), -1.0e9);
+            let mask = causal_mask(s, l, start, &scores.device()).expand([b, nh, s, l]);
+            scores = scores.mask_fill(mask, -1.0e9);
         }
         let out = softmax(scores, 3).matmul(v); // [B, nh, S, hd]
         self.o_proj.forward(out.swap_dims(1, 2).reshape([b, s, d]))
@@ -193,9 +188,15 @@ impl SparseMoeBlock {
             if n == 0 {
                 continue;
             }
+            let w = Tensor::<2>::from_data(TensorData::new(weights, [n, 1]), &device);
+            if n == t {
+                // Every token uses this expert (always the case when decoding one token):
+                // rows are 0..t in order, so no gather or scatter is needed.
+                out = out + expert.forward(x.clone()) * w;
+                continue;
+            }
             let rows: Vec<i32> = rows.into_iter().map(|r| r as i32).collect();
             let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), &device);
-            let w = Tensor::<2>::from_data(TensorData::new(weights, [n, 1]), &device);
             let y = expert.forward(x.clone().select(0, rows.clone())) * w; // [n, d]
             out = out.select_assign(0, rows, y, IndexingUpdateOp::Add);
         }

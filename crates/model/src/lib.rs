@@ -19,11 +19,11 @@ pub mod devices;
 pub use burn::tensor::Device;
 pub use checkpoint::{Checkpoint, CheckpointError, FORMAT as CHECKPOINT_FORMAT};
 pub use config::{ConfigError, ModelConfig};
-pub use decode::{argmax, generate_greedy, last_logits, Generation};
+pub use decode::{Generation, argmax, generate_greedy, last_logits};
 pub use layers::Dispatch;
 pub use model::{ForwardOutput, KvCache, Model, ModelError, RunOptions};
-pub use params::{init_from_seed, param_count, param_specs, HostTensor, ParamStore};
-pub use router::{rank_experts, softmax_row, RouteContext, RouterError, RouterSpec};
+pub use params::{HostTensor, ParamStore, init_from_seed, param_count, param_specs};
+pub use router::{RouteContext, RouterError, RouterSpec, rank_experts, softmax_row};
 pub use switchyard_record as record;
 
 #[cfg(test)]

@@ -6,10 +6,8 @@ use burn::prelude::*;
 use switchyard_record::RoutingRecord;
 
 use crate::config::{ConfigError, ModelConfig};
-use crate::layers::{
-    param, Attention, DecoderLayer, Dispatch, Expert, LayerKv, MoeTransformer, Rope, SparseMoeBlock,
-};
-use crate::params::{self, layer_prefix, HostTensor, ParamStore};
+use crate::layers::{Attention, DecoderLayer, Dispatch, Expert, LayerKv, MoeTransformer, Rope, SparseMoeBlock, param};
+use crate::params::{self, HostTensor, ParamStore, layer_prefix};
 use crate::router::{RouteContext, RouterError, RouterSpec};
 
 /// Everything that can go wrong running the model, each with a message a person can act on.
@@ -104,7 +102,7 @@ impl KvCache {
 #[derive(Debug, Clone)]
 pub struct Model {
     config: ModelConfig,
-    net: MoeTransformer,
+    pub(crate) net: MoeTransformer,
     rope: Rope,
     device: Device,
 }
@@ -130,10 +128,8 @@ struct Loader<'a> {
 
 impl Loader<'_> {
     fn get(&self, name: &str, shape: &[usize]) -> Result<&HostTensor, ModelError> {
-        let t = self.store.get(name).ok_or_else(|| ModelError::Param {
-            name: name.into(),
-            problem: "missing".into(),
-        })?;
+        let t =
+            self.store.get(name).ok_or_else(|| ModelError::Param { name: name.into(), problem: "missing".into() })?;
         if t.shape != shape || t.data.len() != shape.iter().product::<usize>() {
             return Err(ModelError::Param {
                 name: name.into(),
@@ -189,10 +185,7 @@ impl Model {
                     n_kv_heads: c.n_kv_heads,
                 },
                 post_attention_layernorm: ld.norm(&format!("{p}.post_attention_layernorm"), d, c.rms_eps)?,
-                block_sparse_moe: SparseMoeBlock {
-                    gate: ld.linear(&format!("{m}.gate"), c.n_experts, d)?,
-                    experts,
-                },
+                block_sparse_moe: SparseMoeBlock { gate: ld.linear(&format!("{m}.gate"), c.n_experts, d)?, experts },
             });
         }
         let embed = ld.get("model.embed_tokens.weight", &[c.vocab_size, d])?;
@@ -274,7 +267,12 @@ impl Model {
         let d = c.d_model;
         let mut routing = RoutingRecord::default();
         for (i, layer) in self.net.layers.iter().enumerate() {
-            let a = layer.self_attn.forward(layer.input_layernorm.forward(h.clone()), &self.rope, start, &mut cache.layers[i]);
+            let a = layer.self_attn.forward(
+                layer.input_layernorm.forward(h.clone()),
+                &self.rope,
+                start,
+                &mut cache.layers[i],
+            );
             h = h + a;
             let x = layer.post_attention_layernorm.forward(h.clone()).reshape([b * s, d]); // [T, d]
             let moe = &layer.block_sparse_moe;
@@ -283,7 +281,7 @@ impl Model {
                 .into_data_async()
                 .await
                 .map_err(|e| ModelError::Backend(format!("{e:?}")))?
-                .into_vec::<f32>()
+                .try_into_vec::<f32>()
                 .map_err(|e| ModelError::Backend(format!("{e:?}")))?;
             let rec = opts.router.route(logits, c.n_experts, &RouteContext { layer: i, seq_id: &seq_id, pos: &pos });
             h = h + moe.combine(x, &rec, opts.dispatch).reshape([b, s, d]);
@@ -308,7 +306,7 @@ impl Model {
                 .into_data_async()
                 .await
                 .map_err(|e| ModelError::Backend(format!("{e:?}")))?
-                .into_vec::<f32>()
+                .try_into_vec::<f32>()
                 .map_err(|e| ModelError::Backend(format!("{e:?}")))?;
             let shape = spec_shapes.get(&name).cloned().ok_or_else(|| ModelError::Param {
                 name: name.clone(),
@@ -335,8 +333,12 @@ impl Model {
     /// Every parameter with its checkpoint key; `true` marks burn `[in, out]` projections.
     fn named_tensors(&self) -> Vec<(String, Tensor<2>, bool)> {
         let mut v = Vec::new();
-        let lin = |v: &mut Vec<(String, Tensor<2>, bool)>, name: String, l: &Linear| v.push((format!("{name}.weight"), l.weight.val(), true));
-        let norm = |v: &mut Vec<(String, Tensor<2>, bool)>, name: String, n: &RmsNorm| v.push((format!("{name}.weight"), n.gamma.val().unsqueeze(), false));
+        let lin = |v: &mut Vec<(String, Tensor<2>, bool)>, name: String, l: &Linear| {
+            v.push((format!("{name}.weight"), l.weight.val(), true))
+        };
+        let norm = |v: &mut Vec<(String, Tensor<2>, bool)>, name: String, n: &RmsNorm| {
+            v.push((format!("{name}.weight"), n.gamma.val().unsqueeze(), false))
+        };
         v.push(("model.embed_tokens.weight".into(), self.net.embed_tokens.weight.val(), false));
         for (i, layer) in self.net.layers.iter().enumerate() {
             let p = layer_prefix(i);

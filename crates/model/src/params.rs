@@ -97,9 +97,9 @@ pub fn init_from_seed(cfg: &ModelConfig, seed: u64) -> ParamStore {
             let id = rng::name_id(&spec.name);
             let data = match spec.init {
                 Init::Ones => vec![1.0; n],
-                Init::Normal(std) => (0..n as u64)
-                    .map(|i| rng::normal(seed, rng::stream::PARAM_INIT, &[id, i]) as f32 * std)
-                    .collect(),
+                Init::Normal(std) => {
+                    (0..n as u64).map(|i| rng::normal(seed, rng::stream::PARAM_INIT, &[id, i]) as f32 * std).collect()
+                }
             };
             (spec.name, HostTensor { shape: spec.shape, data })
         })

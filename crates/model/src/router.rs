@@ -93,7 +93,8 @@ pub fn rank_experts(scores: &[f32]) -> Vec<usize> {
 fn top_k(logits: Vec<f32>, e: usize, k: usize, renormalise: bool, ctx: &RouteContext<'_>) -> LayerRouting {
     let t = ctx.seq_id.len();
     let mut probs = Vec::with_capacity(t * e);
-    let (mut idx, mut weight, mut rank) = (Vec::with_capacity(t * k), Vec::with_capacity(t * k), Vec::with_capacity(t * k));
+    let (mut idx, mut weight, mut rank) =
+        (Vec::with_capacity(t * k), Vec::with_capacity(t * k), Vec::with_capacity(t * k));
     for row in logits.chunks(e) {
         let p = softmax_row(row);
         let chosen = &rank_experts(row)[..k];

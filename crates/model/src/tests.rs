@@ -7,15 +7,17 @@ use std::sync::OnceLock;
 use burn::prelude::*;
 use futures_lite::future::block_on;
 
-use crate::params::{init_from_seed, ParamStore};
+use crate::params::{ParamStore, init_from_seed};
 use crate::{Dispatch, KvCache, Model, ModelConfig, ModelError, RouterSpec, RunOptions};
 
 mod reference;
 
 fn wgpu_device() -> Device {
     static DEV: OnceLock<Device> = OnceLock::new();
-    DEV.get_or_init(|| block_on(crate::devices::wgpu()).unwrap_or_else(|e| panic!("wgpu backend requested but unavailable: {e}")))
-        .clone()
+    DEV.get_or_init(|| {
+        block_on(crate::devices::wgpu()).unwrap_or_else(|e| panic!("wgpu backend requested but unavailable: {e}"))
+    })
+    .clone()
 }
 
 /// The backends under test, by name.
@@ -54,7 +56,7 @@ fn tokens(n: usize, vocab: usize) -> Vec<u32> {
 }
 
 fn host(t: Tensor<3>) -> Vec<f32> {
-    t.into_data().into_vec::<f32>().expect("f32 logits")
+    t.into_data().try_into_vec::<f32>().expect("f32 logits")
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -160,14 +162,17 @@ fn single_expert_block_is_the_dense_ffn() {
     for (name, dev) in devices() {
         let model = Model::from_seed(&cfg, 2, &dev).unwrap();
         let block = &model.net.layers[0].block_sparse_moe;
-        let x = Tensor::<2>::from_data(TensorData::new(tokens(6 * 32, 17).iter().map(|&t| t as f32 / 17.0 - 0.5).collect::<Vec<_>>(), [6, 32]), &dev);
-        let logits = block.router_logits(x.clone()).into_data().into_vec::<f32>().unwrap();
+        let x = Tensor::<2>::from_data(
+            TensorData::new(tokens(6 * 32, 17).iter().map(|&t| t as f32 / 17.0 - 0.5).collect::<Vec<_>>(), [6, 32]),
+            &dev,
+        );
+        let logits = block.router_logits(x.clone()).into_data().try_into_vec::<f32>().unwrap();
         let seq = vec![0; 6];
         let pos: Vec<u32> = (0..6).collect();
         let rec = RouterSpec::switch().route(logits, 1, &crate::RouteContext { layer: 0, seq_id: &seq, pos: &pos });
         assert!(rec.weight.iter().all(|&w| w == 1.0), "P = 1 with one expert");
-        let y = block.combine(x.clone(), &rec, Dispatch::Sparse).into_data().into_vec::<f32>().unwrap();
-        let ffn = block.experts[0].forward(x).into_data().into_vec::<f32>().unwrap();
+        let y = block.combine(x.clone(), &rec, Dispatch::Sparse).into_data().try_into_vec::<f32>().unwrap();
+        let ffn = block.experts[0].forward(x).into_data().try_into_vec::<f32>().unwrap();
         let diff = max_diff(&y, &ffn);
         println!("[{name}] E=1 block vs FFN: {diff:e}");
         assert!(diff < 1e-6);
@@ -181,7 +186,10 @@ fn k_equals_e_is_the_softmax_mixture() {
     for (name, dev) in devices() {
         let model = Model::from_seed(&cfg, 4, &dev).unwrap();
         let block = &model.net.layers[1].block_sparse_moe;
-        let x = Tensor::<2>::from_data(TensorData::new(tokens(5 * 32, 13).iter().map(|&t| t as f32 / 13.0 - 0.5).collect::<Vec<_>>(), [5, 32]), &dev);
+        let x = Tensor::<2>::from_data(
+            TensorData::new(tokens(5 * 32, 13).iter().map(|&t| t as f32 / 13.0 - 0.5).collect::<Vec<_>>(), [5, 32]),
+            &dev,
+        );
         let z = block.router_logits(x.clone());
         let p = burn::tensor::activation::softmax(z.clone(), 1);
         let mut want = Tensor::<2>::zeros([5, 32], &dev);
@@ -190,9 +198,13 @@ fn k_equals_e_is_the_softmax_mixture() {
         }
         let seq = vec![0; 5];
         let pos: Vec<u32> = (0..5).collect();
-        let rec = RouterSpec::TopK { k: 4, norm_topk_prob: true }.route(z.into_data().into_vec().unwrap(), 4, &crate::RouteContext { layer: 1, seq_id: &seq, pos: &pos });
-        let got = block.combine(x, &rec, Dispatch::Sparse).into_data().into_vec::<f32>().unwrap();
-        let diff = max_diff(&got, &want.into_data().into_vec::<f32>().unwrap());
+        let rec = RouterSpec::TopK { k: 4, norm_topk_prob: true }.route(
+            z.into_data().try_into_vec().unwrap(),
+            4,
+            &crate::RouteContext { layer: 1, seq_id: &seq, pos: &pos },
+        );
+        let got = block.combine(x, &rec, Dispatch::Sparse).into_data().try_into_vec::<f32>().unwrap();
+        let diff = max_diff(&got, &want.into_data().try_into_vec::<f32>().unwrap());
         println!("[{name}] k=E vs softmax mixture: {diff:e}");
         assert!(diff < 1e-5);
     }

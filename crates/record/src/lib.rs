@@ -78,14 +78,12 @@ impl LayerRouting {
     /// The valid slots of token `t`, in slot order.
     pub fn slots(&self, t: usize) -> impl Iterator<Item = Slot> + '_ {
         let base = t * self.k_max;
-        (base..base + self.k_max)
-            .filter(|&i| self.valid[i])
-            .map(|i| Slot {
-                expert: self.idx[i] as usize,
-                weight: self.weight[i],
-                rank: self.rank[i] as usize,
-                dropped: self.dropped[i],
-            })
+        (base..base + self.k_max).filter(|&i| self.valid[i]).map(|i| Slot {
+            expert: self.idx[i] as usize,
+            weight: self.weight[i],
+            rank: self.rank[i] as usize,
+            dropped: self.dropped[i],
+        })
     }
 
     /// The first-choice (rank 0 slot) expert of token `t`, if it has one.

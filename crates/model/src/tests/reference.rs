@@ -1,9 +1,9 @@
 //! An independent host implementation of the forward pass in f64 with plain loops, written from
 //! the Mixtral / HF definitions, not from the burn code.
 
+use crate::ModelConfig;
 use crate::params::ParamStore;
 use crate::router::rank_experts;
-use crate::ModelConfig;
 
 fn w<'a>(s: &'a ParamStore, name: &str) -> &'a [f32] {
     &s[name].data
@@ -40,10 +40,14 @@ fn silu(x: f64) -> f64 {
 pub fn forward(c: &ModelConfig, s: &ParamStore, toks: &[u32]) -> Vec<f32> {
     let (d, hd, nh, nkv) = (c.d_model, c.head_dim(), c.n_heads, c.n_kv_heads);
     let emb = w(s, "model.embed_tokens.weight");
-    let mut h: Vec<Vec<f64>> = toks.iter().map(|&t| emb[t as usize * d..(t as usize + 1) * d].iter().map(|&v| f64::from(v)).collect()).collect();
+    let mut h: Vec<Vec<f64>> = toks
+        .iter()
+        .map(|&t| emb[t as usize * d..(t as usize + 1) * d].iter().map(|&v| f64::from(v)).collect())
+        .collect();
     for l in 0..c.n_layers {
         let p = format!("model.layers.{l}");
-        let x: Vec<Vec<f64>> = h.iter().map(|r| rms(r, w(s, &format!("{p}.input_layernorm.weight")), c.rms_eps)).collect();
+        let x: Vec<Vec<f64>> =
+            h.iter().map(|r| rms(r, w(s, &format!("{p}.input_layernorm.weight")), c.rms_eps)).collect();
         let proj = |name: &str, out: usize, pos_rope: bool| -> Vec<Vec<f64>> {
             x.iter()
                 .enumerate()
