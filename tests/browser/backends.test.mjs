@@ -58,6 +58,8 @@ test('WebGPU on: the forward pass runs on WebGPU and on the CPU, and they agree'
   assert.ok(report.webgpu?.Ok, `WebGPU run failed: ${JSON.stringify(report.webgpu)}`);
   assert.equal(report.cpu.Ok.backend, 'cpu');
   assert.equal(report.webgpu.Ok.backend, 'webgpu');
+  console.log(`WebGPU adapter in the page: ${report.webgpu.Ok.adapter}`);
+  assert.ok(report.webgpu.Ok.adapter.length > 0);
   const a = report.cpu.Ok.last_logits;
   const b = report.webgpu.Ok.last_logits;
   assert.equal(a.length, 256);

@@ -52,8 +52,7 @@ async fn run_on(device: Device, backend: &str, adapter: String) -> Result<Backen
     let tokens: Vec<u32> = PROMPT.bytes().map(u32::from).collect();
     let model = Model::from_seed(&cfg, SEED, &device).map_err(|e| e.to_string())?;
     let t0 = now_ms();
-    let out =
-        model.forward(&[tokens.clone()], None, None, &RunOptions::for_config(&cfg)).await.map_err(|e| e.to_string())?;
+    let out = model.forward(&[tokens], None, None, &RunOptions::for_config(&cfg)).await.map_err(|e| e.to_string())?;
     let all = out
         .logits
         .into_data_async()
@@ -93,8 +92,8 @@ async fn run_webgpu() -> Result<BackendResult, String> {
     if let Some(reason) = webgpu_missing() {
         return Err(reason);
     }
-    let device = devices::wgpu().await.map_err(|e| format!("no WebGPU adapter: {e}"))?;
-    run_on(device, "webgpu", "default WebGPU adapter".into()).await
+    let gpu = devices::wgpu().await.map_err(|e| format!("the browser offered no usable WebGPU adapter ({e})"))?;
+    run_on(gpu.device, "webgpu", gpu.adapter).await
 }
 
 fn compare(report: &mut Report) {
@@ -120,7 +119,10 @@ fn BackendCard(
             <h2>{title}</h2>
             {move || match result.get() {
                 None => view! { <p class="pending" data-testid=format!("{id}-status")>"running…"</p> }.into_any(),
-                Some(Err(e)) => view! { <p class="error" data-testid=format!("{id}-status")>"not available: " {e}</p> }.into_any(),
+                Some(Err(e)) => view! {
+                    <p class="error" data-testid=format!("{id}-status")>"not available: " {e}</p>
+                    <p class="note">"The CPU backend is used instead."</p>
+                }.into_any(),
                 Some(Ok(r)) => view! {
                     <div data-testid=format!("{id}-status") class="ok">
                         <p>"ran on " <strong>{r.backend.clone()}</strong> " — " {r.adapter.clone()}</p>

@@ -141,7 +141,11 @@ impl RunArgs {
     fn device(&self) -> Result<Device> {
         match self.backend {
             Backend::Cpu => Ok(devices::cpu()),
-            Backend::Wgpu => block_on(devices::wgpu()).map_err(|e| anyhow::anyhow!("wgpu backend unavailable: {e}")),
+            Backend::Wgpu => {
+                let gpu = block_on(devices::wgpu()).map_err(|e| anyhow::anyhow!("wgpu backend unavailable: {e}"))?;
+                eprintln!("wgpu adapter: {}", gpu.adapter);
+                Ok(gpu.device)
+            }
         }
     }
 
@@ -267,7 +271,7 @@ fn bench(model: &ModelArgs, run: &RunArgs, runs: usize, decode_tokens: usize, js
     let toks: Vec<u32> = (0..n).map(|i| (i * 31 % cfg.vocab_size) as u32).collect();
     let forward_once = || -> Result<f64> {
         let t0 = Instant::now();
-        let out = block_on(m.forward(&[toks.clone()], None, None, &opts))?;
+        let out = block_on(m.forward(std::slice::from_ref(&toks), None, None, &opts))?;
         block_on(out.logits.into_data_async()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
         Ok(t0.elapsed().as_secs_f64() * 1e3)
     };

@@ -127,17 +127,17 @@ impl ModelConfig {
         if self.top_k == 0 || self.top_k > self.n_experts {
             return Err(ConfigError::TopK { top_k: self.top_k, n_experts: self.n_experts });
         }
-        if self.d_model % self.n_heads != 0 {
+        if !self.d_model.is_multiple_of(self.n_heads) {
             return Err(ConfigError::Divisibility {
                 what: format!("n_heads ({}) must divide d_model ({})", self.n_heads, self.d_model),
             });
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err(ConfigError::Divisibility {
                 what: format!("n_kv_heads ({}) must divide n_heads ({})", self.n_kv_heads, self.n_heads),
             });
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return Err(ConfigError::Divisibility {
                 what: format!(
                     "the head size d_model / n_heads ({}) must be even for rotary embeddings",

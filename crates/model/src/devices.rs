@@ -8,8 +8,20 @@ pub fn cpu() -> Device {
     Device::flex()
 }
 
+/// A wgpu device and a description of its adapter (name, graphics API, device type).
+#[derive(Debug, Clone)]
+pub struct GpuDevice {
+    /// The burn device.
+    pub device: Device,
+    /// e.g. `SwiftShader Device (Subzero) via BrowserWebGpu (Cpu)`.
+    pub adapter: String,
+}
+
 /// The wgpu backend on the default adapter (native: Vulkan, Metal or DX12; in a browser:
 /// WebGPU). Fails with the runtime's reason when no adapter is available.
-pub async fn wgpu() -> Result<Device, String> {
-    Device::wgpu_options().init_async().await.map_err(|e| format!("{e}"))
+pub async fn wgpu() -> Result<GpuDevice, String> {
+    let (device, setup) = Device::wgpu_options().init_with_setup_async().await.map_err(|e| format!("{e}"))?;
+    let info = setup.adapter.get_info();
+    let name = if info.name.is_empty() { "unnamed adapter".to_string() } else { info.name };
+    Ok(GpuDevice { device, adapter: format!("{name} via {:?} ({:?})", info.backend, info.device_type) })
 }

@@ -15,7 +15,10 @@ mod reference;
 fn wgpu_device() -> Device {
     static DEV: OnceLock<Device> = OnceLock::new();
     DEV.get_or_init(|| {
-        block_on(crate::devices::wgpu()).unwrap_or_else(|e| panic!("wgpu backend requested but unavailable: {e}"))
+        let gpu =
+            block_on(crate::devices::wgpu()).unwrap_or_else(|e| panic!("wgpu backend requested but unavailable: {e}"));
+        println!("wgpu adapter: {}", gpu.adapter);
+        gpu.device
     })
     .clone()
 }
