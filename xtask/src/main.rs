@@ -56,7 +56,8 @@ fn locked_wasm_bindgen() -> Result<String> {
 }
 
 fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    // Through the rustup proxy, so that rust-toolchain.toml picks the toolchain.
+    Command::new("cargo")
 }
 
 /// trunk, building into `<target dir>/wasm`: the wasm build keeps its own cargo target directory
