@@ -142,7 +142,12 @@ fn test() -> Result {
     run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     say("native unit and integration tests; numeric tests on flex and on wgpu (Vulkan, llvmpipe without a GPU)");
     let backends = std::env::var("SWITCHYARD_TEST_BACKENDS").unwrap_or_else(|_| "flex,wgpu".into());
+    // wgpu's window-system probing complains loudly on headless machines without this.
+    let xdg =
+        std::env::var_os("XDG_RUNTIME_DIR").map_or_else(|| std::env::temp_dir().join("switchyard-xdg"), PathBuf::from);
+    std::fs::create_dir_all(&xdg).map_err(|e| format!("creating {}: {e}", xdg.display()))?;
     run(cargo()
+        .env("XDG_RUNTIME_DIR", &xdg)
         .args(["test", "--release", "--workspace", "--exclude", "switchyard-app", "--exclude", "xtask"])
         .env("SWITCHYARD_TEST_BACKENDS", &backends))?;
     say("wasm build through trunk");
