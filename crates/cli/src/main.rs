@@ -1,5 +1,9 @@
 //! `switchyard`: the native command line of the Switchyard MoE playground.
 
+mod router_args;
+
+use router_args::{RouterArgs, RouterKind};
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -7,10 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures_lite::future::block_on;
 use serde::Serialize;
-use switchyard_model::{
-    Checkpoint, Device, Dispatch, KvCache, Model, ModelConfig, RouterSpec, RunOptions, devices, generate_greedy,
-    param_count,
-};
+use switchyard_model::{Checkpoint, Device, Model, ModelConfig, RunOptions, devices, generate_greedy, param_count};
 
 #[derive(Parser)]
 #[command(name = "switchyard", version, about = "Run, inspect and benchmark Switchyard MoE models")]
@@ -62,6 +63,9 @@ enum Command {
         /// Tokens generated per decode run.
         #[arg(long, default_value_t = 128)]
         decode_tokens: usize,
+        /// Benchmark every router with its default parameters.
+        #[arg(long)]
+        all_routers: bool,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -78,7 +82,7 @@ struct ModelArgs {
     config: Option<PathBuf>,
     /// Seed of the initialisation when no checkpoint is given.
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    init_seed: u64,
 }
 
 #[derive(Args)]
@@ -86,15 +90,8 @@ struct RunArgs {
     /// Compute backend.
     #[arg(long, value_enum, default_value_t = Backend::Cpu)]
     backend: Backend,
-    /// Experts per token (default: the configuration's top_k).
-    #[arg(long)]
-    k: Option<usize>,
-    /// Use raw (un-renormalised) top-k probabilities as weights; with --k 1 this is Switch.
-    #[arg(long)]
-    no_renormalise: bool,
-    /// Expert dispatch.
-    #[arg(long, value_enum, default_value_t = DispatchArg::Sparse)]
-    dispatch: DispatchArg,
+    #[command(flatten)]
+    routing: RouterArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -103,12 +100,6 @@ enum Backend {
     Cpu,
     /// burn's wgpu backend on the default adapter.
     Wgpu,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum DispatchArg {
-    Sparse,
-    Dense,
 }
 
 impl ModelArgs {
@@ -131,7 +122,10 @@ impl ModelArgs {
             }
             None => {
                 let cfg = self.config()?;
-                Ok((Model::from_seed(&cfg, self.seed, device)?, format!("initialised from seed {}", self.seed)))
+                Ok((
+                    Model::from_seed(&cfg, self.init_seed, device)?,
+                    format!("initialised from seed {}", self.init_seed),
+                ))
             }
         }
     }
@@ -150,13 +144,7 @@ impl RunArgs {
     }
 
     fn options(&self, cfg: &ModelConfig) -> Result<RunOptions> {
-        let router = RouterSpec::TopK { k: self.k.unwrap_or(cfg.top_k), norm_topk_prob: !self.no_renormalise };
-        router.validate(cfg.n_experts)?;
-        let dispatch = match self.dispatch {
-            DispatchArg::Sparse => Dispatch::Sparse,
-            DispatchArg::Dense => Dispatch::Dense,
-        };
-        Ok(RunOptions { router, dispatch })
+        self.routing.options(cfg)
     }
 }
 
@@ -223,7 +211,12 @@ fn run(model: &ModelArgs, prompt: &str, generate: usize, run: &RunArgs) -> Resul
         print!("{t:>4} {kind:>6} {:<8}", show_byte(id));
         for rec in layers {
             if t < rec.num_tokens() {
-                let slots: Vec<String> = rec.slots(t).map(|s| format!("e{}:{:.2}", s.expert, s.weight)).collect();
+                let slots: Vec<String> = rec
+                    .slots(t)
+                    .map(|s| {
+                        if s.dropped { format!("e{}:drop", s.expert) } else { format!("e{}:{:.2}", s.expert, s.weight) }
+                    })
+                    .collect();
                 print!(" | {:<20}", slots.join(" "));
             } else {
                 print!(" | {:<20}", "(not run)");
@@ -244,16 +237,26 @@ fn run(model: &ModelArgs, prompt: &str, generate: usize, run: &RunArgs) -> Resul
 }
 
 #[derive(Serialize)]
+struct BenchRow {
+    router: String,
+    forward_ms_median: f64,
+    forward_ms_min: f64,
+    decode_tokens_per_s_median: f64,
+    /// Forward latency relative to plain top-k (1.0 = the same).
+    forward_vs_topk: Option<f64>,
+    /// Decode speed relative to plain top-k (1.0 = the same).
+    decode_vs_topk: Option<f64>,
+}
+
+#[derive(Serialize)]
 struct BenchReport {
     backend: String,
     model: String,
     dispatch: String,
     runs: usize,
     forward_tokens: usize,
-    forward_ms_median: f64,
-    forward_ms_min: f64,
     decode_tokens: usize,
-    decode_tokens_per_s_median: f64,
+    routers: Vec<BenchRow>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -261,36 +264,54 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn bench(model: &ModelArgs, run: &RunArgs, runs: usize, decode_tokens: usize, json: bool) -> Result<()> {
-    let runs = runs.max(1);
-    let device = run.device()?;
-    let (m, label) = model.load(&device)?;
-    let cfg = m.config().clone();
-    let opts = run.options(&cfg)?;
+/// Median 128-token forward latency (ms, min too) and KV-cached decode speed (tokens/s).
+fn measure(m: &Model, opts: &RunOptions, runs: usize, decode_tokens: usize) -> Result<(f64, f64, f64)> {
+    let cfg = m.config();
     let n = 128.min(cfg.max_seq_len);
     let toks: Vec<u32> = (0..n).map(|i| (i * 31 % cfg.vocab_size) as u32).collect();
     let forward_once = || -> Result<f64> {
         let t0 = Instant::now();
-        let out = block_on(m.forward(std::slice::from_ref(&toks), None, None, &opts))?;
+        let out = block_on(m.forward(std::slice::from_ref(&toks), None, None, opts))?;
         block_on(out.logits.into_data_async()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
         Ok(t0.elapsed().as_secs_f64() * 1e3)
     };
     forward_once()?; // warm-up (shader compilation on wgpu)
     let fwd: Vec<f64> = (0..runs).map(|_| forward_once()).collect::<Result<_>>()?;
-    let decode_tokens = decode_tokens.min(cfg.max_seq_len - 1);
+    // Greedy generation: KV-cached steps, or whole-sequence recomputes for group-level routers.
     let decode_once = || -> Result<f64> {
-        let mut cache = KvCache::default();
-        let mut next = vec![vec![1u32]];
         let t0 = Instant::now();
-        for _ in 0..decode_tokens {
-            let out = block_on(m.forward(&next, None, Some(&mut cache), &opts))?;
-            let logits = block_on(switchyard_model::last_logits(out.logits))?;
-            next = vec![vec![switchyard_model::argmax(&logits) as u32]];
-        }
+        block_on(generate_greedy(m, &[1], decode_tokens, opts))?;
         Ok(decode_tokens as f64 / t0.elapsed().as_secs_f64())
     };
     decode_once()?;
     let dec: Vec<f64> = (0..runs).map(|_| decode_once()).collect::<Result<_>>()?;
+    Ok((median(fwd.clone()), fwd.iter().copied().fold(f64::INFINITY, f64::min), median(dec)))
+}
+
+fn bench(model: &ModelArgs, run: &RunArgs, runs: usize, decode_tokens: usize, all: bool, json: bool) -> Result<()> {
+    let runs = runs.max(1);
+    let device = run.device()?;
+    let (m, label) = model.load(&device)?;
+    let cfg = m.config().clone();
+    let decode_tokens = decode_tokens.min(cfg.max_seq_len - 1);
+    let kinds: Vec<RouterKind> = if all { RouterKind::ALL.to_vec() } else { vec![run.routing.router] };
+    let mut rows: Vec<BenchRow> = Vec::new();
+    let mut topk: Option<(f64, f64)> = None;
+    for kind in kinds {
+        let opts = run.routing.options_for(kind, &cfg)?;
+        let (fwd, fwd_min, dec) = measure(&m, &opts, runs, decode_tokens)?;
+        if kind == RouterKind::Topk {
+            topk = Some((fwd, dec));
+        }
+        rows.push(BenchRow {
+            router: serde_json::to_string(&opts.router)?,
+            forward_ms_median: fwd,
+            forward_ms_min: fwd_min,
+            decode_tokens_per_s_median: dec,
+            forward_vs_topk: topk.map(|(f, _)| fwd / f),
+            decode_vs_topk: topk.map(|(_, d)| dec / d),
+        });
+    }
     let report = BenchReport {
         backend: match run.backend {
             Backend::Cpu => "cpu (flex)".into(),
@@ -300,26 +321,30 @@ fn bench(model: &ModelArgs, run: &RunArgs, runs: usize, decode_tokens: usize, js
             "{label}: d={} L={} E={} k={} V={}",
             cfg.d_model, cfg.n_layers, cfg.n_experts, cfg.top_k, cfg.vocab_size
         ),
-        dispatch: format!("{:?}", opts.dispatch).to_lowercase(),
+        dispatch: format!("{:?}", run.routing.options(&cfg)?.dispatch).to_lowercase(),
         runs,
-        forward_tokens: n,
-        forward_ms_median: median(fwd.clone()),
-        forward_ms_min: fwd.iter().copied().fold(f64::INFINITY, f64::min),
+        forward_tokens: 128.min(cfg.max_seq_len),
         decode_tokens,
-        decode_tokens_per_s_median: median(dec),
+        routers: rows,
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!("backend  {} ({} dispatch)", report.backend, report.dispatch);
-        println!("model    {}", report.model);
+        return Ok(());
+    }
+    println!("backend  {} ({} dispatch)", report.backend, report.dispatch);
+    println!("model    {}", report.model);
+    println!(
+        "medians over {runs} runs; forward = {} tokens, decode = {decode_tokens} tokens with KV cache",
+        report.forward_tokens
+    );
+    for r in &report.routers {
+        let rel = match (r.forward_vs_topk, r.decode_vs_topk) {
+            (Some(f), Some(d)) => format!("  ({f:.2}x top-k latency, {d:.2}x top-k decode speed)"),
+            _ => String::new(),
+        };
         println!(
-            "forward  {} tokens: median {:.2} ms (min {:.2} ms) over {runs} runs",
-            n, report.forward_ms_median, report.forward_ms_min
-        );
-        println!(
-            "decode   {} tokens with KV cache: median {:.0} tokens/s",
-            decode_tokens, report.decode_tokens_per_s_median
+            "{:<90} forward {:>7.2} ms  decode {:>6.0} tok/s{rel}",
+            r.router, r.forward_ms_median, r.decode_tokens_per_s_median
         );
     }
     Ok(())
@@ -333,7 +358,7 @@ fn main() -> Result<()> {
             let cfg = model.config()?;
             let ckpt = Checkpoint {
                 name: name.clone(),
-                params: switchyard_model::init_from_seed(&cfg, model.seed),
+                params: switchyard_model::init_from_seed(&cfg, model.init_seed),
                 config: cfg,
             };
             ckpt.save(output)?;
@@ -346,6 +371,8 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Run { model, prompt, generate, run: r } => run(model, prompt, *generate, r),
-        Command::Bench { model, run: r, runs, decode_tokens, json } => bench(model, r, *runs, *decode_tokens, *json),
+        Command::Bench { model, run: r, runs, decode_tokens, all_routers, json } => {
+            bench(model, r, *runs, *decode_tokens, *all_routers, *json)
+        }
     }
 }

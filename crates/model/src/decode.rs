@@ -38,7 +38,9 @@ pub async fn last_logits(logits: Tensor<3>) -> Result<Vec<f32>, ModelError> {
 /// Greedy decoding of `max_new` tokens after `prompt`, one cached step per token.
 ///
 /// The last generated token is not run through the model (nothing would read its output), so
-/// `routing` covers `tokens.len() - 1` positions when `max_new > 0`.
+/// `routing` covers `tokens.len() - 1` positions when `max_new > 0`. For group-level routers
+/// ([`crate::RouterSpec::is_group_level`]) every step recomputes the whole sequence without a
+/// cache, and `routing` is the last full pass.
 pub async fn generate_greedy(
     model: &Model,
     prompt: &[u32],
@@ -48,6 +50,9 @@ pub async fn generate_greedy(
     let total = prompt.len() + max_new;
     if total > model.config().max_seq_len {
         return Err(ModelError::Context { len: total, max: model.config().max_seq_len });
+    }
+    if opts.router.is_group_level() {
+        return generate_by_recompute(model, prompt, max_new, opts).await;
     }
     let mut cache = KvCache::default();
     let mut tokens = prompt.to_vec();
@@ -67,4 +72,23 @@ pub async fn generate_greedy(
         input = vec![vec![next]];
     }
     Ok(Generation { tokens, prompt_len: prompt.len(), routing })
+}
+
+async fn generate_by_recompute(
+    model: &Model,
+    prompt: &[u32],
+    max_new: usize,
+    opts: &RunOptions,
+) -> Result<Generation, ModelError> {
+    let mut tokens = prompt.to_vec();
+    loop {
+        // The pass over `tokens` routes every position the cached path would have run.
+        let out = model.forward(std::slice::from_ref(&tokens), None, None, opts).await?;
+        if max_new > 0 {
+            tokens.push(argmax(&last_logits(out.logits).await?) as u32);
+        }
+        if tokens.len() == prompt.len() + max_new {
+            return Ok(Generation { tokens, prompt_len: prompt.len(), routing: out.routing });
+        }
+    }
 }

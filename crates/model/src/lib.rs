@@ -23,7 +23,10 @@ pub use decode::{Generation, argmax, generate_greedy, last_logits};
 pub use layers::Dispatch;
 pub use model::{ForwardOutput, KvCache, Model, ModelError, RunOptions};
 pub use params::{HostTensor, ParamStore, init_from_seed, param_count, param_specs};
-pub use router::{RouteContext, RouterError, RouterSpec, rank_experts, softmax_row};
+pub use router::{
+    Capacity, CapacityFormula, Interventions, LogitSource, Priority, RouteContext, RouterError, RouterSpec,
+    SecondPolicy, SmoeDense, ThorMode, rank_experts, smoe_router_weights, softmax_row,
+};
 pub use switchyard_record as record;
 
 #[cfg(test)]

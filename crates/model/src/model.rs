@@ -8,7 +8,7 @@ use switchyard_record::RoutingRecord;
 use crate::config::{ConfigError, ModelConfig};
 use crate::layers::{Attention, DecoderLayer, Dispatch, Expert, LayerKv, MoeTransformer, Rope, SparseMoeBlock, param};
 use crate::params::{self, HostTensor, ParamStore, layer_prefix};
-use crate::router::{RouteContext, RouterError, RouterSpec};
+use crate::router::{Interventions, LogitSource, RouteContext, RouterError, RouterSpec, smoe_router_weights};
 
 /// Everything that can go wrong running the model, each with a message a person can act on.
 #[derive(Debug, thiserror::Error)]
@@ -58,14 +58,20 @@ pub struct RunOptions {
     pub router: RouterSpec,
     /// Sparse or dense expert dispatch.
     pub dispatch: Dispatch,
+    /// Seed of every random draw of the router (spec §0.4).
+    pub seed: u64,
+    /// Ablated and forced experts.
+    pub interventions: Interventions,
 }
 
 impl RunOptions {
-    /// The configuration's own top-k router, sparse dispatch.
+    /// The configuration's own top-k router, sparse dispatch, seed 0, no interventions.
     pub fn for_config(cfg: &ModelConfig) -> Self {
         Self {
-            router: RouterSpec::TopK { k: cfg.top_k, norm_topk_prob: cfg.norm_topk_prob },
+            router: RouterSpec::top_k(cfg.top_k, cfg.norm_topk_prob),
             dispatch: Dispatch::Sparse,
+            seed: 0,
+            interventions: Interventions::default(),
         }
     }
 }
@@ -84,6 +90,8 @@ pub struct ForwardOutput {
 pub struct KvCache {
     layers: Vec<Option<LayerKv>>,
     len: usize,
+    /// Forward calls made on this cache: the decoding step routers that re-draw per call use.
+    calls: u64,
 }
 
 impl KvCache {
@@ -98,10 +106,14 @@ impl KvCache {
     }
 }
 
+/// Frozen random router matrices already uploaded, by (seed, layer, init_std bits).
+type RouterCache = std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<(u64, usize, u32), Tensor<2>>>>;
+
 /// A Switchyard MoE transformer on one device.
 #[derive(Debug, Clone)]
 pub struct Model {
     config: ModelConfig,
+    router_cache: RouterCache,
     pub(crate) net: MoeTransformer,
     rope: Rope,
     device: Device,
@@ -197,6 +209,7 @@ impl Model {
         };
         Ok(Self {
             config: config.clone(),
+            router_cache: RouterCache::default(),
             net,
             rope: Rope::new(c.max_seq_len, c.head_dim(), c.rope_theta, device),
             device: device.clone(),
@@ -236,6 +249,7 @@ impl Model {
     ) -> Result<ForwardOutput, ModelError> {
         let c = &self.config;
         opts.router.validate(c.n_experts)?;
+        opts.interventions.validate(c.n_layers, c.n_experts)?;
         let b = tokens.len();
         let s = tokens.first().map_or(0, Vec::len);
         if b == 0 || s == 0 {
@@ -261,7 +275,9 @@ impl Model {
             .collect();
         let pos: Vec<u32> = (0..b).flat_map(|_| (start..start + s).map(|p| p as u32)).collect();
 
-        let ids: Vec<i32> = tokens.iter().flatten().map(|&id| id as i32).collect();
+        let token_id: Vec<u32> = tokens.iter().flatten().copied().collect();
+        let step = cache.calls;
+        let ids: Vec<i32> = token_id.iter().map(|&id| id as i32).collect();
         let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, s]), &self.device);
         let mut h = self.net.embed_tokens.forward(ids); // [B, S, d]
         let d = c.d_model;
@@ -276,24 +292,68 @@ impl Model {
             h = h + a;
             let x = layer.post_attention_layernorm.forward(h.clone()).reshape([b * s, d]); // [T, d]
             let moe = &layer.block_sparse_moe;
-            let logits = moe
-                .router_logits(x.clone())
-                .into_data_async()
-                .await
-                .map_err(|e| ModelError::Backend(format!("{e:?}")))?
-                .try_into_vec::<f32>()
-                .map_err(|e| ModelError::Backend(format!("{e:?}")))?;
-            let rec = opts.router.route(logits, c.n_experts, &RouteContext { layer: i, seq_id: &seq_id, pos: &pos });
+            let logits = self.router_logits(moe, x.clone(), i, opts).await?;
+            let allowed = opts.interventions.allowed(i, c.n_experts);
+            let ctx = RouteContext {
+                layer: i,
+                seq_id: &seq_id,
+                pos: &pos,
+                token_id: &token_id,
+                seed: opts.seed,
+                step,
+                allowed: &allowed,
+                forced: opts.interventions.forced(i),
+            };
+            let rec = opts.router.route(logits, c.n_experts, &ctx);
             h = h + moe.combine(x, &rec, opts.dispatch).reshape([b, s, d]);
             routing.layers.push(rec);
         }
         cache.len = start + s;
+        cache.calls += 1;
         let h = self.net.norm.forward(h);
         let logits = match &self.net.lm_head {
             Some(head) => head.forward(h),
             None => h.matmul(self.net.embed_tokens.weight.val().transpose().unsqueeze()),
         };
         Ok(ForwardOutput { logits, routing })
+    }
+
+    /// The router logits of layer `layer` as host data `[T, E]`, from the source the router
+    /// names: the learned gate, a frozen random router, or none (zeros, nothing computed).
+    async fn router_logits(
+        &self,
+        moe: &SparseMoeBlock,
+        x: Tensor<2>,
+        layer: usize,
+        opts: &RunOptions,
+    ) -> Result<Vec<f32>, ModelError> {
+        let [t, d] = x.dims();
+        let e = self.config.n_experts;
+        let logits = match opts.router.logit_source() {
+            LogitSource::None => return Ok(vec![0.0; t * e]),
+            LogitSource::Gate => moe.router_logits(x),
+            LogitSource::FrozenRandom { init_std } => {
+                let key = (opts.seed, layer, init_std.to_bits());
+                let w = {
+                    let mut cache =
+                        self.router_cache.lock().map_err(|_| ModelError::Backend("router cache poisoned".into()))?;
+                    cache
+                        .entry(key)
+                        .or_insert_with(|| {
+                            let w = smoe_router_weights(opts.seed, layer, d, e, init_std);
+                            Tensor::from_data(TensorData::new(w, [d, e]), &self.device)
+                        })
+                        .clone()
+                };
+                x.matmul(w)
+            }
+        };
+        logits
+            .into_data_async()
+            .await
+            .map_err(|e| ModelError::Backend(format!("{e:?}")))?
+            .try_into_vec::<f32>()
+            .map_err(|e| ModelError::Backend(format!("{e:?}")))
     }
 
     /// Reads every parameter back to the host, in the HF layout (for checkpoints).

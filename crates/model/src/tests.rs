@@ -39,6 +39,11 @@ fn devices() -> Vec<(&'static str, Device)> {
     out
 }
 
+/// A routing context for one sequence with no interventions.
+fn ctx<'a>(layer: usize, seq: &'a [u32], pos: &'a [u32], allowed: &'a [bool]) -> crate::RouteContext<'a> {
+    crate::RouteContext { layer, seq_id: seq, pos, token_id: pos, seed: 0, step: 0, allowed, forced: None }
+}
+
 fn small_config() -> ModelConfig {
     ModelConfig {
         vocab_size: 40,
@@ -172,7 +177,7 @@ fn single_expert_block_is_the_dense_ffn() {
         let logits = block.router_logits(x.clone()).into_data().try_into_vec::<f32>().unwrap();
         let seq = vec![0; 6];
         let pos: Vec<u32> = (0..6).collect();
-        let rec = RouterSpec::switch().route(logits, 1, &crate::RouteContext { layer: 0, seq_id: &seq, pos: &pos });
+        let rec = RouterSpec::switch().route(logits, 1, &ctx(0, &seq, &pos, &[true]));
         assert!(rec.weight.iter().all(|&w| w == 1.0), "P = 1 with one expert");
         let y = block.combine(x.clone(), &rec, Dispatch::Sparse).into_data().try_into_vec::<f32>().unwrap();
         let ffn = block.experts[0].forward(x).into_data().try_into_vec::<f32>().unwrap();
@@ -201,11 +206,8 @@ fn k_equals_e_is_the_softmax_mixture() {
         }
         let seq = vec![0; 5];
         let pos: Vec<u32> = (0..5).collect();
-        let rec = RouterSpec::TopK { k: 4, norm_topk_prob: true }.route(
-            z.into_data().try_into_vec().unwrap(),
-            4,
-            &crate::RouteContext { layer: 1, seq_id: &seq, pos: &pos },
-        );
+        let rec =
+            RouterSpec::top_k(4, true).route(z.into_data().try_into_vec().unwrap(), 4, &ctx(1, &seq, &pos, &[true; 4]));
         let got = block.combine(x, &rec, Dispatch::Sparse).into_data().try_into_vec::<f32>().unwrap();
         let diff = max_diff(&got, &want.into_data().try_into_vec::<f32>().unwrap());
         println!("[{name}] k=E vs softmax mixture: {diff:e}");
@@ -259,7 +261,7 @@ fn bad_inputs_are_errors_not_panics() {
     assert_eq!(err.to_string(), "token id 999 is outside the vocabulary (size 40)");
     assert!(block_on(model.forward(&[vec![]], None, None, &opts)).is_err());
     assert!(block_on(model.forward(&[vec![1, 2], vec![3]], None, None, &opts)).is_err());
-    let bad_k = RunOptions { router: RouterSpec::TopK { k: 5, norm_topk_prob: true }, ..opts };
+    let bad_k = RunOptions { router: RouterSpec::top_k(5, true), ..opts.clone() };
     assert!(block_on(model.forward(&[vec![1]], None, None, &bad_k)).is_err());
     let mut store = init_from_seed(&cfg, 1);
     store.remove("model.layers.1.block_sparse_moe.experts.2.w3.weight");
@@ -284,4 +286,162 @@ fn greedy_generation_is_deterministic_and_cached() {
     }
     let err = block_on(crate::generate_greedy(&model, &prompt, 40, &opts)).unwrap_err();
     assert!(matches!(err, ModelError::Context { .. }));
+}
+
+/// Runs `toks` once in full and once token by token on a KV cache; returns both records.
+fn full_and_cached(
+    model: &Model,
+    toks: &[u32],
+    opts: &RunOptions,
+) -> (crate::ForwardOutput, crate::record::RoutingRecord, Vec<f32>) {
+    let full = run(model, toks, opts);
+    let mut cache = KvCache::default();
+    let mut routing = crate::record::RoutingRecord::default();
+    let mut logits = Vec::new();
+    for &t in toks {
+        let out = block_on(model.forward(&[vec![t]], None, Some(&mut cache), opts)).unwrap();
+        logits.extend(host(out.logits));
+        routing.extend(&out.routing);
+    }
+    (full, routing, logits)
+}
+
+/// Spec §0.4 and §2.6 / §3 / §7.2: the stochastic and seeded routers draw the same experts in a
+/// KV-cached decode as in a full recompute (THOR token and sequence modes, SMoE-Dropout, hash,
+/// GShard's random policy), on every backend.
+#[test]
+fn seeded_routers_agree_between_cached_decoding_and_recompute() {
+    let cfg = small_config();
+    let toks = tokens(8, cfg.vocab_size);
+    let routers = [
+        RouterSpec::Thor { mode: crate::ThorMode::Token },
+        RouterSpec::Thor { mode: crate::ThorMode::Sequence },
+        RouterSpec::SmoeDropout { k: 2, init_std: 0.02, dense: crate::SmoeDense::Softmax },
+        RouterSpec::Hash,
+        RouterSpec::GShard { policy: crate::SecondPolicy::Random, threshold: 0.2, capacity_factor: 8.0 },
+        RouterSpec::TopP { p: 0.4 },
+    ];
+    for (name, dev) in devices() {
+        let model = Model::from_seed(&cfg, 12, &dev).unwrap();
+        for router in &routers {
+            let opts = RunOptions { router: router.clone(), seed: 42, ..RunOptions::for_config(&cfg) };
+            let (full, cached, logits) = full_and_cached(&model, &toks, &opts);
+            for (a, b) in full.routing.layers.iter().zip(&cached.layers) {
+                assert_eq!(a.idx, b.idx, "[{name}] {router:?} layer {}", a.layer);
+                assert_eq!(a.valid, b.valid, "[{name}] {router:?}");
+            }
+            let diff = max_diff(&host(full.logits), &logits);
+            assert!(diff < 1e-4, "[{name}] {router:?}: {diff}");
+            // Same seed, same everything; another seed, other draws (for the random routers).
+            let again = run(&model, &toks, &opts);
+            assert_eq!(again.routing, full.routing, "[{name}] {router:?} not reproducible");
+        }
+    }
+}
+
+/// Spec §2.6 invariant 1: under THOR every token's MoE output is exactly one expert's FFN
+/// output (checked against each expert run separately), with weight 1.
+#[test]
+fn thor_output_is_exactly_one_experts_ffn() {
+    let cfg = small_config();
+    for (name, dev) in devices() {
+        let model = Model::from_seed(&cfg, 4, &dev).unwrap();
+        let block = &model.net.layers[0].block_sparse_moe;
+        let x = Tensor::<2>::from_data(
+            TensorData::new(tokens(6 * 32, 11).iter().map(|&t| t as f32 / 11.0 - 0.5).collect::<Vec<_>>(), [6, 32]),
+            &dev,
+        );
+        let seq = vec![0; 6];
+        let pos: Vec<u32> = (0..6).collect();
+        let rec =
+            RouterSpec::Thor { mode: crate::ThorMode::Token }.route(vec![0.0; 24], 4, &ctx(0, &seq, &pos, &[true; 4]));
+        let y = block.combine(x.clone(), &rec, Dispatch::Sparse).into_data().try_into_vec::<f32>().unwrap();
+        let per_expert: Vec<Vec<f32>> =
+            block.experts.iter().map(|e| e.forward(x.clone()).into_data().try_into_vec::<f32>().unwrap()).collect();
+        for t in 0..6 {
+            let chosen = rec.top_expert(t).unwrap();
+            let row = &y[t * 32..(t + 1) * 32];
+            assert_eq!(row, &per_expert[chosen][t * 32..(t + 1) * 32], "[{name}] token {t}");
+        }
+    }
+}
+
+/// Spec §3.5 invariant 2 at the model level: SMoE-Dropout at k = E is the softmax mixture of
+/// the frozen random router; with the uniform flag it is the plain mean of the experts.
+#[test]
+fn smoe_dense_modes_are_the_softmax_and_uniform_mixtures() {
+    let cfg = small_config();
+    for (name, dev) in devices() {
+        let model = Model::from_seed(&cfg, 5, &dev).unwrap();
+        let block = &model.net.layers[1].block_sparse_moe;
+        let x = Tensor::<2>::from_data(
+            TensorData::new(tokens(5 * 32, 13).iter().map(|&t| t as f32 / 13.0 - 0.5).collect::<Vec<_>>(), [5, 32]),
+            &dev,
+        );
+        let w = crate::smoe_router_weights(9, 1, 32, 4, 0.5);
+        let z = x.clone().matmul(Tensor::<2>::from_data(TensorData::new(w, [32, 4]), &dev));
+        let p = burn::tensor::activation::softmax(z.clone(), 1);
+        let (mut soft, mut mean) = (Tensor::<2>::zeros([5, 32], &dev), Tensor::<2>::zeros([5, 32], &dev));
+        for (j, e) in block.experts.iter().enumerate() {
+            let y = e.forward(x.clone());
+            soft = soft + y.clone() * p.clone().narrow(1, j, 1);
+            mean = mean + y.div_scalar(4.0);
+        }
+        let seq = vec![0; 5];
+        let pos: Vec<u32> = (0..5).collect();
+        let zl = z.into_data().try_into_vec::<f32>().unwrap();
+        for (dense, want) in [(crate::SmoeDense::Softmax, soft), (crate::SmoeDense::Uniform, mean)] {
+            let spec = RouterSpec::SmoeDropout { k: 4, init_std: 0.5, dense };
+            let rec = spec.route(zl.clone(), 4, &ctx(1, &seq, &pos, &[true; 4]));
+            let got = block.combine(x.clone(), &rec, Dispatch::Sparse).into_data().try_into_vec::<f32>().unwrap();
+            let diff = max_diff(&got, &want.into_data().try_into_vec::<f32>().unwrap());
+            assert!(diff < 1e-5, "[{name}] {dense:?}: {diff}");
+        }
+    }
+}
+
+/// Ablating an expert changes the routing and the output; forcing one routes every token there.
+#[test]
+fn interventions_reach_the_forward_pass() {
+    let cfg = small_config();
+    let toks = tokens(10, cfg.vocab_size);
+    let model = Model::from_seed(&cfg, 3, &crate::devices::cpu()).unwrap();
+    let base = RunOptions::for_config(&cfg);
+    let plain = run(&model, &toks, &base);
+    let top = plain.routing.layers[0].top_expert(0).unwrap();
+    let ablate =
+        RunOptions { interventions: crate::Interventions { ablate: vec![(0, top)], force: vec![] }, ..base.clone() };
+    let out = run(&model, &toks, &ablate);
+    assert!((0..10).all(|t| out.routing.layers[0].slots(t).all(|s| s.expert != top)));
+    assert!(max_diff(&host(out.logits), &host(plain.logits)) > 0.0);
+    let force =
+        RunOptions { interventions: crate::Interventions { ablate: vec![], force: vec![(1, 2)] }, ..base.clone() };
+    let out = run(&model, &toks, &force);
+    assert!((0..10).all(|t| out.routing.layers[1].slots(t).map(|s| s.expert).collect::<Vec<_>>() == vec![2]));
+    let bad = RunOptions { interventions: crate::Interventions { ablate: vec![(9, 0)], force: vec![] }, ..base };
+    assert!(block_on(model.forward(&[toks], None, None, &bad)).is_err());
+}
+
+/// Group-level routers (capacity, GShard, expert choice) decode by recomputing the sequence:
+/// every generated token is the argmax of a full pass over the tokens before it.
+#[test]
+fn group_level_routers_generate_by_recompute() {
+    let cfg = small_config();
+    let model = Model::from_seed(&cfg, 6, &crate::devices::cpu()).unwrap();
+    for router in [
+        RouterSpec::GShard { policy: crate::SecondPolicy::Random, threshold: 0.2, capacity_factor: 1.0 },
+        RouterSpec::ExpertChoice { capacity_factor: 2.0, min_capacity: 1 },
+    ] {
+        assert!(router.is_group_level());
+        let opts = RunOptions { router, seed: 3, ..RunOptions::for_config(&cfg) };
+        let prompt = tokens(6, cfg.vocab_size);
+        let g = block_on(crate::generate_greedy(&model, &prompt, 4, &opts)).unwrap();
+        assert_eq!(g.routing.layers[0].num_tokens(), 9);
+        for i in 6..10 {
+            let out = run(&model, &g.tokens[..i], &opts);
+            let logits = block_on(crate::last_logits(out.logits)).unwrap();
+            assert_eq!(crate::argmax(&logits) as u32, g.tokens[i], "{:?} position {i}", opts.router);
+        }
+    }
+    assert!(!RouterSpec::top_k(2, true).is_group_level());
 }

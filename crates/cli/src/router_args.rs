@@ -1,0 +1,187 @@
+//! Command-line flags for choosing a router, its parameters and interventions.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use switchyard_model::{
+    Capacity, CapacityFormula, Dispatch, Interventions, ModelConfig, Priority, RouterSpec, RunOptions, SecondPolicy,
+    SmoeDense, ThorMode,
+};
+
+/// Router names on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RouterKind {
+    /// Softmax top-k (Mixtral); `--capacity-factor` adds capacity and dropping.
+    Topk,
+    /// Switch top-1 with the raw probability as weight.
+    Switch,
+    /// GShard top-2 with a second-expert policy and capacity.
+    Gshard,
+    /// Dynamic top-p.
+    TopP,
+    /// THOR: a random expert, weight 1.
+    Thor,
+    /// SMoE-Dropout: a frozen random router from the seed.
+    SmoeDropout,
+    /// Expert choice (non-causal).
+    ExpertChoice,
+    /// Hash routing on the token id.
+    Hash,
+}
+
+impl RouterKind {
+    /// Every router, in the order benchmarks list them.
+    pub const ALL: [Self; 8] = [
+        Self::Topk,
+        Self::Switch,
+        Self::Gshard,
+        Self::TopP,
+        Self::Thor,
+        Self::SmoeDropout,
+        Self::ExpertChoice,
+        Self::Hash,
+    ];
+}
+
+macro_rules! value_enum {
+    ($name:ident => $target:ty { $($v:ident => $t:expr),* $(,)? }) => {
+        #[derive(Clone, Copy, Debug, ValueEnum)]
+        #[allow(missing_docs)]
+        pub enum $name { $($v),* }
+        impl From<$name> for $target {
+            fn from(v: $name) -> Self {
+                match v { $($name::$v => $t),* }
+            }
+        }
+    };
+}
+
+value_enum!(FormulaArg => CapacityFormula { Mtf => CapacityFormula::Mtf, Flax => CapacityFormula::Flax, KAware => CapacityFormula::KAware });
+value_enum!(PriorityArg => Priority { Position => Priority::Position, ReversePosition => Priority::ReversePosition, Bpr => Priority::Bpr });
+value_enum!(PolicyArg => SecondPolicy { Random => SecondPolicy::Random, All => SecondPolicy::All, Threshold => SecondPolicy::Threshold, None => SecondPolicy::None });
+value_enum!(ThorArg => ThorMode { Token => ThorMode::Token, Sequence => ThorMode::Sequence, SequenceRef => ThorMode::SequenceRef, Mean => ThorMode::Mean });
+value_enum!(DenseArg => SmoeDense { Softmax => SmoeDense::Softmax, Uniform => SmoeDense::Uniform });
+value_enum!(DispatchArg => Dispatch { Sparse => Dispatch::Sparse, Dense => Dispatch::Dense });
+
+/// Router, parameters, seed and interventions.
+#[derive(Args, Debug, Clone)]
+pub struct RouterArgs {
+    /// The router.
+    #[arg(long, value_enum, default_value_t = RouterKind::Topk)]
+    pub router: RouterKind,
+    /// Experts per token for topk and smoe-dropout (default: the model's top_k).
+    #[arg(long)]
+    pub k: Option<usize>,
+    /// topk: use raw probabilities as weights (norm_topk_prob = false).
+    #[arg(long)]
+    pub no_renormalise: bool,
+    /// topk: capacity factor (enables token dropping); gshard and expert-choice: their CF.
+    #[arg(long)]
+    pub capacity_factor: Option<f32>,
+    /// Capacity formula for topk.
+    #[arg(long, value_enum, default_value_t = FormulaArg::Mtf)]
+    pub capacity_formula: FormulaArg,
+    /// Lower bound of the capacity (flax formula, expert choice).
+    #[arg(long, default_value_t = 1)]
+    pub min_capacity: usize,
+    /// Capacity priority for topk.
+    #[arg(long, value_enum, default_value_t = PriorityArg::Position)]
+    pub priority: PriorityArg,
+    /// GShard's second-expert policy.
+    #[arg(long, value_enum, default_value_t = PolicyArg::Random)]
+    pub gshard_policy: PolicyArg,
+    /// GShard's θ.
+    #[arg(long, default_value_t = 0.2)]
+    pub gshard_threshold: f32,
+    /// Threshold p of top-p.
+    #[arg(long, default_value_t = 0.4)]
+    pub top_p: f32,
+    /// THOR mode.
+    #[arg(long, value_enum, default_value_t = ThorArg::Token)]
+    pub thor_mode: ThorArg,
+    /// SMoE-Dropout router standard deviation.
+    #[arg(long, default_value_t = 0.02)]
+    pub init_std: f32,
+    /// SMoE-Dropout combination at k = E.
+    #[arg(long, value_enum, default_value_t = DenseArg::Softmax)]
+    pub smoe_dense: DenseArg,
+    /// Seed of the router's random draws.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Switch an expert off: LAYER:EXPERT (repeatable).
+    #[arg(long, value_name = "LAYER:EXPERT")]
+    pub ablate: Vec<String>,
+    /// Send every token of a layer to one expert: LAYER:EXPERT (repeatable).
+    #[arg(long, value_name = "LAYER:EXPERT")]
+    pub force: Vec<String>,
+    /// Expert dispatch.
+    #[arg(long, value_enum, default_value_t = DispatchArg::Sparse)]
+    pub dispatch: DispatchArg,
+}
+
+fn pair(s: &str) -> Result<(usize, usize)> {
+    let (l, e) = s.split_once(':').with_context(|| format!("`{s}` is not LAYER:EXPERT"))?;
+    Ok((
+        l.trim().parse().with_context(|| format!("bad layer in `{s}`"))?,
+        e.trim().parse().with_context(|| format!("bad expert in `{s}`"))?,
+    ))
+}
+
+impl RouterArgs {
+    /// The router spec for `kind` with these flags' parameters.
+    pub fn spec(&self, kind: RouterKind, cfg: &ModelConfig) -> RouterSpec {
+        let k = self.k.unwrap_or(cfg.top_k);
+        match kind {
+            RouterKind::Topk => RouterSpec::TopK {
+                k,
+                norm_topk_prob: !self.no_renormalise,
+                capacity: self.capacity_factor.map(|factor| Capacity {
+                    factor,
+                    formula: self.capacity_formula.into(),
+                    min_capacity: self.min_capacity,
+                    priority: self.priority.into(),
+                }),
+            },
+            RouterKind::Switch => RouterSpec::switch(),
+            RouterKind::Gshard => RouterSpec::GShard {
+                policy: self.gshard_policy.into(),
+                threshold: self.gshard_threshold,
+                capacity_factor: self.capacity_factor.unwrap_or(2.0),
+            },
+            RouterKind::TopP => RouterSpec::TopP { p: self.top_p },
+            RouterKind::Thor => RouterSpec::Thor { mode: self.thor_mode.into() },
+            RouterKind::SmoeDropout => {
+                RouterSpec::SmoeDropout { k, init_std: self.init_std, dense: self.smoe_dense.into() }
+            }
+            RouterKind::ExpertChoice => RouterSpec::ExpertChoice {
+                capacity_factor: self.capacity_factor.unwrap_or(2.0),
+                min_capacity: self.min_capacity,
+            },
+            RouterKind::Hash => RouterSpec::Hash,
+        }
+    }
+
+    /// Run options for `kind`, validated against the model.
+    pub fn options_for(&self, kind: RouterKind, cfg: &ModelConfig) -> Result<RunOptions> {
+        let router = self.spec(kind, cfg);
+        router.validate(cfg.n_experts)?;
+        let interventions = Interventions {
+            ablate: self.ablate.iter().map(|s| pair(s)).collect::<Result<_>>()?,
+            force: self.force.iter().map(|s| pair(s)).collect::<Result<_>>()?,
+        };
+        interventions.validate(cfg.n_layers, cfg.n_experts)?;
+        if kind == RouterKind::ExpertChoice {
+            eprintln!("note: expert choice is non-causal: each token's experts depend on later tokens");
+        }
+        if self.capacity_factor.is_some()
+            && !matches!(kind, RouterKind::Topk | RouterKind::Gshard | RouterKind::ExpertChoice)
+        {
+            bail!("--capacity-factor applies to topk, gshard and expert-choice only");
+        }
+        Ok(RunOptions { router, dispatch: self.dispatch.into(), seed: self.seed, interventions })
+    }
+
+    /// Run options for the chosen router.
+    pub fn options(&self, cfg: &ModelConfig) -> Result<RunOptions> {
+        self.options_for(self.router, cfg)
+    }
+}
