@@ -19,7 +19,10 @@ pub mod devices;
 pub use burn::tensor::Device;
 pub use checkpoint::{Checkpoint, CheckpointError, FORMAT as CHECKPOINT_FORMAT};
 pub use config::{ConfigError, ModelConfig};
-pub use decode::{Generation, argmax, generate_greedy, last_logits};
+pub use decode::{
+    Decoding, Generation, SampleConfig, ScmoeConfig, StepCandidates, WeakMode, argmax, contrast_scores, generate,
+    generate_greedy, last_logits,
+};
 pub use layers::Dispatch;
 pub use model::{ForwardOutput, KvCache, Model, ModelError, RunOptions};
 pub use params::{HostTensor, ParamStore, init_from_seed, param_count, param_specs};

@@ -445,3 +445,111 @@ fn group_level_routers_generate_by_recompute() {
     }
     assert!(!RouterSpec::top_k(2, true).is_group_level());
 }
+
+fn scmoe(cfg_fn: impl Fn(&mut crate::ScmoeConfig)) -> crate::Decoding {
+    let mut c = crate::ScmoeConfig::default();
+    cfg_fn(&mut c);
+    crate::Decoding::SelfContrast(c)
+}
+
+fn decode_8(model: &Model, opts: &RunOptions, decoding: &crate::Decoding) -> crate::Generation {
+    block_on(crate::generate(model, &tokens(5, 40), 8, opts, decoding)).unwrap()
+}
+
+/// Spec §4.4 invariants 1–3: β = 0 (no EOS ban) is the strong model's greedy output; α = 1 is
+/// greedy for any β; identical weak and strong routing is greedy for any α, β.
+#[test]
+fn self_contrast_reduces_to_greedy_where_the_spec_says() {
+    let cfg = small_config();
+    for (name, dev) in devices() {
+        let model = Model::from_seed(&cfg, 21, &dev).unwrap();
+        let opts = RunOptions::for_config(&cfg);
+        let strong = RunOptions { router: RouterSpec::Ranks { ranks: vec![0, 1] }, ..opts.clone() };
+        let greedy = decode_8(&model, &strong, &crate::Decoding::Greedy).tokens;
+        let beta0 = decode_8(
+            &model,
+            &opts,
+            &scmoe(|c| {
+                c.beta = 0.0;
+                c.ban_eos = false;
+            }),
+        );
+        assert_eq!(beta0.tokens, greedy, "[{name}] β = 0");
+        assert_eq!(beta0.candidates.len(), 8);
+        let alpha1 = decode_8(
+            &model,
+            &opts,
+            &scmoe(|c| {
+                c.alpha = 1.0;
+                c.beta = 3.0;
+            }),
+        );
+        assert_eq!(alpha1.tokens, greedy, "[{name}] α = 1");
+        let same = decode_8(
+            &model,
+            &opts,
+            &scmoe(|c| {
+                c.weak = crate::WeakMode::Ranks { ranks: vec![0, 1] };
+                c.alpha = 0.01;
+                c.beta = 2.0;
+            }),
+        );
+        assert_eq!(same.tokens, greedy, "[{name}] weak = strong");
+        // And the contrast does change something somewhere with a strong β and a weak top-1.
+        let contrast = decode_8(
+            &model,
+            &opts,
+            &scmoe(|c| {
+                c.beta = 5.0;
+                c.alpha = 0.001;
+            }),
+        );
+        assert!(contrast.weak_routing.is_some());
+        assert_ne!(contrast.candidates[0].weak, contrast.candidates[0].strong, "[{name}] weak pass must differ");
+    }
+}
+
+/// Spec §4.4 invariant 4: the emitted token satisfies `p_s(v) ≥ α·max p_s`; the EOS ban holds.
+#[test]
+fn self_contrast_tokens_pass_the_plausibility_cutoff() {
+    let strong = [2.0, 1.9, -3.0, 0.5, 1.0];
+    let weak = [3.0, -1.0, -5.0, 0.0, 0.9];
+    for alpha in [0.05, 0.1, 0.5] {
+        for beta in [0.1, 0.5, 2.0] {
+            let c = crate::ScmoeConfig { alpha, beta, eos_id: Some(1), ..Default::default() };
+            let s = crate::contrast_scores(&strong, &weak, &c);
+            let v = crate::argmax(&s);
+            let ps = crate::softmax_row(&strong);
+            let max = ps.iter().copied().fold(0.0, f32::max);
+            assert!(ps[v] >= alpha * max - 1e-6, "α {alpha} β {beta}: token {v}");
+            assert_ne!(v, 1, "EOS banned");
+            assert_eq!(s[2], f32::NEG_INFINITY, "implausible token 2 is cut");
+        }
+    }
+}
+
+/// Sampling is a pure function of the seed; a vanishing temperature or top-k = 1 is greedy;
+/// random weak routing is seeded and cached decoding equals recompute.
+#[test]
+fn sampling_and_random_weak_are_seeded() {
+    let cfg = small_config();
+    let model = Model::from_seed(&cfg, 22, &crate::devices::cpu()).unwrap();
+    let opts = RunOptions { seed: 5, ..RunOptions::for_config(&cfg) };
+    let sample = crate::Decoding::Sample(crate::SampleConfig { temperature: 1.5, top_k: 0, top_p: 1.0 });
+    let a = decode_8(&model, &opts, &sample).tokens;
+    assert_eq!(a, decode_8(&model, &opts, &sample).tokens);
+    let others: Vec<Vec<u32>> =
+        (6..10).map(|seed| decode_8(&model, &RunOptions { seed, ..opts.clone() }, &sample).tokens).collect();
+    assert!(others.iter().any(|o| *o != a), "different seeds should sample differently");
+    let greedy = decode_8(&model, &opts, &crate::Decoding::Greedy).tokens;
+    let cold = crate::Decoding::Sample(crate::SampleConfig { temperature: 1e-4, top_k: 0, top_p: 1.0 });
+    let k1 = crate::Decoding::Sample(crate::SampleConfig { temperature: 2.0, top_k: 1, top_p: 1.0 });
+    assert_eq!(decode_8(&model, &opts, &cold).tokens, greedy);
+    assert_eq!(decode_8(&model, &opts, &k1).tokens, greedy);
+    let random_weak = scmoe(|c| c.weak = crate::WeakMode::Random);
+    let g = decode_8(&model, &opts, &random_weak);
+    assert_eq!(g.tokens, decode_8(&model, &opts, &random_weak).tokens);
+    let weak_opts = RunOptions { router: RouterSpec::RandomOne, ..opts.clone() };
+    let (full, cached, _) = full_and_cached(&model, &tokens(7, 40), &weak_opts);
+    assert_eq!(full.routing.layers[1].idx, cached.layers[1].idx);
+}

@@ -103,6 +103,16 @@ pub enum RouterSpec {
     /// Hash routing (spec §7.2): a fixed random table from token id to expert, built from the
     /// seed; weight 1, no router.
     Hash,
+    /// Rank-list routing (SCMoE §4.1): the experts at the given ranks of the learned router's
+    /// ordering, weights `P` renormalised over them. `[0, 1]` is top-2; `[2]` is the
+    /// third-ranked expert alone.
+    Ranks {
+        /// 0-based ranks, in slot order.
+        ranks: Vec<usize>,
+    },
+    /// One uniformly random expert per (layer, sequence, position), weight 1 (SCMoE's random
+    /// weak activation, stream `SCMOE_RANDOM_WEAK`). Probabilities are the learned router's.
+    RandomOne,
 }
 
 /// Where a router's logits come from.
@@ -196,7 +206,12 @@ impl RouterSpec {
                 positive("SMoE-Dropout init_std", *init_std)
             }
             Self::ExpertChoice { capacity_factor, .. } => positive("capacity factor", *capacity_factor),
-            Self::TopP { .. } | Self::Thor { .. } | Self::Hash => Ok(()),
+            Self::Ranks { ranks } => match ranks.iter().find(|&&r| r >= n_experts) {
+                Some(&r) => Err(RouterError::K { k: r + 1, n_experts }),
+                None if ranks.is_empty() => Err(RouterError::K { k: 0, n_experts }),
+                None => Ok(()),
+            },
+            Self::TopP { .. } | Self::Thor { .. } | Self::Hash | Self::RandomOne => Ok(()),
         }
     }
 
@@ -245,6 +260,8 @@ impl RouterSpec {
                 special::expert_choice(logits, e, *capacity_factor, *min_capacity, ctx)
             }
             Self::Hash => special::hash(e, ctx),
+            Self::Ranks { ranks } => token_choice::ranks(logits, e, ranks, ctx),
+            Self::RandomOne => special::random_one(logits, e, ctx),
         };
         if let Some(f) = ctx.forced {
             force(&mut rec, f);

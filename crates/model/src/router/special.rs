@@ -134,3 +134,18 @@ pub fn smoe_router_weights(seed: u64, layer: usize, d: usize, e: usize, init_std
     }
     w
 }
+
+/// One uniformly random allowed expert per token, weight 1 (SCMoE's random weak activation).
+pub(super) fn random_one(logits: Vec<f32>, e: usize, ctx: &RouteContext<'_>) -> LayerRouting {
+    let rows: Vec<Vec<f32>> = logits.chunks(e).map(<[f32]>::to_vec).collect();
+    let allowed = allowed_list(ctx);
+    let mut b = RecordBuilder::new(e, 1, logits, false, ctx);
+    for (i, row) in rows.iter().enumerate() {
+        let key = [ctx.layer as u64, u64::from(ctx.seq_id[i]), u64::from(ctx.pos[i])];
+        let u = rng::u01(ctx.seed, stream::SCMOE_RANDOM_WEAK, &key);
+        let x = allowed[((u * allowed.len() as f64) as usize).min(allowed.len() - 1)];
+        let rank = rank_experts(row).iter().position(|&o| o == x).unwrap_or(0);
+        b.push(&softmax_masked(row, ctx.allowed), &[Choice { expert: x, weight: 1.0, rank }]);
+    }
+    b.finish()
+}

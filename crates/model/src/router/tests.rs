@@ -498,3 +498,40 @@ fn ablated_experts_are_never_chosen_and_forced_ones_always() {
     assert!(Interventions { ablate: vec![], force: vec![(0, 8)] }.validate(4, 8).is_err());
     assert!(iv.validate(4, 8).is_ok());
 }
+
+// ---- §4.1 SCMoE routing ----
+
+/// Rank lists pick the experts at those ranks with renormalised weights; `[0, 1]` is top-2.
+#[test]
+fn rank_lists_select_by_rank() {
+    let logits = random_logits(20, 8, 16);
+    let top2 = route(&RouterSpec::top_k(2, true), logits.clone(), 8);
+    let r01 = route(&RouterSpec::Ranks { ranks: vec![0, 1] }, logits.clone(), 8);
+    assert_eq!(top2.idx, r01.idx);
+    assert_eq!(top2.weight, r01.weight);
+    let third = route(&RouterSpec::Ranks { ranks: vec![2] }, logits.clone(), 8);
+    for t in 0..20 {
+        let s: Vec<_> = third.slots(t).collect();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].expert, rank_experts(&logits[t * 8..(t + 1) * 8])[2]);
+        assert_eq!((s[0].rank, s[0].weight), (2, 1.0));
+    }
+    assert!(RouterSpec::Ranks { ranks: vec![8] }.validate(8).is_err());
+    assert!(RouterSpec::Ranks { ranks: vec![] }.validate(8).is_err());
+}
+
+/// The random weak expert is uniform over the experts, seeded, and keyed by position.
+#[test]
+fn random_one_is_uniform_and_seeded() {
+    let (t, e) = (4000, 8);
+    let rec = route(&RouterSpec::RandomOne, random_logits(t, e, 17), e);
+    let mut counts = vec![0f64; e];
+    for ti in 0..t {
+        counts[rec.top_expert(ti).unwrap()] += 1.0;
+        assert_eq!(rec.weight[ti], 1.0);
+    }
+    let expect = t as f64 / e as f64;
+    let chi2: f64 = counts.iter().map(|c| (c - expect).powi(2) / expect).sum();
+    assert!(chi2 < 24.3, "chi2 {chi2}");
+    assert_eq!(rec, route(&RouterSpec::RandomOne, random_logits(t, e, 17), e));
+}

@@ -211,3 +211,26 @@ pub(super) fn top_p(logits: Vec<f32>, e: usize, p: f32, ctx: &RouteContext<'_>) 
     rec.aux.insert("mean_active_experts".into(), active as f32 / rows.len().max(1) as f32);
     rec
 }
+
+/// Rank-list routing (SCMoE §4.1): experts at the given ranks among the allowed ones, weights
+/// renormalised over them.
+pub(super) fn ranks(logits: Vec<f32>, e: usize, ranks: &[usize], ctx: &RouteContext<'_>) -> LayerRouting {
+    let rows: Vec<Vec<f32>> = logits.chunks(e).map(<[f32]>::to_vec).collect();
+    let mut b = RecordBuilder::new(e, ranks.len(), logits, false, ctx);
+    for row in rows {
+        let p = softmax_masked(&row, ctx.allowed);
+        let order: Vec<usize> = rank_experts(&row).into_iter().filter(|&x| ctx.allowed[x]).collect();
+        let chosen: Vec<usize> = ranks.iter().filter_map(|&r| order.get(r).copied()).collect();
+        let mass: f32 = chosen.iter().map(|&x| p[x]).sum();
+        let choices: Vec<Choice> = chosen
+            .iter()
+            .map(|&x| Choice {
+                expert: x,
+                weight: p[x] / mass,
+                rank: rank_experts(&row).iter().position(|&o| o == x).unwrap_or(0),
+            })
+            .collect();
+        b.push(&p, &choices);
+    }
+    b.finish()
+}
