@@ -1,0 +1,407 @@
+//! Encoding the state as a query string and decoding it back, with problems instead of panics.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use switchyard_model::{
+    Capacity, CapacityFormula, Decoding, Interventions, Priority, RouterSpec, SampleConfig, ScmoeConfig, SecondPolicy,
+    SmoeDense, ThorMode, WeakMode,
+};
+
+use crate::names::Named;
+use crate::{Panel, PlaygroundState, VERSION, View};
+
+/// Something in a query string that could not be used as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The parameter (query key).
+    pub param: String,
+    /// What was wrong and what was used instead.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.param, self.message)
+    }
+}
+
+// ---------- encoding ----------
+
+fn list(v: &[usize]) -> String {
+    v.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+}
+
+fn pairs(v: &[(usize, usize)]) -> String {
+    v.iter().map(|(l, e)| format!("{l}:{e}")).collect::<Vec<_>>().join(",")
+}
+
+fn router_pairs(r: &RouterSpec, out: &mut Vec<(&'static str, String)>) {
+    let mut put = |k: &'static str, v: String| out.push((k, v));
+    match r {
+        RouterSpec::TopK { k, norm_topk_prob, capacity } => {
+            put("router", "topk".into());
+            put("k", k.to_string());
+            put("norm", norm_topk_prob.to_string());
+            if let Some(c) = capacity {
+                put("cf", c.factor.to_string());
+                put("cap_formula", c.formula.name().into());
+                put("min_cap", c.min_capacity.to_string());
+                put("priority", c.priority.name().into());
+            }
+        }
+        RouterSpec::GShard { policy, threshold, capacity_factor } => {
+            put("router", "gshard".into());
+            put("policy", policy.name().into());
+            put("theta", threshold.to_string());
+            put("cf", capacity_factor.to_string());
+        }
+        RouterSpec::TopP { p } => {
+            put("router", "top_p".into());
+            put("p", p.to_string());
+        }
+        RouterSpec::Thor { mode } => {
+            put("router", "thor".into());
+            put("thor_mode", mode.name().into());
+        }
+        RouterSpec::SmoeDropout { k, init_std, dense } => {
+            put("router", "smoe_dropout".into());
+            put("k", k.to_string());
+            put("init_std", init_std.to_string());
+            put("dense", dense.name().into());
+        }
+        RouterSpec::ExpertChoice { capacity_factor, min_capacity } => {
+            put("router", "expert_choice".into());
+            put("cf", capacity_factor.to_string());
+            put("min_cap", min_capacity.to_string());
+        }
+        RouterSpec::Hash => put("router", "hash".into()),
+        RouterSpec::Ranks { ranks } => {
+            put("router", "ranks".into());
+            put("ranks", list(ranks));
+        }
+        RouterSpec::RandomOne => put("router", "random_one".into()),
+    }
+}
+
+fn decoding_pairs(d: &Decoding, out: &mut Vec<(&'static str, String)>) {
+    let mut put = |k: &'static str, v: String| out.push((k, v));
+    match d {
+        Decoding::Greedy => put("decode", "greedy".into()),
+        Decoding::Sample(c) => {
+            put("decode", "sample".into());
+            put("temperature", c.temperature.to_string());
+            put("sample_k", c.top_k.to_string());
+            put("sample_p", c.top_p.to_string());
+        }
+        Decoding::SelfContrast(c) => {
+            put("decode", "scmoe".into());
+            put("strong", list(&c.strong_ranks));
+            put(
+                "weak",
+                match &c.weak {
+                    WeakMode::Ranks { ranks } => list(ranks),
+                    WeakMode::Random => "random".into(),
+                },
+            );
+            put("alpha", c.alpha.to_string());
+            put("beta", c.beta.to_string());
+            put("tau_s", c.tau_strong.to_string());
+            put("tau_w", c.tau_weak.to_string());
+            put("ban_eos", c.ban_eos.to_string());
+            put("scmoe_sample", c.sample.to_string());
+        }
+    }
+}
+
+/// The canonical query string.
+pub(crate) fn encode(s: &PlaygroundState) -> String {
+    let mut kv: Vec<(&'static str, String)> = vec![("v", VERSION.to_string()), ("ckpt", s.checkpoint.clone())];
+    if let Some(h) = &s.checkpoint_hash {
+        kv.push(("ckpt_hash", h.clone()));
+    }
+    router_pairs(&s.router, &mut kv);
+    if !s.interventions.ablate.is_empty() {
+        kv.push(("ablate", pairs(&s.interventions.ablate)));
+    }
+    if !s.interventions.force.is_empty() {
+        kv.push(("force", pairs(&s.interventions.force)));
+    }
+    kv.push(("seed", s.seed.to_string()));
+    decoding_pairs(&s.decoding, &mut kv);
+    kv.push(("gen", s.generate.to_string()));
+    kv.push(("layer", s.view.layer.to_string()));
+    kv.push(("panel", s.view.panel.name().into()));
+    if let Some(t) = s.view.token {
+        kv.push(("token", t.to_string()));
+    }
+    kv.push(("prompt", s.prompt.clone()));
+    let mut ser = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in &kv {
+        ser.append_pair(k, v);
+    }
+    ser.finish()
+}
+
+// ---------- decoding ----------
+
+/// The parameters of one query, consumed as they are read; what is left is reported.
+struct Reader {
+    map: BTreeMap<String, String>,
+    problems: Vec<Problem>,
+}
+
+impl Reader {
+    fn problem(&mut self, param: &str, message: String) {
+        self.problems.push(Problem { param: param.to_string(), message });
+    }
+
+    fn raw(&mut self, key: &str) -> Option<String> {
+        self.map.remove(key)
+    }
+
+    /// A value parsed with `parse`, accepted by `ok`, or `default` with a problem.
+    fn value<T: fmt::Display + Clone>(
+        &mut self,
+        key: &str,
+        default: T,
+        what: &str,
+        parse: impl Fn(&str) -> Option<T>,
+        ok: impl Fn(&T) -> bool,
+    ) -> T {
+        match self.raw(key) {
+            None => default,
+            Some(raw) => match parse(raw.trim()) {
+                Some(v) if ok(&v) => v,
+                _ => {
+                    self.problem(key, format!("`{}` is not {what}; using {default}", clip(&raw)));
+                    default
+                }
+            },
+        }
+    }
+
+    fn num<T: FromStr + fmt::Display + Clone>(
+        &mut self,
+        key: &str,
+        default: T,
+        what: &str,
+        ok: impl Fn(&T) -> bool,
+    ) -> T {
+        self.value(key, default, what, |s| s.parse().ok(), ok)
+    }
+
+    fn positive(&mut self, key: &str, default: f32) -> f32 {
+        self.num(key, default, "a positive number", |v: &f32| v.is_finite() && *v > 0.0)
+    }
+
+    fn flag(&mut self, key: &str, default: bool) -> bool {
+        self.value(key, default, "true or false", |s| s.parse().ok(), |_| true)
+    }
+
+    fn named<T: Named + PartialEq + fmt::Debug>(&mut self, key: &str, default: T) -> T {
+        match self.raw(key) {
+            None => default,
+            Some(raw) => T::parse(raw.trim()).unwrap_or_else(|| {
+                self.problem(key, format!("`{}` is not one of {}; using {}", clip(&raw), T::choices(), default.name()));
+                default
+            }),
+        }
+    }
+
+    fn ranks(&mut self, key: &str, default: Vec<usize>) -> Vec<usize> {
+        let shown = list(&default);
+        match self.raw(key) {
+            None => default,
+            Some(raw) => {
+                let parsed: Option<Vec<usize>> = raw.split(',').map(|x| x.trim().parse().ok()).collect();
+                match parsed {
+                    Some(v) if !v.is_empty() && v.len() <= 64 => v,
+                    _ => {
+                        self.problem(
+                            key,
+                            format!("`{}` is not a comma-separated list of ranks; using {shown}", clip(&raw)),
+                        );
+                        default
+                    }
+                }
+            }
+        }
+    }
+
+    fn pairs(&mut self, key: &str) -> Vec<(usize, usize)> {
+        let Some(raw) = self.raw(key) else { return Vec::new() };
+        let mut out = Vec::new();
+        for item in raw.split(',').filter(|x| !x.trim().is_empty()) {
+            match item.split_once(':').and_then(|(l, e)| Some((l.trim().parse().ok()?, e.trim().parse().ok()?))) {
+                Some(p) if out.len() < 4096 => out.push(p),
+                _ => self.problem(key, format!("`{}` is not LAYER:EXPERT; ignored", clip(item))),
+            }
+        }
+        out
+    }
+}
+
+/// A value shortened for a message.
+fn clip(s: &str) -> String {
+    let mut c: String = s.chars().take(40).collect();
+    if s.chars().count() > 40 {
+        c.push('…');
+    }
+    c
+}
+
+fn read_router(r: &mut Reader) -> RouterSpec {
+    let kind = r.raw("router").unwrap_or_else(|| "topk".into());
+    let k = |r: &mut Reader, d: usize| {
+        r.num("k", d, "a whole number of experts from 1", |v: &usize| (1..=4096).contains(v))
+    };
+    match kind.trim() {
+        "topk" => {
+            let k = k(r, 2);
+            let norm = r.flag("norm", true);
+            let capacity = r.map.contains_key("cf").then(|| Capacity {
+                factor: r.positive("cf", 2.0),
+                formula: r.named("cap_formula", CapacityFormula::Mtf),
+                min_capacity: r.num("min_cap", 1, "a whole number", |v: &usize| *v <= 1 << 20),
+                priority: r.named("priority", Priority::Position),
+            });
+            RouterSpec::TopK { k, norm_topk_prob: norm, capacity }
+        }
+        "switch" => RouterSpec::switch(),
+        "gshard" => RouterSpec::GShard {
+            policy: r.named("policy", SecondPolicy::Random),
+            threshold: r.positive("theta", 0.2),
+            capacity_factor: r.positive("cf", 2.0),
+        },
+        "top_p" => RouterSpec::TopP { p: r.num("p", 0.4, "a number from 0", |v: &f32| v.is_finite() && *v >= 0.0) },
+        "thor" => RouterSpec::Thor { mode: r.named("thor_mode", ThorMode::Token) },
+        "smoe_dropout" => RouterSpec::SmoeDropout {
+            k: k(r, 2),
+            init_std: r.positive("init_std", 0.02),
+            dense: r.named("dense", SmoeDense::Softmax),
+        },
+        "expert_choice" => RouterSpec::ExpertChoice {
+            capacity_factor: r.positive("cf", 2.0),
+            min_capacity: r.num("min_cap", 1, "a whole number", |v: &usize| *v <= 1 << 20),
+        },
+        "hash" => RouterSpec::Hash,
+        "ranks" => RouterSpec::Ranks { ranks: r.ranks("ranks", vec![0, 1]) },
+        "random_one" => RouterSpec::RandomOne,
+        other => {
+            r.problem(
+                "router",
+                format!(
+                    "`{}` is not a router (topk | switch | gshard | top_p | thor | smoe_dropout | expert_choice | hash | ranks | random_one); using topk",
+                    clip(other)
+                ),
+            );
+            RouterSpec::TopK { k: k(r, 2), norm_topk_prob: r.flag("norm", true), capacity: None }
+        }
+    }
+}
+
+fn read_decoding(r: &mut Reader) -> Decoding {
+    let mode = r.raw("decode").unwrap_or_else(|| "greedy".into());
+    match mode.trim() {
+        "greedy" => Decoding::Greedy,
+        "sample" => Decoding::Sample(SampleConfig {
+            temperature: r.positive("temperature", 1.0),
+            top_k: r.num("sample_k", 0, "a whole number", |v: &usize| *v <= 1 << 24),
+            top_p: r.num("sample_p", 1.0, "a number in (0, 1]", |v: &f32| v.is_finite() && *v > 0.0 && *v <= 1.0),
+        }),
+        "scmoe" => {
+            let d = ScmoeConfig::default();
+            let weak = match r.map.get("weak").map(|w| w.trim() == "random") {
+                Some(true) => {
+                    r.raw("weak");
+                    WeakMode::Random
+                }
+                _ => WeakMode::Ranks { ranks: r.ranks("weak", vec![0]) },
+            };
+            Decoding::SelfContrast(ScmoeConfig {
+                strong_ranks: r.ranks("strong", d.strong_ranks),
+                weak,
+                alpha: r.num("alpha", d.alpha, "a number in (0, 1]", |v: &f32| v.is_finite() && *v > 0.0 && *v <= 1.0),
+                beta: r.num("beta", d.beta, "a number from 0", |v: &f32| v.is_finite() && *v >= 0.0),
+                tau_strong: r.positive("tau_s", d.tau_strong),
+                tau_weak: r.positive("tau_w", d.tau_weak),
+                ban_eos: r.flag("ban_eos", d.ban_eos),
+                eos_id: None,
+                sample: r.flag("scmoe_sample", d.sample),
+            })
+        }
+        other => {
+            r.problem("decode", format!("`{}` is not one of greedy | sample | scmoe; using greedy", clip(other)));
+            Decoding::Greedy
+        }
+    }
+}
+
+/// Reads a query (or a URL holding one) into a valid state and its problems.
+pub(crate) fn decode(input: &[u8]) -> (PlaygroundState, Vec<Problem>) {
+    let text = String::from_utf8_lossy(input);
+    let text = text.split('#').next().unwrap_or_default();
+    let query = match text.split_once('?') {
+        Some((_, q)) => q,
+        None => text,
+    };
+    let mut r = Reader { map: BTreeMap::new(), problems: Vec::new() };
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        if k.is_empty() && v.is_empty() {
+            continue;
+        }
+        if r.map.insert(k.to_string(), v.to_string()).is_some() {
+            r.problem(&k, "given more than once; the last value is used".into());
+        }
+    }
+    let d = PlaygroundState::default();
+    match r.raw("v") {
+        None => r.problem("v", format!("no format version; reading as version {VERSION}")),
+        Some(v) if v.trim() == VERSION.to_string() => {}
+        Some(v) => r.problem("v", format!("version `{}` is not supported; reading as version {VERSION}", clip(&v))),
+    }
+    let checkpoint = match r.raw("ckpt") {
+        Some(c) if !c.trim().is_empty() && c.len() <= 200 => c,
+        Some(c) => {
+            r.problem("ckpt", format!("`{}` is not a checkpoint name; using {}", clip(&c), d.checkpoint));
+            d.checkpoint.clone()
+        }
+        None => d.checkpoint.clone(),
+    };
+    let checkpoint_hash = r.value(
+        "ckpt_hash",
+        String::new(),
+        "a hexadecimal hash prefix",
+        |s| Some(s.to_ascii_lowercase()),
+        |s| (4..=64).contains(&s.len()) && s.chars().all(|c| c.is_ascii_hexdigit()),
+    );
+    let router = read_router(&mut r);
+    let interventions = Interventions { ablate: r.pairs("ablate"), force: r.pairs("force") };
+    let seed = r.num("seed", 0u64, "a whole number from 0 to 18446744073709551615", |_| true);
+    let decoding = read_decoding(&mut r);
+    let generate = r.num("gen", 0usize, "a whole number of tokens up to 4096", |v| *v <= 4096);
+    let view = View {
+        layer: r.num("layer", 0usize, "a layer number", |v| *v <= 4096),
+        panel: r.named("panel", Panel::Tokens),
+        token: r.map.contains_key("token").then(|| r.num("token", 0usize, "a token position", |v| *v <= 1 << 20)),
+    };
+    let prompt = r.raw("prompt").unwrap_or_default();
+    let leftover: Vec<String> = std::mem::take(&mut r.map).into_keys().collect();
+    for key in leftover {
+        r.problem(&key, "not a parameter of this router, decoding mode or version; ignored".into());
+    }
+    let state = PlaygroundState {
+        checkpoint,
+        checkpoint_hash: (!checkpoint_hash.is_empty()).then_some(checkpoint_hash),
+        router,
+        interventions,
+        decoding,
+        generate,
+        seed,
+        prompt,
+        view,
+    };
+    (state, r.problems)
+}
