@@ -1,8 +1,11 @@
 //! `switchyard`: the native command line of the Switchyard MoE playground.
 
 mod router_args;
+mod trace;
 
-use router_args::{RouterArgs, RouterKind};
+use router_args::{DecodeArgs, RouterArgs, RouterKind};
+use switchyard_model::ByteTokenizer;
+use switchyard_state::PlaygroundState;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -41,15 +44,15 @@ enum Command {
     /// Run a prompt and print each token with its experts in every layer.
     Run {
         #[command(flatten)]
-        model: ModelArgs,
-        /// The prompt (byte-level tokens until a tokenizer ships).
-        #[arg(long)]
-        prompt: String,
-        /// Greedily generate this many tokens after the prompt.
-        #[arg(long, default_value_t = 0)]
-        generate: usize,
+        job: Job,
+    },
+    /// Like `run`, but write the routing trace as JSON (schema: docs/trace.md) or CSV.
+    Trace {
         #[command(flatten)]
-        run: RunArgs,
+        job: Job,
+        /// Write the flat per-(token, layer, slot) CSV table instead of JSON.
+        #[arg(long)]
+        csv: bool,
     },
     /// Forward latency (128 tokens) and KV-cached decode speed.
     Bench {
@@ -70,6 +73,68 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A prompt through a model with a router and a decoding mode: from flags or from a share link.
+#[derive(Args)]
+struct Job {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// A playground share link (or its query string). It sets the router, interventions,
+    /// decoding, seed, prompt and generation length; those flags are then ignored.
+    #[arg(long)]
+    url: Option<String>,
+    /// The prompt (byte-level tokens until a tokenizer ships).
+    #[arg(long)]
+    prompt: Option<String>,
+    /// Generate this many tokens after the prompt.
+    #[arg(long, default_value_t = 0)]
+    generate: usize,
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(flatten)]
+    decode: DecodeArgs,
+}
+
+impl Job {
+    /// The playground state this job runs, and the model it runs on.
+    fn resolve(&self) -> Result<(PlaygroundState, Model, String, String)> {
+        let device = self.run.device()?;
+        let backend = match self.run.backend {
+            Backend::Cpu => "cpu (flex)",
+            Backend::Wgpu => "wgpu",
+        };
+        let mut state = match &self.url {
+            Some(url) => {
+                let (state, problems) = PlaygroundState::from_query(url);
+                for p in &problems {
+                    eprintln!("warning: link parameter {p}");
+                }
+                state
+            }
+            None => PlaygroundState {
+                prompt: self.prompt.clone().unwrap_or_default(),
+                generate: self.generate,
+                ..Default::default()
+            },
+        };
+        let (model, name, hash) = self.model.resolve(&state.checkpoint, &device)?;
+        if let Some(prefix) = &state.checkpoint_hash
+            && !hash.starts_with(prefix.as_str())
+        {
+            bail!("the link pins checkpoint hash {prefix}…, but `{name}` hashes to {hash}");
+        }
+        state.checkpoint = name;
+        if self.url.is_none() {
+            let cfg = model.config().clone();
+            let opts = self.run.options(&cfg)?;
+            state.router = opts.router;
+            state.interventions = opts.interventions;
+            state.seed = opts.seed;
+            state.decoding = self.decode.decoding()?;
+        }
+        Ok((state, model, hash, backend.to_string()))
+    }
 }
 
 #[derive(Args)]
@@ -103,6 +168,40 @@ enum Backend {
 }
 
 impl ModelArgs {
+    /// The model for the checkpoint name a state gives: `--checkpoint` wins; `seed-init` is
+    /// the configuration initialised from `--init-seed`; other names are looked up as
+    /// `assets/<name>.safetensors`. Returns the model, its name and its content hash.
+    fn resolve(&self, name: &str, device: &Device) -> Result<(Model, String, String)> {
+        let path = match &self.checkpoint {
+            Some(p) => Some(p.clone()),
+            None if name == "seed-init" => None,
+            None => {
+                let p = PathBuf::from("assets").join(format!("{name}.safetensors"));
+                if !p.exists() {
+                    bail!("checkpoint `{name}` not found at {}; pass --checkpoint FILE", p.display());
+                }
+                Some(p)
+            }
+        };
+        match path {
+            Some(p) => {
+                let ckpt = Checkpoint::load(&p)?;
+                let hash = ckpt.content_hash();
+                Ok((Model::from_params(&ckpt.config, &ckpt.params, device)?, ckpt.name, hash))
+            }
+            None => {
+                let cfg = self.config()?;
+                let ckpt = Checkpoint {
+                    name: "seed-init".into(),
+                    params: switchyard_model::init_from_seed(&cfg, self.init_seed),
+                    config: cfg,
+                };
+                let model = Model::from_params(&ckpt.config, &ckpt.params, device)?;
+                Ok((model, ckpt.name.clone(), ckpt.content_hash()))
+            }
+        }
+    }
+
     fn config(&self) -> Result<ModelConfig> {
         match &self.config {
             Some(path) => {
@@ -148,25 +247,6 @@ impl RunArgs {
     }
 }
 
-fn byte_tokens(prompt: &str, cfg: &ModelConfig) -> Result<Vec<u32>> {
-    if cfg.vocab_size < 256 {
-        bail!("prompts are byte-level (256 ids) but this model's vocabulary has {} ids", cfg.vocab_size);
-    }
-    if prompt.is_empty() {
-        bail!("the prompt is empty");
-    }
-    Ok(prompt.bytes().map(u32::from).collect())
-}
-
-fn show_byte(id: u32) -> String {
-    match u8::try_from(id) {
-        Ok(b) if b.is_ascii_graphic() => format!("'{}'", b as char),
-        Ok(b' ') => "' '".into(),
-        Ok(b) => format!("0x{b:02x}"),
-        Err(_) => format!("#{id}"),
-    }
-}
-
 fn info(path: &PathBuf) -> Result<()> {
     let size = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
     let ckpt = Checkpoint::load(path)?;
@@ -192,46 +272,51 @@ fn info(path: &PathBuf) -> Result<()> {
     Ok(())
 }
 
-fn run(model: &ModelArgs, prompt: &str, generate: usize, run: &RunArgs) -> Result<()> {
-    let device = run.device()?;
-    let (m, label) = model.load(&device)?;
-    let cfg = m.config().clone();
-    let opts = run.options(&cfg)?;
-    let toks = byte_tokens(prompt, &cfg)?;
-    let g = block_on(generate_greedy(&m, &toks, generate, &opts))?;
-    println!("model: {label}; router: {:?}; dispatch: {:?}", opts.router, opts.dispatch);
-    let layers = &g.routing.layers;
+fn run(job: &Job) -> Result<()> {
+    let (state, model, hash, backend) = job.resolve()?;
+    let t = trace::trace(&model, &state, &hash, &backend)?;
+    println!("model: {} (hash {}) on {backend}", state.checkpoint, &hash[..12]);
+    println!("link:  ?{}", t.query);
     print!("{:>4} {:>6} {:<8}", "pos", "kind", "token");
-    for l in 0..layers.len() {
-        print!(" | layer {l:<14}");
+    for l in &t.layers {
+        print!(" | layer {:<14}", l.layer);
     }
     println!();
-    for (t, &id) in g.tokens.iter().enumerate() {
-        let kind = if t < g.prompt_len { "prompt" } else { "gen" };
-        print!("{t:>4} {kind:>6} {:<8}", show_byte(id));
-        for rec in layers {
-            if t < rec.num_tokens() {
-                let slots: Vec<String> = rec
-                    .slots(t)
-                    .map(|s| {
-                        if s.dropped { format!("e{}:drop", s.expert) } else { format!("e{}:{:.2}", s.expert, s.weight) }
-                    })
-                    .collect();
-                print!(" | {:<20}", slots.join(" "));
-            } else {
-                print!(" | {:<20}", "(not run)");
-            }
+    for tok in &t.tokens {
+        print!(
+            "{:>4} {:>6} {:<8}",
+            tok.index,
+            if tok.kind == "prompt" { "prompt" } else { "gen" },
+            format!("'{}'", tok.text)
+        );
+        for l in &t.layers {
+            let cell = match l.routing.get(tok.index) {
+                Some(r) => r
+                    .experts
+                    .iter()
+                    .enumerate()
+                    .map(|(j, e)| if r.dropped[j] { format!("e{e}:drop") } else { format!("e{e}:{:.2}", r.weights[j]) })
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                None => "(not run)".into(),
+            };
+            print!(" | {cell:<20}");
         }
         println!();
     }
-    for rec in layers {
-        let s = switchyard_analysis::load_stats(rec);
-        let loads: Vec<String> = s.fraction.iter().map(|f| format!("{f:.2}")).collect();
-        println!("layer {}: load [{}], CV {:.2}, load entropy {:.2}", rec.layer, loads.join(" "), s.cv, s.load_entropy);
+    for l in &t.layers {
+        let loads: Vec<String> = l.metrics.fraction.iter().map(|f| format!("{f:.2}")).collect();
+        println!(
+            "layer {}: load [{}], CV {:.2}, load entropy {:.2}",
+            l.layer,
+            loads.join(" "),
+            l.metrics.cv,
+            l.metrics.load_entropy
+        );
     }
-    if generate > 0 {
-        let text = String::from_utf8_lossy(&g.tokens.iter().map(|&t| t as u8).collect::<Vec<_>>()).into_owned();
-        println!("text: {text:?}");
+    if state.generate > 0 {
+        let ids: Vec<u32> = t.tokens.iter().map(|x| x.id).collect();
+        println!("text: {:?}", ByteTokenizer.decode(&ids));
     }
     Ok(())
 }
@@ -370,7 +455,17 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
-        Command::Run { model, prompt, generate, run: r } => run(model, prompt, *generate, r),
+        Command::Run { job } => run(job),
+        Command::Trace { job, csv } => {
+            let (state, model, hash, backend) = job.resolve()?;
+            let t = trace::trace(&model, &state, &hash, &backend)?;
+            if *csv {
+                trace::write_csv(&t, std::io::stdout().lock())
+            } else {
+                println!("{}", serde_json::to_string_pretty(&t)?);
+                Ok(())
+            }
+        }
         Command::Bench { model, run: r, runs, decode_tokens, all_routers, json } => {
             bench(model, r, *runs, *decode_tokens, *all_routers, *json)
         }

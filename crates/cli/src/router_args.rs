@@ -185,3 +185,112 @@ impl RouterArgs {
         self.options_for(self.router, cfg)
     }
 }
+
+/// Decoding flags.
+#[derive(Args, Debug, Clone)]
+pub struct DecodeArgs {
+    /// How tokens are generated.
+    #[arg(long, value_enum, default_value_t = DecodeMode::Greedy)]
+    pub decode: DecodeMode,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
+    /// Sampling: keep the k most likely tokens (0 = all).
+    #[arg(long, default_value_t = 0)]
+    pub sample_k: usize,
+    /// Sampling: nucleus threshold (1 = all).
+    #[arg(long, default_value_t = 1.0)]
+    pub sample_p: f32,
+    /// SCMoE strong ranks, e.g. `0,1`.
+    #[arg(long, default_value = "0,1")]
+    pub strong: String,
+    /// SCMoE weak activation: ranks such as `0` or `2`, or `random`.
+    #[arg(long, default_value = "0")]
+    pub weak: String,
+    /// SCMoE plausibility α.
+    #[arg(long, default_value_t = 0.1)]
+    pub alpha: f32,
+    /// SCMoE contrast β.
+    #[arg(long, default_value_t = 0.5)]
+    pub beta: f32,
+    /// SCMoE strong temperature.
+    #[arg(long, default_value_t = 1.0)]
+    pub tau_s: f32,
+    /// SCMoE weak temperature.
+    #[arg(long, default_value_t = 1.0)]
+    pub tau_w: f32,
+    /// SCMoE: allow the end-of-sequence token (the reference bans it).
+    #[arg(long)]
+    pub allow_eos: bool,
+    /// SCMoE: sample from the contrast distribution instead of taking its argmax.
+    #[arg(long)]
+    pub scmoe_sample: bool,
+}
+
+/// Decoding modes on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DecodeMode {
+    /// Most likely token.
+    Greedy,
+    /// Seeded sampling.
+    Sample,
+    /// SCMoE self-contrast.
+    Scmoe,
+}
+
+fn rank_list(s: &str, what: &str) -> Result<Vec<usize>> {
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|x| x.trim().parse().with_context(|| format!("bad {what} rank `{x}`")))
+        .collect::<Result<_>>()?;
+    if v.is_empty() {
+        bail!("{what} needs at least one rank");
+    }
+    Ok(v)
+}
+
+impl DecodeArgs {
+    /// The decoding these flags describe.
+    pub fn decoding(&self) -> Result<switchyard_model::Decoding> {
+        use switchyard_model::{Decoding, SampleConfig, ScmoeConfig, WeakMode};
+        Ok(match self.decode {
+            DecodeMode::Greedy => Decoding::Greedy,
+            DecodeMode::Sample => {
+                if !(self.temperature.is_finite() && self.temperature > 0.0) {
+                    bail!("--temperature must be positive");
+                }
+                if !(self.sample_p > 0.0 && self.sample_p <= 1.0) {
+                    bail!("--sample-p must be in (0, 1]");
+                }
+                Decoding::Sample(SampleConfig {
+                    temperature: self.temperature,
+                    top_k: self.sample_k,
+                    top_p: self.sample_p,
+                })
+            }
+            DecodeMode::Scmoe => {
+                if !(self.alpha > 0.0 && self.alpha <= 1.0)
+                    || !(self.beta >= 0.0)
+                    || !(self.tau_s > 0.0 && self.tau_w > 0.0)
+                {
+                    bail!("SCMoE needs 0 < alpha <= 1, beta >= 0 and positive temperatures");
+                }
+                Decoding::SelfContrast(ScmoeConfig {
+                    strong_ranks: rank_list(&self.strong, "strong")?,
+                    weak: if self.weak.trim() == "random" {
+                        WeakMode::Random
+                    } else {
+                        WeakMode::Ranks { ranks: rank_list(&self.weak, "weak")? }
+                    },
+                    alpha: self.alpha,
+                    beta: self.beta,
+                    tau_strong: self.tau_s,
+                    tau_weak: self.tau_w,
+                    ban_eos: !self.allow_eos,
+                    eos_id: None,
+                    sample: self.scmoe_sample,
+                })
+            }
+        })
+    }
+}

@@ -13,6 +13,7 @@ mod model;
 mod params;
 pub mod rng;
 mod router;
+mod tokenizer;
 
 pub mod devices;
 
@@ -31,6 +32,7 @@ pub use router::{
     SecondPolicy, SmoeDense, ThorMode, rank_experts, smoe_router_weights, softmax_row,
 };
 pub use switchyard_record as record;
+pub use tokenizer::ByteTokenizer;
 
 #[cfg(test)]
 mod tests;

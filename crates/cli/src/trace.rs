@@ -1,0 +1,232 @@
+//! `switchyard trace`: a routing trace as JSON (schema in `docs/trace.md`) or CSV.
+
+use anyhow::{Context, Result, bail};
+use futures_lite::future::block_on;
+use serde::Serialize;
+use switchyard_analysis::{LoadStats, load_stats};
+use switchyard_model::record::{LayerRouting, RoutingRecord};
+use switchyard_model::{ByteTokenizer, Generation, Model, RunOptions, generate};
+use switchyard_state::PlaygroundState;
+
+/// Version of the trace schema.
+pub const TRACE_FORMAT: &str = "switchyard-trace/1";
+
+/// One token of the traced sequence.
+#[derive(Debug, Serialize)]
+pub struct TraceToken {
+    /// Index in the sequence (= absolute position for one sequence).
+    pub index: usize,
+    /// Token id.
+    pub id: u32,
+    /// Printable text of the token.
+    pub text: String,
+    /// Byte span `[start, end)` in the UTF-8 text of prompt + generation.
+    pub bytes: [usize; 2],
+    /// `prompt` or `generated`.
+    pub kind: &'static str,
+}
+
+/// The routing of one token at one layer.
+#[derive(Debug, Serialize)]
+pub struct TokenRouting {
+    /// Token index.
+    pub token: usize,
+    /// Chosen experts in slot order (dropped slots included).
+    pub experts: Vec<usize>,
+    /// Combine weights (0 for dropped slots).
+    pub weights: Vec<f32>,
+    /// Rank of each chosen expert in the router's ordering.
+    pub ranks: Vec<usize>,
+    /// Whether capacity dropped each slot.
+    pub dropped: Vec<bool>,
+    /// The full router probability row (uniform for routers without logits).
+    pub probs: Vec<f32>,
+}
+
+/// One layer: per-token routing and the layer's metrics.
+#[derive(Debug, Serialize)]
+pub struct TraceLayer {
+    /// Layer index.
+    pub layer: usize,
+    /// True when the router has no logits and `probs` are reported uniform.
+    pub probs_are_uniform: bool,
+    /// Router-specific aux values (drop rate, mean active experts, ...).
+    pub aux: std::collections::BTreeMap<String, f32>,
+    /// Load and balance over the traced tokens.
+    pub metrics: LoadStats,
+    /// One entry per routed token.
+    pub routing: Vec<TokenRouting>,
+}
+
+/// SCMoE candidates of one generated token.
+#[derive(Debug, Serialize)]
+pub struct TraceStep {
+    /// Index of the generated token.
+    pub token: usize,
+    /// Top strong-pass tokens `[id, probability]`.
+    pub strong: Vec<(u32, f32)>,
+    /// Top weak-pass tokens.
+    pub weak: Vec<(u32, f32)>,
+    /// Top contrast tokens.
+    pub contrast: Vec<(u32, f32)>,
+}
+
+/// The whole trace.
+#[derive(Debug, Serialize)]
+pub struct Trace {
+    /// Always [`TRACE_FORMAT`].
+    pub format: &'static str,
+    /// Checkpoint name.
+    pub checkpoint: String,
+    /// Full content hash of the checkpoint (of the seed-initialised model's parameters when
+    /// there is no file).
+    pub checkpoint_hash: String,
+    /// The canonical query string of the state (paste after `?` in the playground URL).
+    pub query: String,
+    /// The same state as JSON.
+    pub state: PlaygroundState,
+    /// Backend the trace ran on.
+    pub backend: String,
+    /// Every token, prompt then generated.
+    pub tokens: Vec<TraceToken>,
+    /// Per MoE layer (the strong pass under SCMoE).
+    pub layers: Vec<TraceLayer>,
+    /// SCMoE only: the weak pass's layers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weak_layers: Option<Vec<TraceLayer>>,
+    /// SCMoE only: candidates per generated token.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<TraceStep>,
+}
+
+fn layer(rec: &LayerRouting) -> TraceLayer {
+    let routing = (0..rec.num_tokens())
+        .map(|t| {
+            let k = rec.k_max;
+            let slots: Vec<usize> = (t * k..(t + 1) * k).filter(|&i| rec.valid[i]).collect();
+            TokenRouting {
+                token: t,
+                experts: slots.iter().map(|&i| rec.idx[i] as usize).collect(),
+                weights: slots.iter().map(|&i| rec.weight[i]).collect(),
+                ranks: slots.iter().map(|&i| rec.rank[i] as usize).collect(),
+                dropped: slots.iter().map(|&i| rec.dropped[i]).collect(),
+                probs: rec.probs_row(t).to_vec(),
+            }
+        })
+        .collect();
+    TraceLayer {
+        layer: rec.layer,
+        probs_are_uniform: rec.probs_are_uniform,
+        aux: rec.aux.clone(),
+        metrics: load_stats(rec),
+        routing,
+    }
+}
+
+fn layers(r: &RoutingRecord) -> Vec<TraceLayer> {
+    r.layers.iter().map(layer).collect()
+}
+
+/// Runs the state's prompt (and generation) and builds its trace.
+pub fn trace(model: &Model, state: &PlaygroundState, checkpoint_hash: &str, backend: &str) -> Result<Trace> {
+    let tok = ByteTokenizer;
+    let cfg = model.config();
+    if cfg.vocab_size < ByteTokenizer::VOCAB {
+        bail!("prompts are byte-level (256 ids) but this model's vocabulary has {} ids", cfg.vocab_size);
+    }
+    let prompt = tok.encode(&state.prompt);
+    if prompt.is_empty() {
+        bail!("the prompt is empty: give --prompt or a link with prompt=...");
+    }
+    state.router.validate(cfg.n_experts).context("the router does not fit this model")?;
+    let opts = RunOptions {
+        router: state.router.clone(),
+        dispatch: switchyard_model::Dispatch::Sparse,
+        seed: state.seed,
+        interventions: state.interventions.clone(),
+    };
+    let g: Generation = block_on(generate(model, &prompt, state.generate, &opts, &state.decoding))?;
+    let mut offset = 0;
+    let tokens = g
+        .tokens
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| {
+            let n = tok.token_bytes(id).len();
+            let t = TraceToken {
+                index: i,
+                id,
+                text: tok.display(id),
+                bytes: [offset, offset + n],
+                kind: if i < g.prompt_len { "prompt" } else { "generated" },
+            };
+            offset += n;
+            t
+        })
+        .collect();
+    let steps = g
+        .candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| TraceStep {
+            token: g.prompt_len + i,
+            strong: c.strong.clone(),
+            weak: c.weak.clone(),
+            contrast: c.contrast.clone(),
+        })
+        .collect();
+    Ok(Trace {
+        format: TRACE_FORMAT,
+        checkpoint: state.checkpoint.clone(),
+        checkpoint_hash: checkpoint_hash.to_string(),
+        query: state.to_query(),
+        state: state.clone(),
+        backend: backend.to_string(),
+        tokens,
+        layers: layers(&g.routing),
+        weak_layers: g.weak_routing.as_ref().map(layers),
+        steps,
+    })
+}
+
+/// The flat per-(token, layer, slot) table.
+pub fn write_csv(t: &Trace, out: impl std::io::Write) -> Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record([
+        "token",
+        "position",
+        "kind",
+        "token_id",
+        "token_text",
+        "layer",
+        "slot",
+        "expert",
+        "weight",
+        "rank",
+        "dropped",
+        "prob",
+    ])?;
+    for l in &t.layers {
+        for r in &l.routing {
+            let tok = &t.tokens[r.token];
+            for (slot, &e) in r.experts.iter().enumerate() {
+                w.write_record([
+                    r.token.to_string(),
+                    tok.index.to_string(),
+                    tok.kind.to_string(),
+                    tok.id.to_string(),
+                    tok.text.clone(),
+                    l.layer.to_string(),
+                    slot.to_string(),
+                    e.to_string(),
+                    r.weights[slot].to_string(),
+                    r.ranks[slot].to_string(),
+                    r.dropped[slot].to_string(),
+                    r.probs[e].to_string(),
+                ])?;
+            }
+        }
+    }
+    w.flush()?;
+    Ok(())
+}
