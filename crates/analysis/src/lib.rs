@@ -1,6 +1,12 @@
 //! Metrics computed from routing records (spec `routers.md` §9.2). Pure functions over plain
 //! data: no burn, no web.
 
+mod corpus;
+
+pub use corpus::{
+    ConsecutiveRate, Specialisation, co_activation, consecutive_rate, domain_distribution, expert_affinity,
+    token_specialisation,
+};
 use serde::Serialize;
 use switchyard_record::LayerRouting;
 
@@ -25,6 +31,119 @@ pub struct LoadStats {
 
 fn entropy(p: impl Iterator<Item = f64>) -> f64 {
     -p.filter(|&x| x > 0.0).map(|x| x * x.ln()).sum::<f64>()
+}
+
+/// Routing quality of one layer beyond its load (spec §9.1–§9.2).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LayerMetrics {
+    /// Load and balance.
+    pub load: LoadStats,
+    /// Switch/GShard LBL `E·Σ f1_e·P̄_e` (first choice only; 1 under perfect balance).
+    pub lbl_switch: f64,
+    /// Top-k LBL `E·Σ f_e·P̄_e` with `f_e` the fraction of tokens that chose e (k under balance).
+    pub lbl_topk: f64,
+    /// Slot-level drop rate `Σ dropped / Σ assigned`.
+    pub drop_rate_slots: f64,
+    /// Fraction of tokens whose every slot was dropped.
+    pub drop_rate_tokens: f64,
+    /// Mean number of (kept) experts per token.
+    pub active_experts_mean: f64,
+    /// Histogram of kept experts per token (index = count).
+    pub active_experts_hist: Vec<u64>,
+    /// Mean top-1 probability.
+    pub confidence: f64,
+    /// Mean top-1 minus top-2 probability.
+    pub margin: f64,
+    /// `mean logsumexp(Z)²`; `None` for routers without logits.
+    pub z_stat: Option<f64>,
+}
+
+/// Drop rate by position bucket (OpenMoE's drop-towards-the-end): `(first position, rate)` per
+/// bucket of `width` positions.
+pub fn drop_rate_by_position(rec: &LayerRouting, width: usize) -> Vec<(u32, f64)> {
+    let width = width.max(1) as u32;
+    let mut buckets: std::collections::BTreeMap<u32, (u64, u64)> = std::collections::BTreeMap::new();
+    for t in 0..rec.num_tokens() {
+        let b = buckets.entry(rec.pos[t] / width * width).or_default();
+        for s in rec.slots(t) {
+            b.0 += u64::from(s.dropped);
+            b.1 += 1;
+        }
+    }
+    buckets.into_iter().map(|(p, (d, n))| (p, if n == 0 { 0.0 } else { d as f64 / n as f64 })).collect()
+}
+
+/// Every §9.2 metric of one layer.
+pub fn layer_metrics(rec: &LayerRouting) -> LayerMetrics {
+    let (t, e) = (rec.num_tokens(), rec.num_experts);
+    let tn = t.max(1) as f64;
+    let mut pbar = vec![0.0f64; e];
+    let (mut f1, mut f) = (vec![0.0f64; e], vec![0.0f64; e]);
+    let (mut dropped, mut assigned, mut all_dropped) = (0u64, 0u64, 0u64);
+    let mut hist = vec![0u64; rec.k_max + 1];
+    let (mut conf, mut margin, mut z) = (0.0, 0.0, 0.0);
+    for i in 0..t {
+        let p = rec.probs_row(i);
+        for (acc, &v) in pbar.iter_mut().zip(p) {
+            *acc += f64::from(v) / tn;
+        }
+        let slots: Vec<_> = rec.slots(i).collect();
+        if let Some(first) = slots.first() {
+            f1[first.expert] += 1.0 / tn;
+        }
+        for s in &slots {
+            f[s.expert] += 1.0 / tn;
+            assigned += 1;
+            dropped += u64::from(s.dropped);
+        }
+        if !slots.is_empty() && slots.iter().all(|s| s.dropped) {
+            all_dropped += 1;
+        }
+        hist[slots.iter().filter(|s| !s.dropped).count()] += 1;
+        let mut sorted: Vec<f64> = p.iter().map(|&v| f64::from(v)).collect();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        conf += sorted[0] / tn;
+        margin += (sorted[0] - sorted.get(1).copied().unwrap_or(0.0)) / tn;
+        let zr = rec.logits_row(i);
+        let m = zr.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
+        let lse = m + zr.iter().map(|&v| (f64::from(v) - m).exp()).sum::<f64>().ln();
+        z += lse * lse / tn;
+    }
+    let ef = e as f64;
+    let active: u64 = hist.iter().enumerate().map(|(n, &c)| n as u64 * c).sum();
+    LayerMetrics {
+        load: load_stats(rec),
+        lbl_switch: ef * f1.iter().zip(&pbar).map(|(a, b)| a * b).sum::<f64>(),
+        lbl_topk: ef * f.iter().zip(&pbar).map(|(a, b)| a * b).sum::<f64>(),
+        drop_rate_slots: if assigned == 0 { 0.0 } else { dropped as f64 / assigned as f64 },
+        drop_rate_tokens: all_dropped as f64 / tn,
+        active_experts_mean: active as f64 / tn,
+        active_experts_hist: hist,
+        confidence: conf,
+        margin,
+        z_stat: (!rec.probs_are_uniform).then_some(z),
+    }
+}
+
+/// HF's pooled load-balancing loss over several layers (spec §1.4): all layers' tokens in one
+/// `[L·T, E]` matrix; `E·Σ_{slot,e} f[slot,e]·P̄_e` (k under perfect balance).
+pub fn lbl_pooled(layers: &[LayerRouting]) -> f64 {
+    let Some(first) = layers.first() else { return 0.0 };
+    let e = first.num_experts;
+    let rows: usize = layers.iter().map(LayerRouting::num_tokens).sum();
+    let n = rows.max(1) as f64;
+    let (mut f, mut pbar) = (vec![0.0f64; e], vec![0.0f64; e]);
+    for rec in layers {
+        for t in 0..rec.num_tokens() {
+            for (acc, &v) in pbar.iter_mut().zip(rec.probs_row(t)) {
+                *acc += f64::from(v) / n;
+            }
+            for s in rec.slots(t) {
+                f[s.expert] += 1.0 / n;
+            }
+        }
+    }
+    e as f64 * f.iter().zip(&pbar).map(|(a, b)| a * b).sum::<f64>()
 }
 
 /// Load statistics of one layer.
@@ -86,6 +205,34 @@ mod tests {
             seq_id: vec![0; t],
             pos: (0..t as u32).collect(),
         }
+    }
+
+    /// §9.1: perfectly balanced top-1 with uniform probabilities gives LBL 1; a collapsed router
+    /// gives E.
+    #[test]
+    fn lbl_is_one_when_balanced_and_e_when_collapsed() {
+        let mut r = record(&[0, 1, 2, 3], 4);
+        r.probs = vec![0.25; 16];
+        let m = layer_metrics(&r);
+        assert!((m.lbl_switch - 1.0).abs() < 1e-12 && (m.lbl_topk - 1.0).abs() < 1e-12);
+        let collapsed = layer_metrics(&record(&[2; 6], 4));
+        assert!((collapsed.lbl_switch - 4.0).abs() < 1e-12);
+        assert!((lbl_pooled(&[r.clone(), r]) - 1.0).abs() < 1e-12);
+        assert_eq!(m.active_experts_mean, 1.0);
+        assert_eq!(m.active_experts_hist, vec![0, 4]);
+        assert!((m.confidence - 0.25).abs() < 1e-12 && m.margin.abs() < 1e-12);
+    }
+
+    #[test]
+    fn drop_rates_count_slots_tokens_and_positions() {
+        let mut r = record(&[0, 1, 2, 3, 0, 1, 2, 3], 4);
+        r.dropped[6] = true;
+        r.dropped[7] = true;
+        let m = layer_metrics(&r);
+        assert_eq!(m.drop_rate_slots, 0.25);
+        assert_eq!(m.drop_rate_tokens, 0.25);
+        assert_eq!(m.active_experts_hist, vec![2, 6]);
+        assert_eq!(drop_rate_by_position(&r, 4), vec![(0, 0.0), (4, 0.5)]);
     }
 
     /// §9.2 invariant 1: uniform routing gives CV 0, max/mean 1, load entropy 1.

@@ -305,13 +305,17 @@ fn run(job: &Job) -> Result<()> {
         println!();
     }
     for l in &t.layers {
-        let loads: Vec<String> = l.metrics.fraction.iter().map(|f| format!("{f:.2}")).collect();
+        let m = &l.metrics;
+        let loads: Vec<String> = m.load.fraction.iter().map(|f| format!("{f:.2}")).collect();
         println!(
-            "layer {}: load [{}], CV {:.2}, load entropy {:.2}",
+            "layer {}: load [{}], CV {:.2}, load entropy {:.2}, LBL {:.2}, active experts {:.2}, drop rate {:.2}",
             l.layer,
             loads.join(" "),
-            l.metrics.cv,
-            l.metrics.load_entropy
+            m.load.cv,
+            m.load.load_entropy,
+            m.lbl_topk,
+            m.active_experts_mean,
+            m.drop_rate_slots
         );
     }
     if state.generate > 0 {

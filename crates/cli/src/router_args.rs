@@ -269,10 +269,13 @@ impl DecodeArgs {
                 })
             }
             DecodeMode::Scmoe => {
-                if !(self.alpha > 0.0 && self.alpha <= 1.0)
-                    || !(self.beta >= 0.0)
-                    || !(self.tau_s > 0.0 && self.tau_w > 0.0)
-                {
+                let valid = self.alpha > 0.0
+                    && self.alpha <= 1.0
+                    && self.beta.is_finite()
+                    && self.beta >= 0.0
+                    && self.tau_s > 0.0
+                    && self.tau_w > 0.0;
+                if !valid {
                     bail!("SCMoE needs 0 < alpha <= 1, beta >= 0 and positive temperatures");
                 }
                 Decoding::SelfContrast(ScmoeConfig {

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, bail};
 use futures_lite::future::block_on;
 use serde::Serialize;
-use switchyard_analysis::{LoadStats, load_stats};
+use switchyard_analysis::{ConsecutiveRate, LayerMetrics, consecutive_rate, drop_rate_by_position, layer_metrics};
 use switchyard_model::record::{LayerRouting, RoutingRecord};
 use switchyard_model::{ByteTokenizer, Generation, Model, RunOptions, generate};
 use switchyard_state::PlaygroundState;
@@ -52,8 +52,12 @@ pub struct TraceLayer {
     pub probs_are_uniform: bool,
     /// Router-specific aux values (drop rate, mean active experts, ...).
     pub aux: std::collections::BTreeMap<String, f32>,
-    /// Load and balance over the traced tokens.
-    pub metrics: LoadStats,
+    /// Load, balance, LBL, drops, active experts, confidence over the traced tokens.
+    pub metrics: LayerMetrics,
+    /// Slot drop rate per bucket of 16 positions: `[first position, rate]`.
+    pub drop_rate_by_position: Vec<(u32, f64)>,
+    /// Consecutive-token same-expert rates with their random baselines.
+    pub consecutive: ConsecutiveRate,
     /// One entry per routed token.
     pub routing: Vec<TokenRouting>,
 }
@@ -118,7 +122,9 @@ fn layer(rec: &LayerRouting) -> TraceLayer {
         layer: rec.layer,
         probs_are_uniform: rec.probs_are_uniform,
         aux: rec.aux.clone(),
-        metrics: load_stats(rec),
+        metrics: layer_metrics(rec),
+        drop_rate_by_position: drop_rate_by_position(rec, 16),
+        consecutive: consecutive_rate(rec),
         routing,
     }
 }
