@@ -3,7 +3,10 @@
 use anyhow::{Context, Result, bail};
 use futures_lite::future::block_on;
 use serde::Serialize;
-use switchyard_analysis::{ConsecutiveRate, LayerMetrics, consecutive_rate, drop_rate_by_position, layer_metrics};
+use switchyard_analysis::{
+    ConsecutiveRate, LayerMetrics, Specialisation, co_activation, consecutive_rate, drop_rate_by_position,
+    expert_affinity, layer_metrics, token_specialisation,
+};
 use switchyard_model::record::{LayerRouting, RoutingRecord};
 use switchyard_model::{ByteTokenizer, Generation, Model, RunOptions, generate};
 use switchyard_state::PlaygroundState;
@@ -58,6 +61,14 @@ pub struct TraceLayer {
     pub drop_rate_by_position: Vec<(u32, f64)>,
     /// Consecutive-token same-expert rates with their random baselines.
     pub consecutive: ConsecutiveRate,
+    /// Within-layer co-activation `C[i][j]` and its uniform baseline `(k−1)/(E−1)`.
+    pub co_activation: (Vec<Vec<f64>>, f64),
+    /// ExFlow affinity to the next layer `A[i][j]`, its summary `mean_i max_j A` and the
+    /// baseline `k/E`; absent for the last layer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub affinity_to_next: Option<(Vec<Vec<f64>>, f64, f64)>,
+    /// Token-ID specialisation with its baseline and the top 5 token ids per expert.
+    pub specialisation: Specialisation,
     /// One entry per routed token.
     pub routing: Vec<TokenRouting>,
 }
@@ -103,7 +114,7 @@ pub struct Trace {
     pub steps: Vec<TraceStep>,
 }
 
-fn layer(rec: &LayerRouting) -> TraceLayer {
+fn layer(rec: &LayerRouting, next: Option<&LayerRouting>, ids: &[u32]) -> TraceLayer {
     let routing = (0..rec.num_tokens())
         .map(|t| {
             let k = rec.k_max;
@@ -125,12 +136,15 @@ fn layer(rec: &LayerRouting) -> TraceLayer {
         metrics: layer_metrics(rec),
         drop_rate_by_position: drop_rate_by_position(rec, 16),
         consecutive: consecutive_rate(rec),
+        co_activation: co_activation(rec),
+        affinity_to_next: next.map(|n| expert_affinity(rec, n)),
+        specialisation: token_specialisation(rec, ids, 5),
         routing,
     }
 }
 
-fn layers(r: &RoutingRecord) -> Vec<TraceLayer> {
-    r.layers.iter().map(layer).collect()
+fn layers(r: &RoutingRecord, ids: &[u32]) -> Vec<TraceLayer> {
+    r.layers.iter().enumerate().map(|(i, rec)| layer(rec, r.layers.get(i + 1), ids)).collect()
 }
 
 /// Runs the state's prompt (and generation) and builds its trace.
@@ -189,8 +203,8 @@ pub fn trace(model: &Model, state: &PlaygroundState, checkpoint_hash: &str, back
         state: state.clone(),
         backend: backend.to_string(),
         tokens,
-        layers: layers(&g.routing),
-        weak_layers: g.weak_routing.as_ref().map(layers),
+        layers: layers(&g.routing, &g.tokens),
+        weak_layers: g.weak_routing.as_ref().map(|w| layers(w, &g.tokens)),
         steps,
     })
 }

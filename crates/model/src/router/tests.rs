@@ -373,6 +373,18 @@ fn thor_sequence_modes_share_or_redraw_as_specified() {
     assert!(steps.len() > 1, "sequence_ref must re-draw per decoding call");
 }
 
+/// §2.6 invariant 2: with E = 1 THOR is the dense layer (expert 0, weight 1, every mode).
+#[test]
+fn thor_with_one_expert_is_dense() {
+    for mode in [ThorMode::Token, ThorMode::Sequence, ThorMode::SequenceRef, ThorMode::Mean] {
+        let rec = route(&RouterSpec::Thor { mode }, vec![0.0; 10], 1);
+        for t in 0..10 {
+            let s: Vec<_> = rec.slots(t).collect();
+            assert_eq!((s.len(), s[0].expert, s[0].weight), (1, 0, 1.0), "{mode:?}");
+        }
+    }
+}
+
 #[test]
 fn thor_mean_weights_every_expert_equally() {
     let rec = route(&RouterSpec::Thor { mode: ThorMode::Mean }, vec![0.0; 3 * 4], 4);
