@@ -119,18 +119,23 @@ pub struct Model {
     device: Device,
 }
 
-fn host_to_device(t: &HostTensor, transpose: bool, device: &Device) -> Tensor<2> {
+fn host_to_device(t: &HostTensor, transposed: bool, device: &Device) -> Tensor<2> {
     let (r, c) = (t.shape[0], t.shape.get(1).copied().unwrap_or(1));
-    if !transpose {
+    if !transposed {
         return Tensor::from_data(TensorData::new(t.data.clone(), [r, c]), device);
     }
-    let mut out = vec![0.0f32; r * c];
-    for i in 0..r {
-        for j in 0..c {
-            out[j * r + i] = t.data[i * c + j];
+    Tensor::from_data(TensorData::new(transpose(&t.data, r, c), [c, r]), device)
+}
+
+/// The transpose of a row-major `[rows, cols]` matrix.
+fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; rows * cols];
+    for i in 0..rows {
+        for j in 0..cols {
+            out[j * rows + i] = data[i * cols + j];
         }
     }
-    Tensor::from_data(TensorData::new(out, [c, r]), device)
+    out
 }
 
 struct Loader<'a> {
@@ -373,18 +378,8 @@ impl Model {
                 problem: "not in the configuration's parameter list".into(),
             })?;
             // burn stores projections as [in, out]; the HF layout is [out, in].
-            let data = if transposed {
-                let (r, c) = (shape[0], shape[1]);
-                let mut t = vec![0.0; r * c];
-                for i in 0..c {
-                    for j in 0..r {
-                        t[j * c + i] = data[i * r + j];
-                    }
-                }
-                t
-            } else {
-                data
-            };
+            // The burn tensor is [in, out] = [shape[1], shape[0]].
+            let data = if transposed { transpose(&data, shape[1], shape[0]) } else { data };
             out.insert(name, HostTensor { shape, data });
         }
         Ok(out)

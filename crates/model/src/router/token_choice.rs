@@ -219,17 +219,13 @@ pub(super) fn ranks(logits: Vec<f32>, e: usize, ranks: &[usize], ctx: &RouteCont
     let mut b = RecordBuilder::new(e, ranks.len(), logits, false, ctx);
     for row in rows {
         let p = softmax_masked(&row, ctx.allowed);
-        let order: Vec<usize> = rank_experts(&row).into_iter().filter(|&x| ctx.allowed[x]).collect();
-        let chosen: Vec<usize> = ranks.iter().filter_map(|&r| order.get(r).copied()).collect();
-        let mass: f32 = chosen.iter().map(|&x| p[x]).sum();
-        let choices: Vec<Choice> = chosen
-            .iter()
-            .map(|&x| Choice {
-                expert: x,
-                weight: p[x] / mass,
-                rank: rank_experts(&row).iter().position(|&o| o == x).unwrap_or(0),
-            })
-            .collect();
+        // (expert, its rank among all experts), allowed ones only, best first.
+        let order: Vec<(usize, usize)> =
+            rank_experts(&row).into_iter().enumerate().filter(|(_, x)| ctx.allowed[*x]).map(|(r, x)| (x, r)).collect();
+        let chosen: Vec<(usize, usize)> = ranks.iter().filter_map(|&r| order.get(r).copied()).collect();
+        let mass: f32 = chosen.iter().map(|&(x, _)| p[x]).sum();
+        let choices: Vec<Choice> =
+            chosen.iter().map(|&(x, rank)| Choice { expert: x, weight: p[x] / mass, rank }).collect();
         b.push(&p, &choices);
     }
     b.finish()
