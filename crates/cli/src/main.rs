@@ -274,7 +274,7 @@ fn info(path: &PathBuf) -> Result<()> {
 
 fn run(job: &Job) -> Result<()> {
     let (state, model, hash, backend) = job.resolve()?;
-    let t = trace::trace(&model, &state, &hash, &backend)?;
+    let t = trace::trace(&model, &state, &hash, &backend, job.run.routing.training()?)?;
     println!("model: {} (hash {}) on {backend}", state.checkpoint, &hash[..12]);
     println!("link:  ?{}", t.query);
     print!("{:>4} {:>6} {:<8}", "pos", "kind", "token");
@@ -462,7 +462,7 @@ fn main() -> Result<()> {
         Command::Run { job } => run(job),
         Command::Trace { job, csv } => {
             let (state, model, hash, backend) = job.resolve()?;
-            let t = trace::trace(&model, &state, &hash, &backend)?;
+            let t = trace::trace(&model, &state, &hash, &backend, job.run.routing.training()?)?;
             if *csv {
                 trace::write_csv(&t, std::io::stdout().lock())
             } else {

@@ -3,8 +3,8 @@
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use switchyard_model::{
-    Capacity, CapacityFormula, Dispatch, Interventions, ModelConfig, Priority, RouterSpec, RunOptions, SecondPolicy,
-    SmoeDense, ThorMode,
+    Capacity, CapacityFormula, Dispatch, Interventions, Jitter, JitterScope, ModelConfig, Priority, RouterSpec,
+    RunOptions, SecondPolicy, SmoeDense, ThorMode,
 };
 
 /// Router names on the command line.
@@ -61,6 +61,7 @@ value_enum!(PolicyArg => SecondPolicy { Random => SecondPolicy::Random, All => S
 value_enum!(ThorArg => ThorMode { Token => ThorMode::Token, Sequence => ThorMode::Sequence, SequenceRef => ThorMode::SequenceRef, Mean => ThorMode::Mean });
 value_enum!(DenseArg => SmoeDense { Softmax => SmoeDense::Softmax, Uniform => SmoeDense::Uniform });
 value_enum!(DispatchArg => Dispatch { Sparse => Dispatch::Sparse, Dense => Dispatch::Dense });
+value_enum!(ScopeArg => JitterScope { RouterOnly => JitterScope::RouterOnly, RouterAndExperts => JitterScope::RouterAndExperts });
 
 /// Router, parameters, seed and interventions.
 #[derive(Args, Debug, Clone)]
@@ -116,6 +117,15 @@ pub struct RouterArgs {
     /// Expert dispatch.
     #[arg(long, value_enum, default_value_t = DispatchArg::Sparse)]
     pub dispatch: DispatchArg,
+    /// Router input jitter ε (training only: needs --train-step).
+    #[arg(long)]
+    pub jitter: Option<f32>,
+    /// Jitter scope: the router only (reference) or router and experts (HF).
+    #[arg(long, value_enum, default_value_t = ScopeArg::RouterOnly)]
+    pub jitter_scope: ScopeArg,
+    /// Treat the pass as training step N (turns training-only options such as jitter on).
+    #[arg(long)]
+    pub train_step: Option<u64>,
 }
 
 fn pair(s: &str) -> Result<(usize, usize)> {
@@ -177,7 +187,21 @@ impl RouterArgs {
         {
             bail!("--capacity-factor applies to topk, gshard and expert-choice only");
         }
-        Ok(RunOptions { router, dispatch: self.dispatch.into(), seed: self.seed, interventions })
+        let (jitter, train_step) = self.training()?;
+        Ok(RunOptions { router, dispatch: self.dispatch.into(), seed: self.seed, interventions, jitter, train_step })
+    }
+
+    /// The training-only options: jitter and the step.
+    pub fn training(&self) -> Result<(Option<Jitter>, Option<u64>)> {
+        let jitter = match self.jitter {
+            Some(e) if !(e.is_finite() && (0.0..1.0).contains(&e)) => bail!("--jitter must be in [0, 1)"),
+            Some(epsilon) => Some(Jitter { epsilon, scope: self.jitter_scope.into() }),
+            None => None,
+        };
+        if jitter.is_some() && self.train_step.is_none() {
+            eprintln!("note: jitter is training-only; without --train-step it has no effect");
+        }
+        Ok((jitter, self.train_step))
     }
 
     /// Run options for the chosen router.

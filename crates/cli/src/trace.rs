@@ -8,7 +8,7 @@ use switchyard_analysis::{
     expert_affinity, layer_metrics, token_specialisation,
 };
 use switchyard_model::record::{LayerRouting, RoutingRecord};
-use switchyard_model::{ByteTokenizer, Generation, Model, RunOptions, generate};
+use switchyard_model::{ByteTokenizer, Generation, Jitter, Model, RunOptions, generate};
 use switchyard_state::PlaygroundState;
 
 /// Version of the trace schema.
@@ -148,7 +148,15 @@ fn layers(r: &RoutingRecord, ids: &[u32]) -> Vec<TraceLayer> {
 }
 
 /// Runs the state's prompt (and generation) and builds its trace.
-pub fn trace(model: &Model, state: &PlaygroundState, checkpoint_hash: &str, backend: &str) -> Result<Trace> {
+/// `train` carries the training-only router options (jitter and the step it is keyed by); they
+/// are not part of a playground state.
+pub fn trace(
+    model: &Model,
+    state: &PlaygroundState,
+    checkpoint_hash: &str,
+    backend: &str,
+    train: (Option<Jitter>, Option<u64>),
+) -> Result<Trace> {
     let tok = ByteTokenizer;
     let cfg = model.config();
     if cfg.vocab_size < ByteTokenizer::VOCAB {
@@ -164,6 +172,8 @@ pub fn trace(model: &Model, state: &PlaygroundState, checkpoint_hash: &str, back
         dispatch: switchyard_model::Dispatch::Sparse,
         seed: state.seed,
         interventions: state.interventions.clone(),
+        jitter: train.0,
+        train_step: train.1,
     };
     let g: Generation = block_on(generate(model, &prompt, state.generate, &opts, &state.decoding))?;
     let mut offset = 0;

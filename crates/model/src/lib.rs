@@ -25,7 +25,7 @@ pub use decode::{
     generate_greedy, last_logits,
 };
 pub use layers::Dispatch;
-pub use model::{ForwardOutput, KvCache, Model, ModelError, RunOptions};
+pub use model::{ForwardOutput, Jitter, JitterScope, KvCache, Model, ModelError, RunOptions};
 pub use params::{HostTensor, ParamStore, init_from_seed, param_count, param_specs};
 pub use router::{
     Capacity, CapacityFormula, Interventions, LogitSource, Priority, RouteContext, RouterError, RouterSpec,

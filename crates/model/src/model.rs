@@ -62,6 +62,30 @@ pub struct RunOptions {
     pub seed: u64,
     /// Ablated and forced experts.
     pub interventions: Interventions,
+    /// Router input jitter (spec §1.2). Training only: applied when `train_step` is set.
+    pub jitter: Option<Jitter>,
+    /// The optimizer step when the pass is a training pass; `None` at inference.
+    pub train_step: Option<u64>,
+}
+
+/// Multiplicative router-input noise `x̃ = x ⊙ U`, `U ~ Uniform(1−ε, 1+ε)` per element (spec
+/// §1.2), drawn from stream `JITTER` keyed by (layer, sequence, position, feature, step).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Jitter {
+    /// ε (Switch: 1e-2).
+    pub epsilon: f32,
+    /// Who sees the jittered input.
+    pub scope: JitterScope,
+}
+
+/// Whether the experts also see the jittered input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JitterScope {
+    /// Only the router (flaxformer, the reference).
+    RouterOnly,
+    /// Router and experts (HF Mixtral jitters the shared hidden state in place).
+    RouterAndExperts,
 }
 
 impl RunOptions {
@@ -72,6 +96,8 @@ impl RunOptions {
             dispatch: Dispatch::Sparse,
             seed: 0,
             interventions: Interventions::default(),
+            jitter: None,
+            train_step: None,
         }
     }
 }
@@ -125,6 +151,22 @@ fn host_to_device(t: &HostTensor, transposed: bool, device: &Device) -> Tensor<2
         return Tensor::from_data(TensorData::new(t.data.clone(), [r, c]), device);
     }
     Tensor::from_data(TensorData::new(transpose(&t.data, r, c), [c, r]), device)
+}
+
+/// `U ~ Uniform(1−ε, 1+ε)` for every (token, feature) of one layer, `[T, d]` row-major.
+fn jitter_noise(eps: f32, seed: u64, layer: usize, seq_id: &[u32], pos: &[u32], d: usize, step: u64) -> Vec<f32> {
+    let mut u = Vec::with_capacity(seq_id.len() * d);
+    for (&sq, &p) in seq_id.iter().zip(pos) {
+        for f in 0..d {
+            let r = crate::rng::u01(
+                seed,
+                crate::rng::stream::JITTER,
+                &[layer as u64, u64::from(sq), u64::from(p), f as u64, step],
+            );
+            u.push(1.0 - eps + 2.0 * eps * r as f32);
+        }
+    }
+    u
 }
 
 /// The transpose of a row-major `[rows, cols]` matrix.
@@ -297,7 +339,18 @@ impl Model {
             h = h + a;
             let x = layer.post_attention_layernorm.forward(h.clone()).reshape([b * s, d]); // [T, d]
             let moe = &layer.block_sparse_moe;
-            let logits = self.router_logits(moe, x.clone(), i, opts).await?;
+            let (x, x_router) = match (opts.jitter, opts.train_step) {
+                (Some(j), Some(step)) => {
+                    let noise = jitter_noise(j.epsilon, opts.seed, i, &seq_id, &pos, d, step);
+                    let jittered = x.clone() * Tensor::from_data(TensorData::new(noise, [b * s, d]), &self.device);
+                    match j.scope {
+                        JitterScope::RouterOnly => (x, jittered),
+                        JitterScope::RouterAndExperts => (jittered.clone(), jittered),
+                    }
+                }
+                _ => (x.clone(), x),
+            };
+            let logits = self.router_logits(moe, x_router, i, opts).await?;
             let allowed = opts.interventions.allowed(i, c.n_experts);
             let ctx = RouteContext {
                 layer: i,

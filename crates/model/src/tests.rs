@@ -553,3 +553,36 @@ fn sampling_and_random_weak_are_seeded() {
     let (full, cached, _) = full_and_cached(&model, &tokens(7, 40), &weak_opts);
     assert_eq!(full.routing.layers[1].idx, cached.layers[1].idx);
 }
+
+/// Spec §1.2: jitter is training-only, seeded by step, and with scope `router_only` the experts
+/// see the clean input (checked with routing forced, so only the experts' input matters).
+#[test]
+fn router_jitter_is_train_only_and_scoped() {
+    let cfg = small_config();
+    let toks = tokens(12, cfg.vocab_size);
+    for (name, dev) in devices() {
+        let model = Model::from_seed(&cfg, 30, &dev).unwrap();
+        let plain = RunOptions::for_config(&cfg);
+        let jitter = |scope, step| RunOptions {
+            jitter: Some(crate::Jitter { epsilon: 0.5, scope }),
+            train_step: step,
+            ..plain.clone()
+        };
+        let base = run(&model, &toks, &plain);
+        let eval = run(&model, &toks, &jitter(crate::JitterScope::RouterOnly, None));
+        assert_eq!(eval.routing, base.routing, "[{name}] jitter must be off at inference");
+        let a = run(&model, &toks, &jitter(crate::JitterScope::RouterOnly, Some(1)));
+        let again = run(&model, &toks, &jitter(crate::JitterScope::RouterOnly, Some(1)));
+        let other = run(&model, &toks, &jitter(crate::JitterScope::RouterOnly, Some(2)));
+        assert_eq!(a.routing, again.routing, "[{name}] seeded");
+        assert_ne!(a.routing.layers[0].logits, base.routing.layers[0].logits, "[{name}] logits jittered");
+        assert_ne!(a.routing.layers[0].logits, other.routing.layers[0].logits, "[{name}] new draw per step");
+        let forced = crate::Interventions { ablate: vec![], force: vec![(0, 1), (1, 2)] };
+        let f = |scope| RunOptions { interventions: forced.clone(), ..jitter(scope, Some(1)) };
+        let clean = host(run(&model, &toks, &RunOptions { interventions: forced.clone(), ..plain.clone() }).logits);
+        let router_only = host(run(&model, &toks, &f(crate::JitterScope::RouterOnly)).logits);
+        let both = host(run(&model, &toks, &f(crate::JitterScope::RouterAndExperts)).logits);
+        assert!(max_diff(&router_only, &clean) < 1e-6, "[{name}] experts must see clean input");
+        assert!(max_diff(&both, &clean) > 1e-4, "[{name}] experts see jittered input");
+    }
+}
