@@ -211,23 +211,6 @@ impl ModelArgs {
             None => Ok(ModelConfig::tiny()),
         }
     }
-
-    fn load(&self, device: &Device) -> Result<(Model, String)> {
-        match &self.checkpoint {
-            Some(path) => {
-                let ckpt = Checkpoint::load(path)?;
-                let label = format!("{} ({}, hash {})", ckpt.name, path.display(), &ckpt.content_hash()[..12]);
-                Ok((Model::from_params(&ckpt.config, &ckpt.params, device)?, label))
-            }
-            None => {
-                let cfg = self.config()?;
-                Ok((
-                    Model::from_seed(&cfg, self.init_seed, device)?,
-                    format!("initialised from seed {}", self.init_seed),
-                ))
-            }
-        }
-    }
 }
 
 impl RunArgs {
@@ -380,7 +363,8 @@ fn measure(m: &Model, opts: &RunOptions, runs: usize, decode_tokens: usize) -> R
 fn bench(model: &ModelArgs, run: &RunArgs, runs: usize, decode_tokens: usize, all: bool, json: bool) -> Result<()> {
     let runs = runs.max(1);
     let device = run.device()?;
-    let (m, label) = model.load(&device)?;
+    let (m, name, hash) = model.resolve("seed-init", &device)?;
+    let label = format!("{name} (hash {})", &hash[..12]);
     let cfg = m.config().clone();
     let decode_tokens = decode_tokens.min(cfg.max_seq_len - 1);
     let kinds: Vec<RouterKind> = if all { RouterKind::ALL.to_vec() } else { vec![run.routing.router] };

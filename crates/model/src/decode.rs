@@ -7,7 +7,7 @@ use switchyard_record::RoutingRecord;
 
 use crate::model::{KvCache, Model, ModelError, RunOptions};
 use crate::rng::{self, stream};
-use crate::router::RouterSpec;
+use crate::router::{RouterSpec, softmax_row as softmax};
 
 /// How the next token is chosen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -133,13 +133,6 @@ pub async fn last_logits(logits: Tensor<3>) -> Result<Vec<f32>, ModelError> {
         .map_err(|e| ModelError::Backend(format!("{e:?}")))?
         .try_into_vec::<f32>()
         .map_err(|e| ModelError::Backend(format!("{e:?}")))
-}
-
-fn softmax(z: &[f32]) -> Vec<f32> {
-    let m = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let ex: Vec<f64> = z.iter().map(|&v| if v == f32::NEG_INFINITY { 0.0 } else { f64::from(v - m).exp() }).collect();
-    let s: f64 = ex.iter().sum();
-    ex.iter().map(|&v| (v / s) as f32).collect()
 }
 
 fn top_candidates(p: &[f32]) -> Vec<(u32, f32)> {

@@ -44,6 +44,12 @@ fn ctx<'a>(layer: usize, seq: &'a [u32], pos: &'a [u32], allowed: &'a [bool]) ->
     crate::RouteContext { layer, seq_id: seq, pos, token_id: pos, seed: 0, step: 0, allowed, forced: None }
 }
 
+/// A deterministic `[rows, 32]` input for one MoE block, values in [-0.5, 0.5).
+fn block_input(rows: usize, modulus: usize, dev: &Device) -> Tensor<2> {
+    let data: Vec<f32> = tokens(rows * 32, modulus).iter().map(|&t| t as f32 / modulus as f32 - 0.5).collect();
+    Tensor::from_data(TensorData::new(data, [rows, 32]), dev)
+}
+
 fn small_config() -> ModelConfig {
     ModelConfig {
         vocab_size: 40,
@@ -170,10 +176,7 @@ fn single_expert_block_is_the_dense_ffn() {
     for (name, dev) in devices() {
         let model = Model::from_seed(&cfg, 2, &dev).unwrap();
         let block = &model.net.layers[0].block_sparse_moe;
-        let x = Tensor::<2>::from_data(
-            TensorData::new(tokens(6 * 32, 17).iter().map(|&t| t as f32 / 17.0 - 0.5).collect::<Vec<_>>(), [6, 32]),
-            &dev,
-        );
+        let x = block_input(6, 17, &dev);
         let logits = block.router_logits(x.clone()).into_data().try_into_vec::<f32>().unwrap();
         let seq = vec![0; 6];
         let pos: Vec<u32> = (0..6).collect();
@@ -194,10 +197,7 @@ fn k_equals_e_is_the_softmax_mixture() {
     for (name, dev) in devices() {
         let model = Model::from_seed(&cfg, 4, &dev).unwrap();
         let block = &model.net.layers[1].block_sparse_moe;
-        let x = Tensor::<2>::from_data(
-            TensorData::new(tokens(5 * 32, 13).iter().map(|&t| t as f32 / 13.0 - 0.5).collect::<Vec<_>>(), [5, 32]),
-            &dev,
-        );
+        let x = block_input(5, 13, &dev);
         let z = block.router_logits(x.clone());
         let p = burn::tensor::activation::softmax(z.clone(), 1);
         let mut want = Tensor::<2>::zeros([5, 32], &dev);
@@ -347,10 +347,7 @@ fn thor_output_is_exactly_one_experts_ffn() {
     for (name, dev) in devices() {
         let model = Model::from_seed(&cfg, 4, &dev).unwrap();
         let block = &model.net.layers[0].block_sparse_moe;
-        let x = Tensor::<2>::from_data(
-            TensorData::new(tokens(6 * 32, 11).iter().map(|&t| t as f32 / 11.0 - 0.5).collect::<Vec<_>>(), [6, 32]),
-            &dev,
-        );
+        let x = block_input(6, 11, &dev);
         let seq = vec![0; 6];
         let pos: Vec<u32> = (0..6).collect();
         let rec =
@@ -374,10 +371,7 @@ fn smoe_dense_modes_are_the_softmax_and_uniform_mixtures() {
     for (name, dev) in devices() {
         let model = Model::from_seed(&cfg, 5, &dev).unwrap();
         let block = &model.net.layers[1].block_sparse_moe;
-        let x = Tensor::<2>::from_data(
-            TensorData::new(tokens(5 * 32, 13).iter().map(|&t| t as f32 / 13.0 - 0.5).collect::<Vec<_>>(), [5, 32]),
-            &dev,
-        );
+        let x = block_input(5, 13, &dev);
         let w = crate::smoe_router_weights(9, 1, 32, 4, 0.5);
         let z = x.clone().matmul(Tensor::<2>::from_data(TensorData::new(w, [32, 4]), &dev));
         let p = burn::tensor::activation::softmax(z.clone(), 1);
