@@ -4,6 +4,9 @@
 //! - `cargo xtask serve`: install the web tool chain if missing, then `trunk serve` the app.
 //! - `cargo xtask test`: install everything the tests need if missing, then run every check.
 //! - `cargo xtask setup [web|browser]`: only the installation steps.
+//! - `cargo xtask train [RECIPE...]`: retrain the tokenizer (if missing) and the shipped checkpoints.
+//! - `cargo xtask cards`: evaluate the trained checkpoints, copy them into `assets/` and write
+//!   their model cards.
 //!
 //! Every step says what it does before doing it. Versions are pinned here and in `Trunk.toml`.
 
@@ -158,6 +161,87 @@ fn test() -> Result {
     Ok(())
 }
 
+/// The training corpus (read-only, next to the repository).
+const CORPUS: &str = "../shared/corpus";
+/// Flags shared by every shipped training run (the rest are `switchyard train`'s defaults).
+const TRAIN_FLAGS: &[&str] = &["--steps", "1800", "--seed", "1"];
+/// Each shipped recipe: its own router for `switchyard eval` and the playground query of its view.
+const RECIPES: &[(&str, &[&str], &str)] = &[
+    ("topk", &["--router", "topk"], "v=1&ckpt=topk&router=topk&k=2"),
+    ("thor", &["--router", "thor", "--thor-mode", "token"], "v=1&ckpt=thor&router=thor&thor_mode=token"),
+    ("smoe-dropout", &["--router", "smoe-dropout", "--k", "8"], "v=1&ckpt=smoe-dropout&router=smoe_dropout&k=8"),
+];
+/// Other routers each card compares: (recipe, file label, eval flags).
+const OTHER_ROUTERS: &[(&str, &str, &[&str])] = &[
+    ("topk", "k1", &["--router", "topk", "--k", "1"]),
+    ("topk", "thor", &["--router", "thor", "--thor-mode", "token"]),
+    ("thor", "mean", &["--router", "thor", "--thor-mode", "mean"]),
+    ("smoe-dropout", "k1", &["--router", "smoe-dropout", "--k", "1"]),
+    ("smoe-dropout", "k2", &["--router", "smoe-dropout", "--k", "2"]),
+    ("smoe-dropout", "k4", &["--router", "smoe-dropout", "--k", "4"]),
+];
+
+fn switchyard() -> Command {
+    let mut cmd = cargo();
+    cmd.args(["run", "--quiet", "--release", "-p", "switchyard-cli", "--"]);
+    cmd
+}
+
+/// Trains the tokenizer (unless assets/tokenizer.json exists) and the given recipes into runs/.
+fn train(recipes: &[&str]) -> Result {
+    let tokenizer = root().join("assets/tokenizer.json");
+    if !tokenizer.exists() {
+        say("training the BPE tokenizer");
+        run(switchyard().args(["tokenizer", "--corpus", CORPUS, "--vocab", "4096", "-o"]).arg(&tokenizer))?;
+    }
+    for (name, _, _) in RECIPES.iter().filter(|(n, _, _)| recipes.is_empty() || recipes.contains(n)) {
+        say(&format!("training `{name}` into runs/{name} (resumes if a state is there)"));
+        let out = root().join("runs").join(name);
+        let mut cmd = switchyard();
+        cmd.args(["train", "--recipe", name, "--corpus", CORPUS, "--tokenizer"]).arg(&tokenizer).arg("--out").arg(&out);
+        cmd.args(TRAIN_FLAGS);
+        if out.join("state/state.json").exists() {
+            cmd.arg("--resume");
+        }
+        run(&mut cmd)?;
+    }
+    Ok(())
+}
+
+/// Copies each trained checkpoint into assets/, evaluates it with its own router and the others
+/// listed, and writes assets/NAME.card.{md,json}.
+fn cards() -> Result {
+    for (name, own, query) in RECIPES {
+        let runs = root().join("runs").join(name);
+        let ckpt = root().join("assets").join(format!("{name}.safetensors"));
+        std::fs::copy(runs.join(format!("{name}.safetensors")), &ckpt)
+            .map_err(|e| format!("runs/{name}/{name}.safetensors: {e} (run `cargo xtask train` first)"))?;
+        let eval = |label: &str, flags: &[&str]| -> Result<PathBuf> {
+            let json = runs.join(format!("eval-{label}.json"));
+            say(&format!("evaluating `{name}` with {}", flags.join(" ")));
+            run(switchyard()
+                .args(["eval", "--corpus", CORPUS, "--checkpoint"])
+                .arg(&ckpt)
+                .args(flags)
+                .arg("--json")
+                .arg(&json))?;
+            Ok(json)
+        };
+        let main = eval("own", own)?;
+        let mut cmd = switchyard();
+        cmd.arg("card").arg("--run").arg(&runs).arg("--eval").arg(&main).args(["--query", query]);
+        // How the runs shared the machine, for the card's wall-time line.
+        if let Ok(note) = std::env::var("SWITCHYARD_CARD_NOTE") {
+            cmd.args(["--note", &note]);
+        }
+        for (_, label, flags) in OTHER_ROUTERS.iter().filter(|(r, _, _)| r == name) {
+            cmd.arg("--also").arg(eval(label, flags)?);
+        }
+        run(cmd.arg("-o").arg(root().join("assets").join(format!("{name}.card"))))?;
+    }
+    Ok(())
+}
+
 fn serve() -> Result {
     ensure_web_tools()?;
     say("serving the playground at http://127.0.0.1:8080/ (Ctrl-C stops)");
@@ -180,7 +264,9 @@ fn main() -> ExitCode {
         ["setup"] => ensure_web_tools().and_then(|()| ensure_browser_tools()),
         ["setup", "web"] => ensure_web_tools(),
         ["setup", "browser"] => ensure_browser_tools(),
-        _ => Err("usage: cargo xtask <serve | test | setup [web|browser]>".into()),
+        ["train", recipes @ ..] => train(recipes),
+        ["cards"] => cards(),
+        _ => Err("usage: cargo xtask <serve | test | setup [web|browser] | train [RECIPE...] | cards>".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,7 +11,7 @@ use serde::Serialize;
 use switchyard_record::LayerRouting;
 
 /// Load and balance of one layer over the tokens of a record (spec §9.2).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct LoadStats {
     /// Assigned slots per expert `c_e` (dropped slots included: assignment happens first).
     pub counts: Vec<u64>,

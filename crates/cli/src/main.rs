@@ -1,10 +1,12 @@
 //! `switchyard`: the native command line of the Switchyard MoE playground.
 
+mod eval_cmd;
 mod router_args;
 mod trace;
+mod train_cmd;
 
 use router_args::{DecodeArgs, RouterArgs, RouterKind};
-use switchyard_model::ByteTokenizer;
+use switchyard_model::{ByteTokenizer, Tokenizer};
 use switchyard_state::PlaygroundState;
 
 use std::path::PathBuf;
@@ -54,6 +56,14 @@ enum Command {
         #[arg(long)]
         csv: bool,
     },
+    /// Train a byte-level BPE tokenizer on a corpus's training split.
+    Tokenizer(train_cmd::TokenizerArgs),
+    /// Train a model with one of the recipes (topk, thor, smoe-dropout).
+    Train(Box<train_cmd::TrainArgs>),
+    /// Bits per byte per domain on a corpus's validation split, and routing statistics.
+    Eval(Box<eval_cmd::EvalArgs>),
+    /// Write a model card (Markdown and JSON) from a training log and an eval report.
+    Card(eval_cmd::CardArgs),
     /// Forward latency (128 tokens) and KV-cached decode speed.
     Bench {
         #[command(flatten)]
@@ -84,7 +94,7 @@ struct Job {
     /// decoding, seed, prompt and generation length; those flags are then ignored.
     #[arg(long)]
     url: Option<String>,
-    /// The prompt (byte-level tokens until a tokenizer ships).
+    /// The prompt.
     #[arg(long)]
     prompt: Option<String>,
     /// Generate this many tokens after the prompt.
@@ -98,7 +108,7 @@ struct Job {
 
 impl Job {
     /// The playground state this job runs, and the model it runs on.
-    fn resolve(&self) -> Result<(PlaygroundState, Model, String, String)> {
+    fn resolve(&self) -> Result<(PlaygroundState, Model, String, String, Tokenizer)> {
         let device = self.run.device()?;
         let backend = match self.run.backend {
             Backend::Cpu => "cpu (flex)",
@@ -118,7 +128,7 @@ impl Job {
                 ..Default::default()
             },
         };
-        let (model, name, hash) = self.model.resolve(&state.checkpoint, &device)?;
+        let (model, name, hash, tok) = self.model.resolve(&state.checkpoint, &device)?;
         if let Some(prefix) = &state.checkpoint_hash
             && !hash.starts_with(prefix.as_str())
         {
@@ -133,7 +143,7 @@ impl Job {
             state.seed = opts.seed;
             state.decoding = self.decode.decoding()?;
         }
-        Ok((state, model, hash, backend.to_string()))
+        Ok((state, model, hash, backend.to_string(), tok))
     }
 }
 
@@ -148,6 +158,9 @@ struct ModelArgs {
     /// Seed of the initialisation when no checkpoint is given.
     #[arg(long, default_value_t = 0)]
     init_seed: u64,
+    /// The tokenizer.json of a BPE checkpoint (default: tokenizer.json beside the checkpoint).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -170,8 +183,9 @@ enum Backend {
 impl ModelArgs {
     /// The model for the checkpoint name a state gives: `--checkpoint` wins; `seed-init` is
     /// the configuration initialised from `--init-seed`; other names are looked up as
-    /// `assets/<name>.safetensors`. Returns the model, its name and its content hash.
-    fn resolve(&self, name: &str, device: &Device) -> Result<(Model, String, String)> {
+    /// `assets/<name>.safetensors`. Returns the model, its name, its content hash and its
+    /// tokenizer.
+    fn resolve(&self, name: &str, device: &Device) -> Result<(Model, String, String, Tokenizer)> {
         let path = match &self.checkpoint {
             Some(p) => Some(p.clone()),
             None if name == "seed-init" => None,
@@ -186,8 +200,9 @@ impl ModelArgs {
         match path {
             Some(p) => {
                 let ckpt = Checkpoint::load(&p)?;
+                let tok = load_tokenizer(&ckpt, &p, self.tokenizer.as_deref())?;
                 let hash = ckpt.content_hash();
-                Ok((Model::from_params(&ckpt.config, &ckpt.params, device)?, ckpt.name, hash))
+                Ok((Model::from_params(&ckpt.config, &ckpt.params, device)?, ckpt.name, hash, tok))
             }
             None => {
                 let cfg = self.config()?;
@@ -195,9 +210,10 @@ impl ModelArgs {
                     name: "seed-init".into(),
                     params: switchyard_model::init_from_seed(&cfg, self.init_seed),
                     config: cfg,
+                    tokenizer: "byte".into(),
                 };
                 let model = Model::from_params(&ckpt.config, &ckpt.params, device)?;
-                Ok((model, ckpt.name.clone(), ckpt.content_hash()))
+                Ok((model, ckpt.name.clone(), ckpt.content_hash(), Tokenizer::Byte(ByteTokenizer)))
             }
         }
     }
@@ -211,6 +227,35 @@ impl ModelArgs {
             None => Ok(ModelConfig::tiny()),
         }
     }
+}
+
+/// The tokenizer a checkpoint was trained with: byte-level, or the BPE `tokenizer.json` given or
+/// found beside the checkpoint, checked against the hash the checkpoint records.
+fn load_tokenizer(ckpt: &Checkpoint, path: &std::path::Path, given: Option<&std::path::Path>) -> Result<Tokenizer> {
+    if ckpt.tokenizer == "byte" {
+        if ckpt.config.vocab_size < ByteTokenizer::VOCAB {
+            bail!("byte-level prompts need 256 ids but this model's vocabulary has {}", ckpt.config.vocab_size);
+        }
+        return Ok(Tokenizer::Byte(ByteTokenizer));
+    }
+    let file = match given {
+        Some(f) => f.to_path_buf(),
+        None => path.parent().unwrap_or(std::path::Path::new(".")).join("tokenizer.json"),
+    };
+    let tok = Tokenizer::load(&file).with_context(|| format!("checkpoint `{}` needs its tokenizer", ckpt.name))?;
+    if tok.id() != ckpt.tokenizer {
+        bail!(
+            "{} is not the tokenizer `{}` was trained with (it records {}, the file is {})",
+            file.display(),
+            ckpt.name,
+            ckpt.tokenizer,
+            tok.id()
+        );
+    }
+    if tok.vocab_size() > ckpt.config.vocab_size {
+        bail!("the tokenizer has {} ids but the model only {}", tok.vocab_size(), ckpt.config.vocab_size);
+    }
+    Ok(tok)
 }
 
 impl RunArgs {
@@ -256,8 +301,8 @@ fn info(path: &PathBuf) -> Result<()> {
 }
 
 fn run(job: &Job) -> Result<()> {
-    let (state, model, hash, backend) = job.resolve()?;
-    let t = trace::trace(&model, &state, &hash, &backend, job.run.routing.training()?)?;
+    let (state, model, hash, backend, tok) = job.resolve()?;
+    let t = trace::trace(&model, &tok, &state, &hash, &backend, job.run.routing.training()?)?;
     println!("model: {} (hash {}) on {backend}", state.checkpoint, &hash[..12]);
     println!("link:  ?{}", t.query);
     print!("{:>4} {:>6} {:<8}", "pos", "kind", "token");
@@ -303,7 +348,7 @@ fn run(job: &Job) -> Result<()> {
     }
     if state.generate > 0 {
         let ids: Vec<u32> = t.tokens.iter().map(|x| x.id).collect();
-        println!("text: {:?}", ByteTokenizer.decode(&ids));
+        println!("text: {:?}", tok.decode(&ids));
     }
     Ok(())
 }
@@ -363,7 +408,7 @@ fn measure(m: &Model, opts: &RunOptions, runs: usize, decode_tokens: usize) -> R
 fn bench(model: &ModelArgs, run: &RunArgs, runs: usize, decode_tokens: usize, all: bool, json: bool) -> Result<()> {
     let runs = runs.max(1);
     let device = run.device()?;
-    let (m, name, hash) = model.resolve("seed-init", &device)?;
+    let (m, name, hash, _) = model.resolve("seed-init", &device)?;
     let label = format!("{name} (hash {})", &hash[..12]);
     let cfg = m.config().clone();
     let decode_tokens = decode_tokens.min(cfg.max_seq_len - 1);
@@ -433,6 +478,7 @@ fn main() -> Result<()> {
                 name: name.clone(),
                 params: switchyard_model::init_from_seed(&cfg, model.init_seed),
                 config: cfg,
+                tokenizer: "byte".into(),
             };
             ckpt.save(output)?;
             println!(
@@ -445,8 +491,8 @@ fn main() -> Result<()> {
         }
         Command::Run { job } => run(job),
         Command::Trace { job, csv } => {
-            let (state, model, hash, backend) = job.resolve()?;
-            let t = trace::trace(&model, &state, &hash, &backend, job.run.routing.training()?)?;
+            let (state, model, hash, backend, tok) = job.resolve()?;
+            let t = trace::trace(&model, &tok, &state, &hash, &backend, job.run.routing.training()?)?;
             if *csv {
                 trace::write_csv(&t, std::io::stdout().lock())
             } else {
@@ -454,6 +500,10 @@ fn main() -> Result<()> {
                 Ok(())
             }
         }
+        Command::Tokenizer(args) => train_cmd::tokenizer(args),
+        Command::Train(args) => train_cmd::train(args),
+        Command::Eval(args) => eval_cmd::eval(args),
+        Command::Card(args) => eval_cmd::card(args),
         Command::Bench { model, run: r, runs, decode_tokens, all_routers, json } => {
             bench(model, r, *runs, *decode_tokens, *all_routers, *json)
         }

@@ -8,7 +8,7 @@ use switchyard_analysis::{
     expert_affinity, layer_metrics, token_specialisation,
 };
 use switchyard_model::record::{LayerRouting, RoutingRecord};
-use switchyard_model::{ByteTokenizer, Generation, Jitter, Model, RunOptions, generate};
+use switchyard_model::{Generation, Jitter, Model, RunOptions, Tokenizer, generate};
 use switchyard_state::PlaygroundState;
 
 /// Version of the trace schema.
@@ -152,16 +152,13 @@ fn layers(r: &RoutingRecord, ids: &[u32]) -> Vec<TraceLayer> {
 /// are not part of a playground state.
 pub fn trace(
     model: &Model,
+    tok: &Tokenizer,
     state: &PlaygroundState,
     checkpoint_hash: &str,
     backend: &str,
     train: (Option<Jitter>, Option<u64>),
 ) -> Result<Trace> {
-    let tok = ByteTokenizer;
     let cfg = model.config();
-    if cfg.vocab_size < ByteTokenizer::VOCAB {
-        bail!("prompts are byte-level (256 ids) but this model's vocabulary has {} ids", cfg.vocab_size);
-    }
     let prompt = tok.encode(&state.prompt);
     if prompt.is_empty() {
         bail!("the prompt is empty: give --prompt or a link with prompt=...");

@@ -1,8 +1,10 @@
 //! Checkpoints: safetensors files with f16 tensors in the HF Mixtral layout, the model
 //! configuration and a content hash in the header metadata.
 //!
-//! Metadata keys: `format` = `switchyard-checkpoint/1`, `name`, `config` (JSON) and
-//! `content_hash` (SHA-256 over every tensor's key, shape and f16 bytes in key order).
+//! Metadata keys: `format` = `switchyard-checkpoint/1`, `name`, `config` (JSON),
+//! `content_hash` (SHA-256 over every tensor's key, shape and f16 bytes in key order) and
+//! `tokenizer` (`byte`, or `bpe:` + the SHA-256 of the `tokenizer.json` it was trained with;
+//! absent means `byte`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -27,6 +29,8 @@ pub struct Checkpoint {
     pub config: ModelConfig,
     /// Parameters in the HF layout (f16-representable after a load).
     pub params: ParamStore,
+    /// The tokenizer's identity ([`crate::Tokenizer::id`]).
+    pub tokenizer: String,
 }
 
 /// What is wrong with a checkpoint file.
@@ -122,6 +126,7 @@ impl Checkpoint {
             ("name".to_string(), self.name.clone()),
             ("config".to_string(), config),
             ("content_hash".to_string(), self.content_hash()),
+            ("tokenizer".to_string(), self.tokenizer.clone()),
         ]);
         safetensors::serialize(views, Some(metadata)).map_err(|e| CheckpointError::Format(e.to_string()))
     }
@@ -158,7 +163,8 @@ impl Checkpoint {
             let data = view.data().chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect();
             params.insert(spec.name, HostTensor { shape: spec.shape, data });
         }
-        let ckpt = Self { name: get("name")?, config, params };
+        let tokenizer = meta.get("tokenizer").cloned().unwrap_or_else(|| "byte".into());
+        let ckpt = Self { name: get("name")?, config, params, tokenizer };
         let computed = ckpt.content_hash();
         if computed != recorded {
             return Err(CheckpointError::Hash { recorded, computed });
@@ -197,7 +203,7 @@ mod tests {
             vocab_size: 32,
             ..ModelConfig::tiny()
         };
-        Checkpoint { name: "t".into(), params: init_from_seed(&config, 1), config }
+        Checkpoint { name: "t".into(), params: init_from_seed(&config, 1), config, tokenizer: "byte".into() }
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub struct ModelConfig {
     pub rms_eps: f64,
     /// Share the token embedding with the LM head.
     pub tie_embeddings: bool,
+    /// The gate is a frozen random router (an SMoE-Dropout checkpoint, spec §3.1): the
+    /// SMoE-Dropout router then uses this gate instead of drawing one from the run's seed.
+    #[serde(default)]
+    pub frozen_gate: bool,
 }
 
 /// Why a [`ModelConfig`] was rejected.
@@ -92,6 +96,7 @@ impl ModelConfig {
             rope_theta: 10_000.0,
             rms_eps: 1e-5,
             tie_embeddings: false,
+            frozen_gate: false,
         }
     }
 

@@ -234,7 +234,10 @@ pub struct MoeTransformer {
     pub(crate) lm_head: Option<Linear>,
 }
 
-/// Wraps a host tensor as a parameter.
-pub(crate) fn param<const D: usize>(t: Tensor<D>) -> Param<Tensor<D>> {
-    Param::from_tensor(t)
+/// Wraps a tensor as the trainable parameter `name`. Its id is a hash of the checkpoint key, so
+/// an optimizer state saved by one process finds its parameters in another (resumed training).
+pub(crate) fn param<const D: usize>(name: &str, t: Tensor<D>) -> Param<Tensor<D>> {
+    let id = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let (_, value, mapper) = Param::from_tensor(t).consume();
+    Param::from_mapped_value(burn::module::ParamId::from(id), value, mapper)
 }

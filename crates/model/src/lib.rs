@@ -7,13 +7,17 @@
 
 mod checkpoint;
 mod config;
+pub mod corpus;
 mod decode;
+mod eval;
 mod layers;
 mod model;
 mod params;
 pub mod rng;
 mod router;
 mod tokenizer;
+#[cfg(feature = "train")]
+pub mod train;
 
 pub mod devices;
 
@@ -24,6 +28,7 @@ pub use decode::{
     Decoding, Generation, SampleConfig, ScmoeConfig, StepCandidates, WeakMode, argmax, contrast_scores, generate,
     generate_greedy, last_logits,
 };
+pub use eval::{DomainEval, EvalOutput, eval_tokens};
 pub use layers::Dispatch;
 pub use model::{ForwardOutput, Jitter, JitterScope, KvCache, Model, ModelError, RunOptions};
 pub use params::{HostTensor, ParamStore, init_from_seed, param_count, param_specs};
@@ -32,7 +37,9 @@ pub use router::{
     SecondPolicy, SmoeDense, ThorMode, rank_experts, smoe_router_weights, softmax_row,
 };
 pub use switchyard_record as record;
-pub use tokenizer::ByteTokenizer;
+#[cfg(feature = "train")]
+pub use tokenizer::train_bpe;
+pub use tokenizer::{BpeTokenizer, ByteTokenizer, Tokenizer, TokenizerError};
 
 #[cfg(test)]
 mod tests;

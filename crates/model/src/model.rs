@@ -141,7 +141,7 @@ pub struct Model {
     config: ModelConfig,
     router_cache: RouterCache,
     pub(crate) net: MoeTransformer,
-    rope: Rope,
+    pub(crate) rope: Rope,
     device: Device,
 }
 
@@ -200,14 +200,16 @@ impl Loader<'_> {
 
     /// An HF `[out, in]` projection as a burn `[in, out]` linear layer without bias.
     fn linear(&self, name: &str, out: usize, inp: usize) -> Result<Linear, ModelError> {
-        let t = self.get(&format!("{name}.weight"), &[out, inp])?;
-        Ok(Linear { weight: param(host_to_device(t, true, self.device)), bias: None })
+        let key = format!("{name}.weight");
+        let t = self.get(&key, &[out, inp])?;
+        Ok(Linear { weight: param(&key, host_to_device(t, true, self.device)), bias: None })
     }
 
     fn norm(&self, name: &str, d: usize, eps: f64) -> Result<RmsNorm, ModelError> {
-        let t = self.get(&format!("{name}.weight"), &[d])?;
+        let key = format!("{name}.weight");
+        let t = self.get(&key, &[d])?;
         let gamma = host_to_device(t, false, self.device).reshape([d]);
-        Ok(RmsNorm { gamma: param(gamma), epsilon: eps })
+        Ok(RmsNorm { gamma: param(&key, gamma), epsilon: eps })
     }
 }
 
@@ -249,7 +251,9 @@ impl Model {
         }
         let embed = ld.get("model.embed_tokens.weight", &[c.vocab_size, d])?;
         let net = MoeTransformer {
-            embed_tokens: Embedding { weight: param(host_to_device(embed, false, device)) },
+            embed_tokens: Embedding {
+                weight: param("model.embed_tokens.weight", host_to_device(embed, false, device)),
+            },
             layers,
             norm: ld.norm("model.norm", d, c.rms_eps)?,
             lm_head: if c.tie_embeddings { None } else { Some(ld.linear("lm_head", c.vocab_size, d)?) },
@@ -390,6 +394,8 @@ impl Model {
         let logits = match opts.router.logit_source() {
             LogitSource::None => return Ok(vec![0.0; t * e]),
             LogitSource::Gate => moe.router_logits(x),
+            // An SMoE-Dropout checkpoint's gate is the frozen router it was trained with.
+            LogitSource::FrozenRandom { .. } if self.config.frozen_gate => moe.router_logits(x),
             LogitSource::FrozenRandom { init_std } => {
                 let key = (opts.seed, layer, init_std.to_bits());
                 let w = {

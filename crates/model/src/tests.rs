@@ -580,3 +580,29 @@ fn router_jitter_is_train_only_and_scoped() {
         assert!(max_diff(&both, &clean) > 1e-4, "[{name}] experts see jittered input");
     }
 }
+
+#[test]
+fn eval_counts_every_token_once_and_matches_a_manual_sum() {
+    use burn::tensor::activation::log_softmax;
+    let dev = Device::flex();
+    let model = Model::from_seed(&small_config(), 3, &dev).expect("model");
+    let tok = crate::Tokenizer::Byte(crate::ByteTokenizer);
+    let ids = tokens(20, 40);
+    let opts = RunOptions::for_config(model.config());
+    let out = futures_lite::future::block_on(crate::eval_tokens(&model, &ids, &tok, 8, 2, &opts, true)).expect("eval");
+    assert_eq!((out.eval.tokens, out.eval.bytes), (19, 19));
+    assert_eq!(out.inputs, ids[..19].to_vec());
+    assert_eq!(out.routing.layers[0].num_tokens(), 19);
+    // By hand: chunks [0, 8), [8, 16), [16, 19) of the inputs, each run on its own.
+    let mut nats = 0.0f64;
+    for (s, e) in [(0, 8), (8, 16), (16, 19)] {
+        let lp = log_softmax(run(&model, &ids[s..e], &opts).logits, 2);
+        let lp = host(lp);
+        for (i, &target) in ids[s + 1..=e].iter().enumerate() {
+            nats -= f64::from(lp[i * 40 + target as usize]);
+        }
+    }
+    assert!((out.eval.nats - nats).abs() < 1e-3, "{} vs {nats}", out.eval.nats);
+    let bpb = nats / 19.0 / std::f64::consts::LN_2;
+    assert!((out.eval.bits_per_byte() - bpb).abs() < 1e-4);
+}

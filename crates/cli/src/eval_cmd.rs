@@ -1,0 +1,480 @@
+//! `switchyard eval` (bits per byte and routing statistics on the validation split) and
+//! `switchyard card` (a model card from a run's files and eval reports).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use futures_lite::future::block_on;
+use serde::{Deserialize, Serialize};
+use switchyard_analysis::{LoadStats, layer_metrics};
+use switchyard_analysis::{domain_distribution, token_specialisation};
+use switchyard_model::corpus::load_corpus;
+use switchyard_model::eval_tokens;
+use switchyard_record::LayerRouting;
+
+use crate::train_cmd::{LogLine, TrainSummary, load_log};
+use crate::{ModelArgs, RunArgs};
+
+/// Flags of `switchyard eval`.
+#[derive(Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    run: RunArgs,
+    /// Folder of .txt files, one per domain; their validation splits are scored.
+    #[arg(long)]
+    corpus: PathBuf,
+    /// Tokens of context per chunk (default: the model's context).
+    #[arg(long)]
+    context: Option<usize>,
+    /// Chunks per forward call.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Score only the first N validation tokens of each domain (default: all).
+    #[arg(long)]
+    max_tokens: Option<usize>,
+    /// Only these domains (repeatable).
+    #[arg(long)]
+    domain: Vec<String>,
+    /// Skip the routing statistics.
+    #[arg(long)]
+    no_routing: bool,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// One domain's score.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct DomainScore {
+    /// Domain (file stem).
+    pub domain: String,
+    /// Tokens predicted.
+    pub tokens: usize,
+    /// Their bytes.
+    pub bytes: usize,
+    /// Total negative log-likelihood, nats.
+    pub nats: f64,
+    /// nats / bytes / ln 2.
+    pub bits_per_byte: f64,
+}
+
+/// Routing statistics of one layer over the validation split.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct LayerStats {
+    /// Layer.
+    pub layer: usize,
+    /// Load over all domains.
+    pub load: LoadStats,
+    /// Top-k load-balancing loss value (§9.1).
+    pub lbl_topk: f64,
+    /// Mean top-1 probability.
+    pub confidence: f64,
+    /// Share of each domain's slots that each expert takes (Mixtral fig. 7), domain -> [E].
+    pub domain_share: BTreeMap<String, Vec<f64>>,
+    /// Per expert: its share of code tokens over its share of prose tokens (code = `code_*`
+    /// domains, prose = `*_prose` and `en_verse`).
+    pub code_over_prose: Vec<f64>,
+    /// The largest ratio either way (`max(r, 1/r)` over experts).
+    pub max_code_prose_ratio: f64,
+    /// OpenMoE token-ID specialisation score and its random baseline.
+    pub specialisation: f64,
+    /// Its baseline.
+    pub specialisation_baseline: f64,
+}
+
+/// `switchyard eval`'s report.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct EvalReport {
+    /// Checkpoint name.
+    pub checkpoint: String,
+    /// Its content hash.
+    pub content_hash: String,
+    /// Tokenizer identity.
+    pub tokenizer: String,
+    /// The router, as JSON.
+    pub router: serde_json::Value,
+    /// Router seed.
+    pub seed: u64,
+    /// Context per chunk.
+    pub context: usize,
+    /// Per domain.
+    pub domains: Vec<DomainScore>,
+    /// Unweighted mean of the domains' bits per byte.
+    pub mean_bits_per_byte: f64,
+    /// All nats over all bytes.
+    pub overall_bits_per_byte: f64,
+    /// Per layer (empty with --no-routing).
+    pub layers: Vec<LayerStats>,
+    /// Wall seconds of the evaluation.
+    pub wall_s: f64,
+}
+
+fn is_code(d: &str) -> bool {
+    d.starts_with("code_")
+}
+
+fn is_prose(d: &str) -> bool {
+    d.ends_with("_prose") || d == "en_verse"
+}
+
+fn layer_stats(layer: usize, per_domain: &[(String, LayerRouting, Vec<u32>)]) -> LayerStats {
+    let mut all: Option<LayerRouting> = None;
+    let mut ids = Vec::new();
+    for (_, rec, inputs) in per_domain {
+        match &mut all {
+            Some(a) => a.extend(rec),
+            None => all = Some(rec.clone()),
+        }
+        ids.extend_from_slice(inputs);
+    }
+    let all = all.unwrap_or_default();
+    let m = layer_metrics(&all);
+    let share = domain_distribution(per_domain.iter().map(|(d, r, _)| (d.as_str(), r)));
+    let group = |pred: fn(&str) -> bool| {
+        let recs: Vec<(&str, &LayerRouting)> =
+            per_domain.iter().filter(|(d, _, _)| pred(d)).map(|(_, r, _)| ("g", r)).collect();
+        domain_distribution(recs).remove("g").unwrap_or_default()
+    };
+    let (code, prose) = (group(is_code), group(is_prose));
+    let ratio: Vec<f64> = code.iter().zip(&prose).map(|(c, p)| if *p > 0.0 { c / p } else { f64::INFINITY }).collect();
+    let max_ratio = ratio.iter().map(|&r| if r > 0.0 { r.max(1.0 / r) } else { f64::INFINITY }).fold(0.0, f64::max);
+    let spec = token_specialisation(&all, &ids, 0);
+    LayerStats {
+        layer,
+        load: m.load,
+        lbl_topk: m.lbl_topk,
+        confidence: m.confidence,
+        domain_share: share,
+        code_over_prose: ratio,
+        max_code_prose_ratio: max_ratio,
+        specialisation: spec.score,
+        specialisation_baseline: spec.baseline,
+    }
+}
+
+/// Scores every domain's validation split and gathers the routing statistics.
+pub fn eval(args: &EvalArgs) -> Result<()> {
+    let device = args.run.device()?;
+    let (model, name, hash, tok) = args.model.resolve("seed-init", &device)?;
+    let cfg = model.config().clone();
+    let opts = args.run.options(&cfg)?;
+    let context = args.context.unwrap_or(cfg.max_seq_len);
+    if context == 0 || context > cfg.max_seq_len {
+        bail!("--context must be between 1 and the model's context {}", cfg.max_seq_len);
+    }
+    let corpus = load_corpus(&args.corpus)?;
+    for d in &args.domain {
+        if !corpus.iter().any(|c| &c.name == d) {
+            bail!("no domain `{d}` in {}", args.corpus.display());
+        }
+    }
+    let t0 = Instant::now();
+    let mut scores = Vec::new();
+    let mut routed: Vec<(String, switchyard_record::RoutingRecord, Vec<u32>)> = Vec::new();
+    for d in corpus.iter().filter(|d| args.domain.is_empty() || args.domain.contains(&d.name)) {
+        let mut ids = tok.encode(&d.validation);
+        if let Some(n) = args.max_tokens {
+            ids.truncate(n + 1);
+        }
+        let out = block_on(eval_tokens(&model, &ids, &tok, context, args.batch, &opts, !args.no_routing))?;
+        let e = out.eval;
+        eprintln!("{:<18} {:>8} tokens {:>8} bytes {:>7.4} bits/byte", d.name, e.tokens, e.bytes, e.bits_per_byte());
+        scores.push(DomainScore {
+            domain: d.name.clone(),
+            tokens: e.tokens,
+            bytes: e.bytes,
+            nats: e.nats,
+            bits_per_byte: e.bits_per_byte(),
+        });
+        if !args.no_routing {
+            routed.push((d.name.clone(), out.routing, out.inputs));
+        }
+    }
+    let layers = if args.no_routing {
+        Vec::new()
+    } else {
+        (0..cfg.n_layers)
+            .map(|l| {
+                let per: Vec<(String, LayerRouting, Vec<u32>)> =
+                    routed.iter().map(|(d, r, ids)| (d.clone(), r.layers[l].clone(), ids.clone())).collect();
+                layer_stats(l, &per)
+            })
+            .collect()
+    };
+    let mean = scores.iter().map(|s| s.bits_per_byte).sum::<f64>() / scores.len().max(1) as f64;
+    let (nats, bytes) = scores.iter().fold((0.0, 0usize), |(n, b), s| (n + s.nats, b + s.bytes));
+    let report = EvalReport {
+        checkpoint: name,
+        content_hash: hash,
+        tokenizer: tok.id(),
+        router: serde_json::to_value(&opts.router)?,
+        seed: opts.seed,
+        context,
+        domains: scores,
+        mean_bits_per_byte: mean,
+        overall_bits_per_byte: nats / bytes.max(1) as f64 / std::f64::consts::LN_2,
+        layers,
+        wall_s: t0.elapsed().as_secs_f64(),
+    };
+    println!("{}  router {}", report.checkpoint, report.router);
+    println!(
+        "mean bits/byte over {} domains: {:.4} (overall {:.4})",
+        report.domains.len(),
+        mean,
+        report.overall_bits_per_byte
+    );
+    for l in &report.layers {
+        println!(
+            "layer {}: load CV {:.2}, dead experts {}, max code/prose ratio {:.2}, specialisation {:.3} (baseline {:.3})",
+            l.layer,
+            l.load.cv,
+            l.load.dead_experts,
+            l.max_code_prose_ratio,
+            l.specialisation,
+            l.specialisation_baseline
+        );
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Flags of `switchyard card`.
+#[derive(Args)]
+pub struct CardArgs {
+    /// The run's output folder (train.json, log.jsonl).
+    #[arg(long)]
+    run: PathBuf,
+    /// The eval report of the checkpoint with its own router (from `switchyard eval --json`).
+    #[arg(long)]
+    eval: PathBuf,
+    /// More eval reports of the same checkpoint under other routers (repeatable).
+    #[arg(long)]
+    also: Vec<PathBuf>,
+    /// The playground query that shows this checkpoint with its own router.
+    #[arg(long)]
+    query: String,
+    /// A line on the conditions of the run (shown with the wall time).
+    #[arg(long)]
+    note: Option<String>,
+    /// Output stem: writes STEM.md and STEM.json.
+    #[arg(short, long)]
+    output: PathBuf,
+}
+
+/// The JSON model card.
+#[derive(Serialize, Deserialize)]
+pub struct Card {
+    /// The run.
+    pub training: TrainSummary,
+    /// Training curve, sampled: (step, tokens seen, train cross-entropy nats/token, wall s).
+    pub train_curve: Vec<(u64, u64, f32, f64)>,
+    /// Validation curve: (step, mean bits per byte over domains on the first tokens).
+    pub validation_curve: Vec<(u64, f64)>,
+    /// The checkpoint's own router, on the full validation split.
+    pub eval: EvalReport,
+    /// Other routers on the same checkpoint.
+    pub other_routers: Vec<EvalReport>,
+    /// Playground query of the default view.
+    pub query: String,
+    /// How the run was done, where the numbers alone do not say (machine sharing, ...).
+    pub note: Option<String>,
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &PathBuf) -> Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Writes the Markdown and JSON card.
+pub fn card(args: &CardArgs) -> Result<()> {
+    let training: TrainSummary = read_json(&args.run.join("train.json"))?;
+    let eval: EvalReport = read_json(&args.eval)?;
+    let other_routers: Vec<EvalReport> = args.also.iter().map(read_json).collect::<Result<_>>()?;
+    let log = load_log(&args.run.join("log.jsonl"))?;
+    let every = (training.train.steps / 40).max(1);
+    let mut train_curve = Vec::new();
+    let mut validation_curve = Vec::new();
+    let mut window: Vec<f32> = Vec::new();
+    for l in &log {
+        match l {
+            LogLine::Step { stats, tokens_seen, wall_s } => {
+                window.push(stats.ce);
+                if (stats.step + 1) % every == 0 || stats.step + 1 == training.train.steps {
+                    let mean = window.iter().sum::<f32>() / window.len() as f32;
+                    train_curve.push((stats.step + 1, *tokens_seen, mean, *wall_s));
+                    window.clear();
+                }
+            }
+            LogLine::Validation { step, mean_bits_per_byte, .. } => validation_curve.push((*step, *mean_bits_per_byte)),
+        }
+    }
+    let card = Card {
+        training,
+        train_curve,
+        validation_curve,
+        eval,
+        other_routers,
+        query: args.query.clone(),
+        note: args.note.clone(),
+    };
+    let md = markdown(&card);
+    let stem = args.output.display().to_string();
+    std::fs::write(format!("{stem}.md"), md)?;
+    std::fs::write(format!("{stem}.json"), serde_json::to_string_pretty(&card)?)?;
+    println!("wrote {stem}.md and {stem}.json");
+    Ok(())
+}
+
+/// `top_k (k 2, norm_topk_prob true)` from the router's JSON.
+fn router_label(v: &serde_json::Value) -> String {
+    let Some(map) = v.as_object() else { return v.to_string() };
+    let kind = map.get("kind").and_then(|k| k.as_str()).unwrap_or("router");
+    let params: Vec<String> = map
+        .iter()
+        .filter(|(k, v)| *k != "kind" && !v.is_null())
+        .map(|(k, v)| format!("{k} {}", v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+        .collect();
+    if params.is_empty() { kind.to_string() } else { format!("{kind} ({})", params.join(", ")) }
+}
+
+fn markdown(c: &Card) -> String {
+    let t = &c.training;
+    let m = &t.model;
+    let mut s = String::new();
+    let _ = writeln!(s, "# Model card: `{}`\n", t.name);
+    let _ = writeln!(
+        s,
+        "Trained by `switchyard train` with the `{}` recipe; every number below comes from `switchyard eval` on the \
+         validation split of the corpus (the last ~5 % of each file, never trained on). Open it in the playground with \
+         `?{}`.\n",
+        t.train.recipe.name(),
+        c.query
+    );
+    let _ = writeln!(s, "## Architecture\n");
+    let _ = writeln!(
+        s,
+        "Decoder-only Mixtral-style MoE: {} layers, d_model {}, {} heads ({} KV heads), {} SwiGLU experts of {} per layer, \
+         top-{} router{}, context {} tokens, vocabulary {} ({}), {} the LM head. \
+         **{} parameters** (f16 on disk).\n",
+        m.n_layers,
+        m.d_model,
+        m.n_heads,
+        m.n_kv_heads,
+        m.n_experts,
+        m.d_ff,
+        m.top_k,
+        if m.frozen_gate { " (frozen random gate, SMoE-Dropout)" } else { "" },
+        m.max_seq_len,
+        m.vocab_size,
+        if t.tokenizer == "byte" {
+            "byte-level".to_string()
+        } else {
+            format!("byte-level BPE, `tokenizer.json` {}…", &t.tokenizer[..t.tokenizer.len().min(16)])
+        },
+        if m.tie_embeddings { "embedding tied to" } else { "embedding separate from" },
+        t.parameters
+    );
+    let _ = writeln!(s, "## Training\n");
+    let _ = writeln!(s, "| | |\n|---|---|");
+    let _ = writeln!(s, "| recipe | `{}` |", serde_json::to_string(&t.train.recipe).unwrap_or_default());
+    let _ = writeln!(s, "| seed | {} |", t.train.seed);
+    let _ =
+        writeln!(s, "| steps × batch × sequence | {} × {} × {} |", t.train.steps, t.train.batch_size, t.train.seq_len);
+    let _ = writeln!(
+        s,
+        "| training tokens | {} ({:.2} epochs of the {}-token training split) |",
+        t.tokens_seen,
+        t.tokens_seen as f64 / t.train_split_tokens.max(1) as f64,
+        t.train_split_tokens
+    );
+    let _ = writeln!(
+        s,
+        "| optimizer | AdamW (β₂ {}, weight decay {}), lr {} → {} (warmup {} steps, cosine), clip ‖g‖ ≤ {} |",
+        t.train.beta_2, t.train.weight_decay, t.train.lr, t.train.min_lr, t.train.warmup, t.train.grad_clip
+    );
+    let _ = writeln!(
+        s,
+        "| wall time | {:.1} min on {} ({} compute threads), {:.0} tokens/s |",
+        t.wall_s / 60.0,
+        t.backend,
+        t.threads,
+        t.tokens_per_s
+    );
+    if let Some(note) = &c.note {
+        let _ = writeln!(s, "| conditions | {note} |");
+    }
+    let _ = writeln!(s, "\n### Curves\n");
+    let _ = writeln!(
+        s,
+        "| step | tokens | train CE (nats/token) | validation mean bits/byte | minutes |\n|---:|---:|---:|---:|---:|"
+    );
+    for (step, tokens, ce, wall) in &c.train_curve {
+        let v = c.validation_curve.iter().find(|(s, _)| s == step).map(|(_, v)| format!("{v:.3}")).unwrap_or_default();
+        let _ = writeln!(s, "| {step} | {tokens} | {ce:.3} | {v} | {:.1} |", wall / 60.0);
+    }
+    let _ = writeln!(
+        s,
+        "\nValidation during training scores the first tokens of each domain; the table below scores all of them.\n"
+    );
+    let _ = writeln!(s, "## Bits per byte on the validation split\n");
+    let mut header = format!("| domain | `{}` |", router_label(&c.eval.router));
+    let mut rule = "|---|---:|".to_string();
+    for o in &c.other_routers {
+        let _ = write!(header, " `{}` |", router_label(&o.router));
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(s, "{header}\n{rule}");
+    for d in &c.eval.domains {
+        let mut row = format!("| {} | {:.3} |", d.domain, d.bits_per_byte);
+        for o in &c.other_routers {
+            let v = o.domains.iter().find(|x| x.domain == d.domain).map(|x| format!("{:.3}", x.bits_per_byte));
+            let _ = write!(row, " {} |", v.unwrap_or_default());
+        }
+        let _ = writeln!(s, "{row}");
+    }
+    let mut row = format!("| **mean** | **{:.3}** |", c.eval.mean_bits_per_byte);
+    for o in &c.other_routers {
+        let _ = write!(row, " **{:.3}** |", o.mean_bits_per_byte);
+    }
+    let _ = writeln!(s, "{row}\n");
+    let _ = writeln!(s, "## Routing on the validation split (own router)\n");
+    let _ = writeln!(
+        s,
+        "| layer | load CV | dead experts | LBL (k = perfect) | max code/prose share ratio | token-ID specialisation (baseline) |\n|---:|---:|---:|---:|---:|---:|"
+    );
+    for l in &c.eval.layers {
+        let _ = writeln!(
+            s,
+            "| {} | {:.3} | {} | {:.3} | {:.2} | {:.3} ({:.3}) |",
+            l.layer,
+            l.load.cv,
+            l.load.dead_experts,
+            l.lbl_topk,
+            l.max_code_prose_ratio,
+            l.specialisation,
+            l.specialisation_baseline
+        );
+    }
+    for l in &c.eval.layers {
+        let e = l.load.fraction.len();
+        let _ = writeln!(s, "\n### Layer {}: share of each domain's slots per expert (%)\n", l.layer);
+        let head: String = (0..e).map(|j| format!(" e{j} |")).collect();
+        let _ = writeln!(s, "| domain |{head}\n|---|{}", "---:|".repeat(e));
+        for (d, shares) in &l.domain_share {
+            let cells: String = shares.iter().map(|v| format!(" {:.1} |", v * 100.0)).collect();
+            let _ = writeln!(s, "| {d} |{cells}");
+        }
+        let cells: String = l.code_over_prose.iter().map(|v| format!(" {v:.2} |")).collect();
+        let _ = writeln!(s, "| *code ÷ prose* |{cells}");
+    }
+    s
+}

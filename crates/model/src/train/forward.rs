@@ -1,0 +1,162 @@
+//! The training forward pass: the same network as [`Model::forward`], with routing decisions
+//! taken on the host from the detached router logits (as at inference) but combine weights
+//! computed on the device from the router's probabilities, so the gate gets gradients.
+
+use burn::prelude::*;
+use burn::tensor::IndexingUpdateOp;
+use burn::tensor::activation::softmax;
+
+use crate::layers::SparseMoeBlock;
+use crate::model::{Model, ModelError};
+use crate::rng;
+use crate::router::rank_experts;
+
+/// How the MoE layers route during a training pass.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum TrainRouting {
+    /// Top-k of the gate's logits, weights = softmax renormalised over the k chosen (§1.1,
+    /// §3.1). With a frozen gate (SMoE-Dropout) the gate's weights get no gradient.
+    Softmax {
+        /// Experts per token.
+        k: usize,
+    },
+    /// THOR §2.2: one uniformly drawn expert per layer for the whole batch, weight 1, drawn
+    /// from `stream` keyed by (layer, step).
+    Thor {
+        /// `THOR_FWD1` or `THOR_FWD2`.
+        stream: u64,
+    },
+}
+
+/// Logits and auxiliary terms of one training pass.
+pub(crate) struct TrainPass {
+    /// Next-token logits `[T, V]` (T = B·S, row-major over the batch).
+    pub logits: Tensor<2>,
+    /// Per-layer mean of the top-k load-balancing loss `E·Σ_e f_e·P̄_e` (§9.1, flaxformer
+    /// top-k `f_e`, computed over the whole batch: the global batch, as there is no
+    /// micro-batching). Zero for THOR.
+    pub lbl: Tensor<1>,
+    /// Per-layer mean of the router z-loss (§1.5). Zero for THOR.
+    pub z: Tensor<1>,
+    /// Tokens routed to each expert, per layer (slots counted).
+    pub load: Vec<Vec<u64>>,
+}
+
+/// Runs the experts on their rows and adds them up with differentiable weights.
+///
+/// # Shapes
+/// - x: `[T, d]`, w: `[T, E]` -> `[T, d]`
+fn combine_weighted(moe: &SparseMoeBlock, x: Tensor<2>, rows: &[Vec<i32>], w: Tensor<2>) -> Tensor<2> {
+    let device = x.device();
+    let [t, d] = x.dims();
+    let mut out = Tensor::<2>::zeros([t, d], &device);
+    for (j, (expert, rows)) in moe.experts.iter().zip(rows).enumerate() {
+        let n = rows.len();
+        if n == 0 {
+            continue;
+        }
+        let wj = w.clone().narrow(1, j, 1); // [T, 1]
+        if n == t {
+            out = out + expert.forward(x.clone()) * wj;
+            continue;
+        }
+        let idx = Tensor::<1, Int>::from_data(TensorData::new(rows.clone(), [n]), &device);
+        let y = expert.forward(x.clone().select(0, idx.clone())) * wj.select(0, idx.clone());
+        out = out.select_assign(0, idx, y, IndexingUpdateOp::Add);
+    }
+    out
+}
+
+impl Model {
+    /// One training pass over `tokens` (B rows of S ids) at optimizer step `step`.
+    pub(crate) async fn forward_train(
+        &self,
+        tokens: &[Vec<u32>],
+        routing: TrainRouting,
+        seed: u64,
+        step: u64,
+    ) -> Result<TrainPass, ModelError> {
+        let c = self.config();
+        let (b, s) = (tokens.len(), tokens.first().map_or(0, Vec::len));
+        if b == 0 || s == 0 || tokens.iter().any(|r| r.len() != s) {
+            return Err(ModelError::Input("a training batch needs rows of equal, non-zero length".into()));
+        }
+        if s > c.max_seq_len {
+            return Err(ModelError::Context { len: s, max: c.max_seq_len });
+        }
+        if let Some(&id) = tokens.iter().flatten().find(|&&id| id as usize >= c.vocab_size) {
+            return Err(ModelError::Token { id, vocab_size: c.vocab_size });
+        }
+        let (t, d, e) = (b * s, c.d_model, c.n_experts);
+        let device = self.device().clone();
+        let ids: Vec<i32> = tokens.iter().flatten().map(|&id| id as i32).collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, s]), &device);
+        let mut h = self.net.embed_tokens.forward(ids);
+        let mut lbl = Tensor::<1>::zeros([1], &device);
+        let mut z = Tensor::<1>::zeros([1], &device);
+        let mut load = Vec::with_capacity(c.n_layers);
+        for (i, layer) in self.net.layers.iter().enumerate() {
+            let a = layer.self_attn.forward(layer.input_layernorm.forward(h.clone()), &self.rope, 0, &mut None);
+            h = h + a;
+            let x = layer.post_attention_layernorm.forward(h.clone()).reshape([t, d]);
+            let moe = &layer.block_sparse_moe;
+            let out = match routing {
+                TrainRouting::Thor { stream } => {
+                    let u = rng::u01(seed, stream, &[i as u64, step]);
+                    let chosen = ((u * e as f64) as usize).min(e - 1);
+                    let mut counts = vec![0u64; e];
+                    counts[chosen] = t as u64;
+                    load.push(counts);
+                    moe.experts[chosen].forward(x)
+                }
+                TrainRouting::Softmax { k } => {
+                    let logits = if c.frozen_gate {
+                        x.clone().matmul(moe.gate.weight.val().detach())
+                    } else {
+                        moe.router_logits(x.clone())
+                    };
+                    let host = logits
+                        .clone()
+                        .into_data_async()
+                        .await
+                        .map_err(|err| ModelError::Backend(format!("{err:?}")))?
+                        .try_into_vec::<f32>()
+                        .map_err(|err| ModelError::Backend(format!("{err:?}")))?;
+                    let mut mask = vec![0.0f32; t * e];
+                    let mut rows: Vec<Vec<i32>> = vec![Vec::new(); e];
+                    for row in 0..t {
+                        for &j in rank_experts(&host[row * e..(row + 1) * e]).iter().take(k) {
+                            mask[row * e + j] = 1.0;
+                            rows[j].push(row as i32);
+                        }
+                    }
+                    let counts: Vec<u64> = rows.iter().map(|r| r.len() as u64).collect();
+                    let probs = softmax(logits.clone(), 1); // [T, E]
+                    let mask = Tensor::<2>::from_data(TensorData::new(mask, [t, e]), &device);
+                    let w = probs.clone() * mask;
+                    let w = w.clone() / w.sum_dim(1);
+                    if !c.frozen_gate {
+                        // f_e: fraction of tokens with e among their k (sums to k); P̄_e: mean prob.
+                        let f: Vec<f32> = counts.iter().map(|&n| n as f32 / t as f32).collect();
+                        let f = Tensor::<2>::from_data(TensorData::new(f, [1, e]), &device);
+                        let p_mean = probs.mean_dim(0); // [1, E]
+                        lbl = lbl + (p_mean * f).sum().mul_scalar(e as f32);
+                        let m = logits.clone().detach().max_dim(1); // [T, 1]
+                        let lse = (logits - m.clone()).exp().sum_dim(1).log() + m;
+                        z = z + lse.powi_scalar(2).mean();
+                    }
+                    load.push(counts);
+                    combine_weighted(moe, x, &rows, w)
+                }
+            };
+            h = h + out.reshape([b, s, d]);
+        }
+        let h = self.net.norm.forward(h);
+        let logits = match &self.net.lm_head {
+            Some(head) => head.forward(h),
+            None => h.matmul(self.net.embed_tokens.weight.val().transpose().unsqueeze()),
+        };
+        let n = c.n_layers as f32;
+        Ok(TrainPass { logits: logits.reshape([t, c.vocab_size]), lbl: lbl.div_scalar(n), z: z.div_scalar(n), load })
+    }
+}

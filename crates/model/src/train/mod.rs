@@ -1,0 +1,463 @@
+//! Training (feature `train`): the three recipes of the shipped checkpoints, each following its
+//! section of the routing spec, with AdamW, warmup + cosine decay, gradient clipping and
+//! resumable state. Every random choice (initialisation, data order, THOR's experts, the
+//! SMoE-Dropout router) comes from the counter-based generator, so a run is a pure function of
+//! its configuration and seed.
+
+mod data;
+mod forward;
+
+use std::path::Path;
+
+use burn::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use serde::{Deserialize, Serialize};
+
+pub use data::TokenizedCorpus;
+use forward::TrainRouting;
+
+use crate::config::ModelConfig;
+use crate::model::{Model, ModelError};
+use crate::params::{HostTensor, ParamStore, init_from_seed, layer_prefix};
+use crate::rng::stream;
+use crate::router::{RouterSpec, SmoeDense, ThorMode, smoe_router_weights};
+
+/// A training recipe: how the MoE layers route and what the loss adds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "recipe", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Recipe {
+    /// Learned gate, top-k with renormalised softmax weights (Mixtral, §1.4), top-k
+    /// load-balancing loss over the global batch (§9.1) and router z-loss (§1.5).
+    Topk {
+        /// Experts per token.
+        k: usize,
+        /// Coefficient of the load-balancing loss.
+        lbl_coef: f32,
+        /// Coefficient of the z-loss.
+        z_coef: f32,
+    },
+    /// THOR (§2.2): no router; two passes, each with one random expert per layer for the
+    /// whole batch; loss `CE₁ + CE₂ + α·½(KL(p¹‖p²) + KL(p²‖p¹))`, all token means.
+    Thor {
+        /// Consistency weight α.
+        alpha: f32,
+    },
+    /// SMoE-Dropout (§3): frozen random router N(0, init_std²) from the seed, bias 0; k
+    /// rising linearly from `k_min` to `k_max` over the run (`linear_increase`); no auxiliary
+    /// loss.
+    SmoeDropout {
+        /// k at step 0.
+        k_min: usize,
+        /// k at the last step.
+        k_max: usize,
+        /// Standard deviation of the frozen router.
+        init_std: f32,
+    },
+}
+
+impl Recipe {
+    /// The recipe's defaults for a model: top-2, LBL 0.01, z 1e-3; THOR α = 1 (the reference
+    /// task default); SMoE-Dropout k from 2 to E, init_std 0.02 (the reference).
+    pub fn default_named(name: &str, cfg: &ModelConfig) -> Option<Self> {
+        match name {
+            "topk" => Some(Self::Topk { k: cfg.top_k, lbl_coef: 0.01, z_coef: 1e-3 }),
+            "thor" => Some(Self::Thor { alpha: 1.0 }),
+            "smoe-dropout" => {
+                Some(Self::SmoeDropout { k_min: 2.min(cfg.n_experts), k_max: cfg.n_experts, init_std: 0.02 })
+            }
+            _ => None,
+        }
+    }
+
+    /// `topk`, `thor` or `smoe-dropout`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Topk { .. } => "topk",
+            Self::Thor { .. } => "thor",
+            Self::SmoeDropout { .. } => "smoe-dropout",
+        }
+    }
+
+    /// The router a checkpoint of this recipe is evaluated and shown with: top-k; THOR at token
+    /// level (the reference's `inference_level = 0`); SMoE-Dropout dense (k = E, softmax), the
+    /// reference's "dense inference" checkpoint.
+    pub fn inference_router(&self, cfg: &ModelConfig) -> RouterSpec {
+        match self {
+            Self::Topk { k, .. } => RouterSpec::top_k(*k, true),
+            Self::Thor { .. } => RouterSpec::Thor { mode: ThorMode::Token },
+            Self::SmoeDropout { init_std, .. } => {
+                RouterSpec::SmoeDropout { k: cfg.n_experts, init_std: *init_std, dense: SmoeDense::Softmax }
+            }
+        }
+    }
+}
+
+/// Optimisation and data settings of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Recipe.
+    pub recipe: Recipe,
+    /// Optimizer steps.
+    pub steps: u64,
+    /// Sequences per step.
+    pub batch_size: usize,
+    /// Tokens per sequence (the model sees `seq_len` inputs and predicts `seq_len` targets).
+    pub seq_len: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Learning rate at the last step (end of the cosine).
+    pub min_lr: f64,
+    /// Linear warmup steps.
+    pub warmup: u64,
+    /// AdamW decoupled weight decay.
+    pub weight_decay: f32,
+    /// AdamW β₂.
+    pub beta_2: f32,
+    /// Global gradient-norm clipping threshold.
+    pub grad_clip: f32,
+    /// Seed of initialisation, data order and the recipe's random draws.
+    pub seed: u64,
+}
+
+/// Learning rate at `step` (0-based): linear warmup to `lr`, then cosine decay to `min_lr` at
+/// the last step.
+pub fn lr_at(cfg: &TrainConfig, step: u64) -> f64 {
+    if step < cfg.warmup {
+        return cfg.lr * (step + 1) as f64 / cfg.warmup as f64;
+    }
+    let span = cfg.steps.saturating_sub(cfg.warmup).max(1) as f64;
+    let progress = ((step - cfg.warmup) as f64 / span).min(1.0);
+    cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1.0 + (std::f64::consts::PI * progress).cos())
+}
+
+/// SMoE-Dropout's `linear_increase` schedule (§3.2): `round((k_max − k_min)·t/T) + k_min`,
+/// rounding half to even as Python's `round`, clipped to `[k_min, k_max]`.
+pub fn smoe_k(step: u64, total: u64, k_min: usize, k_max: usize) -> usize {
+    let x = (k_max as f64 - k_min as f64) * step as f64 / total.max(1) as f64;
+    (x.round_ties_even() as i64 + k_min as i64).clamp(k_min as i64, k_max as i64) as usize
+}
+
+/// What one optimizer step measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepStats {
+    /// 0-based step.
+    pub step: u64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// The optimised loss.
+    pub loss: f32,
+    /// Cross-entropy (nats per token; THOR: mean of its two passes).
+    pub ce: f32,
+    /// Load-balancing loss (top-k), before its coefficient.
+    pub lbl: f32,
+    /// Router z-loss (top-k), before its coefficient.
+    pub z: f32,
+    /// THOR's symmetric KL, before α.
+    pub kl: f32,
+    /// Experts per token this step.
+    pub k: usize,
+    /// Fraction of the slots each expert took, per layer (THOR: first pass).
+    pub load: Vec<Vec<f32>>,
+}
+
+/// What can go wrong in training.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The model failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The settings are inconsistent.
+    #[error("invalid training settings: {0}")]
+    Settings(String),
+    /// Saving or loading the training state failed.
+    #[error("training state in {path}: {problem}")]
+    State {
+        /// The folder.
+        path: String,
+        /// What failed.
+        problem: String,
+    },
+}
+
+/// Saved with the state so a resumed run continues the same run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct StateFile {
+    step: u64,
+    model: ModelConfig,
+    train: TrainConfig,
+    tokenizer: String,
+}
+
+/// A model being trained, its optimizer and its step counter.
+pub struct Trainer {
+    model: Model,
+    optim: ModuleOptimizer,
+    config: TrainConfig,
+    tokenizer: String,
+    step: u64,
+}
+
+impl std::fmt::Debug for Trainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer").field("config", &self.config).field("step", &self.step).finish_non_exhaustive()
+    }
+}
+
+fn optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
+    AdamWConfig::new()
+        .with_beta_2(cfg.beta_2)
+        .with_weight_decay(cfg.weight_decay)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(cfg.grad_clip)))
+        .init()
+}
+
+/// The model configuration a recipe trains (SMoE-Dropout marks its gate as frozen).
+pub fn recipe_model_config(model: &ModelConfig, recipe: &Recipe) -> ModelConfig {
+    ModelConfig { frozen_gate: matches!(recipe, Recipe::SmoeDropout { .. }), ..model.clone() }
+}
+
+/// Initial parameters: the seeded initialisation; for SMoE-Dropout the gates are replaced by the
+/// frozen random router (rounded to f16, so the shipped checkpoint holds exactly the router the
+/// model was trained with).
+pub fn initial_params(model: &ModelConfig, train: &TrainConfig) -> ParamStore {
+    let mut params = init_from_seed(model, train.seed);
+    if let Recipe::SmoeDropout { init_std, .. } = train.recipe {
+        let (d, e) = (model.d_model, model.n_experts);
+        for layer in 0..model.n_layers {
+            // smoe_router_weights is [d, E]; the HF gate is [E, d].
+            let w = smoe_router_weights(train.seed, layer, d, e, init_std);
+            let mut hf = vec![0.0f32; d * e];
+            for r in 0..d {
+                for c in 0..e {
+                    hf[c * d + r] = half::f16::from_f32(w[r * e + c]).to_f32();
+                }
+            }
+            params.insert(
+                format!("{}.block_sparse_moe.gate.weight", layer_prefix(layer)),
+                HostTensor { shape: vec![e, d], data: hf },
+            );
+        }
+    }
+    params
+}
+
+fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    let n = targets.dims()[0];
+    log_softmax(logits, 1).gather(1, targets.reshape([n, 1])).mean().neg()
+}
+
+fn scalar(t: &Tensor<1>) -> f32 {
+    t.clone().inner().into_data().iter::<f32>().next().unwrap_or(f32::NAN)
+}
+
+impl Trainer {
+    /// A fresh run on `device` (autodiff is switched on here).
+    pub fn new(model: &ModelConfig, config: TrainConfig, tokenizer: &str, device: &Device) -> Result<Self, TrainError> {
+        let model = recipe_model_config(model, &config.recipe);
+        Self::check(&model, &config)?;
+        let params = initial_params(&model, &config);
+        Self::from_parts(&model, &params, config, tokenizer, 0, device)
+    }
+
+    fn from_parts(
+        model: &ModelConfig,
+        params: &ParamStore,
+        config: TrainConfig,
+        tokenizer: &str,
+        step: u64,
+        device: &Device,
+    ) -> Result<Self, TrainError> {
+        let net = Model::from_params(model, params, &device.clone().autodiff())?;
+        Ok(Self { model: net, optim: optimizer(&config), config, tokenizer: tokenizer.into(), step })
+    }
+
+    fn check(model: &ModelConfig, cfg: &TrainConfig) -> Result<(), TrainError> {
+        model.validate().map_err(ModelError::from)?;
+        let bad = |m: String| Err(TrainError::Settings(m));
+        if cfg.steps == 0 || cfg.batch_size == 0 || cfg.seq_len < 2 {
+            return bad("steps and batch size must be at least 1, and seq_len at least 2".into());
+        }
+        if cfg.seq_len > model.max_seq_len {
+            return bad(format!("seq_len {} exceeds the model's context {}", cfg.seq_len, model.max_seq_len));
+        }
+        if !(cfg.lr > 0.0 && cfg.lr.is_finite() && cfg.min_lr >= 0.0 && cfg.min_lr <= cfg.lr) {
+            return bad(format!("need 0 <= min_lr <= lr and lr > 0, got lr {} min_lr {}", cfg.lr, cfg.min_lr));
+        }
+        let e = model.n_experts;
+        match cfg.recipe {
+            Recipe::Topk { k, .. } if k == 0 || k > e => bad(format!("k = {k} is outside 1..={e}")),
+            Recipe::SmoeDropout { k_min, k_max, .. } if k_min == 0 || k_min > k_max || k_max > e => {
+                bad(format!("need 1 <= k_min <= k_max <= {e}, got {k_min}..{k_max}"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The next step's index (= steps done).
+    pub fn step_index(&self) -> u64 {
+        self.step
+    }
+
+    /// The run's settings.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// The trained model's configuration.
+    pub fn model_config(&self) -> &ModelConfig {
+        self.model.config()
+    }
+
+    /// Experts per token at `step` for this recipe.
+    pub fn k_at(&self, step: u64) -> usize {
+        match self.config.recipe {
+            Recipe::Topk { k, .. } => k,
+            Recipe::Thor { .. } => 1,
+            Recipe::SmoeDropout { k_min, k_max, .. } => smoe_k(step, self.config.steps.saturating_sub(1), k_min, k_max),
+        }
+    }
+
+    /// One optimizer step on `batch` (rows of `seq_len + 1` ids: inputs and shifted targets).
+    pub async fn step(&mut self, batch: &[Vec<u32>]) -> Result<StepStats, TrainError> {
+        let (b, s) = (batch.len(), self.config.seq_len);
+        if b == 0 || batch.iter().any(|r| r.len() != s + 1) {
+            return Err(TrainError::Settings(format!("every batch row must hold seq_len + 1 = {} ids", s + 1)));
+        }
+        let device = self.model.device().clone();
+        let inputs: Vec<Vec<u32>> = batch.iter().map(|r| r[..s].to_vec()).collect();
+        let targets: Vec<i32> = batch.iter().flat_map(|r| r[1..].iter().map(|&t| t as i32)).collect();
+        let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [b * s]), &device);
+        let (step, seed) = (self.step, self.config.seed);
+        let k = self.k_at(step);
+        let zero = || Tensor::<1>::zeros([1], &device);
+        let (loss, ce, lbl, z, kl, load) = match self.config.recipe {
+            Recipe::Topk { lbl_coef, z_coef, .. } => {
+                let p = self.model.forward_train(&inputs, TrainRouting::Softmax { k }, seed, step).await?;
+                let ce = cross_entropy(p.logits, targets);
+                let loss = ce.clone() + p.lbl.clone().mul_scalar(lbl_coef) + p.z.clone().mul_scalar(z_coef);
+                (loss, ce, p.lbl, p.z, zero(), p.load)
+            }
+            Recipe::SmoeDropout { .. } => {
+                let p = self.model.forward_train(&inputs, TrainRouting::Softmax { k }, seed, step).await?;
+                let ce = cross_entropy(p.logits, targets);
+                (ce.clone(), ce, zero(), zero(), zero(), p.load)
+            }
+            Recipe::Thor { alpha } => {
+                let one = TrainRouting::Thor { stream: stream::THOR_FWD1 };
+                let two = TrainRouting::Thor { stream: stream::THOR_FWD2 };
+                let p1 = self.model.forward_train(&inputs, one, seed, step).await?;
+                let p2 = self.model.forward_train(&inputs, two, seed, step).await?;
+                let (lp1, lp2) = (log_softmax(p1.logits, 1), log_softmax(p2.logits, 1));
+                let ce1 = lp1.clone().gather(1, targets.clone().reshape([b * s, 1])).mean().neg();
+                let ce2 = lp2.clone().gather(1, targets.reshape([b * s, 1])).mean().neg();
+                let kl = ((lp1.clone().exp() - lp2.clone().exp()) * (lp1 - lp2)).sum_dim(1).mean().mul_scalar(0.5);
+                let loss = ce1.clone() + ce2.clone() + kl.clone().mul_scalar(alpha);
+                ((loss), (ce1 + ce2).div_scalar(2.0), zero(), zero(), kl, p1.load)
+            }
+        };
+        let lr = lr_at(&self.config, step);
+        let grads = GradientsParams::from_grads(loss.backward(), &self.model.net);
+        self.model.net = self.optim.step(lr, self.model.net.clone(), grads);
+        self.step += 1;
+        let load = load
+            .into_iter()
+            .map(|c| {
+                let total: u64 = c.iter().sum();
+                c.into_iter().map(|n| n as f32 / total.max(1) as f32).collect()
+            })
+            .collect();
+        Ok(StepStats {
+            step,
+            lr,
+            loss: scalar(&loss),
+            ce: scalar(&ce),
+            lbl: scalar(&lbl),
+            z: scalar(&z),
+            kl: scalar(&kl),
+            k,
+            load,
+        })
+    }
+
+    /// The current parameters on the host (HF layout).
+    pub async fn params(&self) -> Result<ParamStore, TrainError> {
+        Ok(self.model.to_params().await?)
+    }
+
+    /// An inference copy of the current model on `device` (no autodiff).
+    pub async fn inference_model(&self, device: &Device) -> Result<Model, TrainError> {
+        Ok(Model::from_params(self.model.config(), &self.params().await?, device)?)
+    }
+
+    /// Writes the state a run resumes from into `dir`: `state.json`, the parameters in f32
+    /// (`params.safetensors`) and the AdamW moments (`optim.bpk`). Files are written beside
+    /// and renamed, so an interrupted save leaves the previous state whole.
+    pub async fn save_state(&self, dir: &Path) -> Result<(), TrainError> {
+        let err = |problem: String| TrainError::State { path: dir.display().to_string(), problem };
+        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        let params = self.params().await?;
+        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = params
+            .iter()
+            .map(|(n, t)| (n.clone(), t.shape.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect()))
+            .collect();
+        let views = bytes
+            .iter()
+            .map(|(n, shape, b)| {
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), b).map(|v| (n.clone(), v))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| err(e.to_string()))?;
+        let st = safetensors::serialize(views, None).map_err(|e| err(e.to_string()))?;
+        let state = StateFile {
+            step: self.step,
+            model: self.model.config().clone(),
+            train: self.config.clone(),
+            tokenizer: self.tokenizer.clone(),
+        };
+        let json = serde_json::to_string_pretty(&state).map_err(|e| err(e.to_string()))?;
+        let tmp = |name: &str| dir.join(format!("{name}.tmp"));
+        std::fs::write(tmp("params.safetensors"), st).map_err(|e| err(e.to_string()))?;
+        self.optim.save(tmp("optim.bpk")).map_err(|e| err(format!("{e:?}")))?;
+        std::fs::write(tmp("state.json"), json).map_err(|e| err(e.to_string()))?;
+        for name in ["params.safetensors", "optim.bpk", "state.json"] {
+            std::fs::rename(tmp(name), dir.join(name)).map_err(|e| err(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Resumes the run saved in `dir`. `train` must equal the saved settings (a different run
+    /// would not continue the same curve).
+    pub fn resume(dir: &Path, train: &TrainConfig, tokenizer: &str, device: &Device) -> Result<Self, TrainError> {
+        let err = |problem: String| TrainError::State { path: dir.display().to_string(), problem };
+        let json = std::fs::read_to_string(dir.join("state.json")).map_err(|e| err(e.to_string()))?;
+        let state: StateFile = serde_json::from_str(&json).map_err(|e| err(e.to_string()))?;
+        if &state.train != train {
+            return Err(err(format!(
+                "it was saved by a run with other settings ({}); resume with the same settings or use a new folder",
+                serde_json::to_string(&state.train).unwrap_or_default()
+            )));
+        }
+        if state.tokenizer != tokenizer {
+            return Err(err(format!("it was trained with tokenizer {}, not {tokenizer}", state.tokenizer)));
+        }
+        let bytes = std::fs::read(dir.join("params.safetensors")).map_err(|e| err(e.to_string()))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| err(e.to_string()))?;
+        let mut params = ParamStore::new();
+        for (name, view) in st.tensors() {
+            if view.dtype() != safetensors::Dtype::F32 {
+                return Err(err(format!("tensor {name} is not f32")));
+            }
+            let data = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            params.insert(name, HostTensor { shape: view.shape().to_vec(), data });
+        }
+        let mut t = Self::from_parts(&state.model, &params, state.train, tokenizer, state.step, device)?;
+        t.optim = t.optim.load(dir.join("optim.bpk")).map_err(|e| err(format!("{e:?}")))?;
+        Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests;

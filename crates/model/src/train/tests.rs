@@ -1,0 +1,173 @@
+use futures_lite::future::block_on;
+
+use super::*;
+use crate::corpus::split_text;
+use crate::tokenizer::{ByteTokenizer, Tokenizer};
+
+fn tiny() -> ModelConfig {
+    ModelConfig {
+        vocab_size: 256,
+        d_model: 32,
+        n_layers: 2,
+        n_heads: 4,
+        n_kv_heads: 2,
+        d_ff: 32,
+        n_experts: 4,
+        top_k: 2,
+        max_seq_len: 32,
+        ..ModelConfig::tiny()
+    }
+}
+
+fn settings(recipe: &str, steps: u64) -> TrainConfig {
+    TrainConfig {
+        recipe: Recipe::default_named(recipe, &tiny()).expect("recipe"),
+        steps,
+        batch_size: 4,
+        seq_len: 16,
+        lr: 1e-2,
+        min_lr: 1e-3,
+        warmup: 3,
+        weight_decay: 0.01,
+        beta_2: 0.95,
+        grad_clip: 1.0,
+        seed: 5,
+    }
+}
+
+fn corpus() -> TokenizedCorpus {
+    let text = "the cat sat on the mat. ".repeat(40);
+    let code = "fn add(a: u32) -> u32 { a + 1 }\n".repeat(40);
+    TokenizedCorpus::new(&[split_text("prose", &text), split_text("code", &code)], &Tokenizer::Byte(ByteTokenizer))
+}
+
+fn run(trainer: &mut Trainer, data: &TokenizedCorpus, steps: u64) -> Vec<StepStats> {
+    (0..steps)
+        .map(|_| {
+            let cfg = trainer.config().clone();
+            let batch = data.batch(cfg.seed, trainer.step_index(), cfg.batch_size, cfg.seq_len + 1);
+            block_on(trainer.step(&batch)).expect("step")
+        })
+        .collect()
+}
+
+fn gate(params: &ParamStore, layer: usize) -> Vec<f32> {
+    params[&format!("{}.block_sparse_moe.gate.weight", layer_prefix(layer))].data.clone()
+}
+
+#[test]
+fn schedules_follow_the_spec() {
+    let cfg = TrainConfig { steps: 100, warmup: 10, ..settings("topk", 100) };
+    assert!((lr_at(&cfg, 0) - cfg.lr / 10.0).abs() < 1e-12);
+    assert!((lr_at(&cfg, 9) - cfg.lr).abs() < 1e-12);
+    assert!((lr_at(&cfg, 100) - cfg.min_lr).abs() < 1e-12);
+    assert!(lr_at(&cfg, 50) < lr_at(&cfg, 20) && lr_at(&cfg, 50) > lr_at(&cfg, 90));
+    // §3.5.3: k(0) = k_min, k(T) = k_max, monotone, within bounds; half-to-even rounding.
+    assert_eq!(smoe_k(0, 1000, 2, 8), 2);
+    assert_eq!(smoe_k(1000, 1000, 2, 8), 8);
+    let ks: Vec<usize> = (0..=1000).map(|t| smoe_k(t, 1000, 2, 8)).collect();
+    assert!(ks.windows(2).all(|w| w[0] <= w[1]) && ks.iter().all(|&k| (2..=8).contains(&k)));
+    assert_eq!(smoe_k(1, 4, 1, 3), 1); // 2·1/4 = 0.5 rounds to 0
+    assert_eq!(smoe_k(3, 4, 1, 3), 3); // 1.5 rounds to 2
+}
+
+#[test]
+fn every_recipe_learns_and_repeats_its_curve_exactly() {
+    let data = corpus();
+    for recipe in ["topk", "thor", "smoe-dropout"] {
+        let mut a = Trainer::new(&tiny(), settings(recipe, 40), "byte", &Device::flex()).expect("trainer");
+        let curve = run(&mut a, &data, 40);
+        let first = curve[..5].iter().map(|s| s.ce).sum::<f32>() / 5.0;
+        let last = curve[35..].iter().map(|s| s.ce).sum::<f32>() / 5.0;
+        assert!(last < first * 0.6, "{recipe}: cross-entropy {first} -> {last}");
+        assert!(curve.iter().all(|s| s.loss.is_finite()));
+        let mut b = Trainer::new(&tiny(), settings(recipe, 40), "byte", &Device::flex()).expect("trainer");
+        let again = run(&mut b, &data, 8);
+        assert_eq!(again[..], curve[..8], "{recipe}: the same seed must give the same curve");
+    }
+}
+
+#[test]
+fn recipe_specific_terms_behave() {
+    let data = corpus();
+    // top-k: the LBL is k under perfect balance and >= ... it is E·Σ f·P̄ with Σ f = k; the
+    // gate learns (gets gradients).
+    let mut t = Trainer::new(&tiny(), settings("topk", 10), "byte", &Device::flex()).expect("trainer");
+    let before = block_on(t.params()).expect("params");
+    let stats = run(&mut t, &data, 3);
+    for s in &stats {
+        assert!(s.lbl > 0.5 && s.lbl < 4.0, "lbl {}", s.lbl);
+        assert!(s.z >= 0.0 && s.kl == 0.0 && s.k == 2);
+        for layer in &s.load {
+            assert!((layer.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        }
+    }
+    let after = block_on(t.params()).expect("params");
+    assert_ne!(gate(&before, 0), gate(&after, 0), "the top-k gate must train");
+
+    // THOR: KL > 0 when the passes draw different experts; the unused gate never changes;
+    // every layer sends the whole batch to one expert.
+    let mut t = Trainer::new(&tiny(), settings("thor", 10), "byte", &Device::flex()).expect("trainer");
+    let before = block_on(t.params()).expect("params");
+    let stats = run(&mut t, &data, 6);
+    assert!(stats.iter().any(|s| s.kl > 0.0));
+    assert!(stats.iter().all(|s| s.load.iter().all(|l| l.iter().filter(|&&f| f == 1.0).count() == 1)));
+    let after = block_on(t.params()).expect("params");
+    assert_eq!(gate(&before, 1), gate(&after, 1));
+
+    // SMoE-Dropout (§3.5.1): the frozen router is bit-identical after training, it is the
+    // seed's random router (f16-rounded), and k rises from k_min to E.
+    let cfg = settings("smoe-dropout", 9);
+    let mut t = Trainer::new(&tiny(), cfg.clone(), "byte", &Device::flex()).expect("trainer");
+    assert!(t.model_config().frozen_gate);
+    let before = block_on(t.params()).expect("params");
+    let stats = run(&mut t, &data, 9);
+    let after = block_on(t.params()).expect("params");
+    for layer in 0..2 {
+        assert_eq!(gate(&before, layer), gate(&after, layer));
+        // HF gate [E, d] at (expert 1, feature 3) is the [d, E] router at (3, 1).
+        let (d, e) = (32, 4);
+        let w = smoe_router_weights(cfg.seed, layer, d, e, 0.02);
+        assert_eq!(gate(&after, layer)[d + 3], half::f16::from_f32(w[3 * e + 1]).to_f32());
+    }
+    assert_eq!(stats.first().map(|s| s.k), Some(2));
+    assert_eq!(stats.last().map(|s| s.k), Some(4));
+    assert!(
+        after["model.layers.0.block_sparse_moe.experts.0.w1.weight"].data
+            != before["model.layers.0.block_sparse_moe.experts.0.w1.weight"].data
+    );
+}
+
+#[test]
+fn a_resumed_run_continues_the_same_curve() {
+    let data = corpus();
+    let dir = std::env::temp_dir().join(format!("switchyard-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = settings("topk", 6);
+    let mut straight = Trainer::new(&tiny(), cfg.clone(), "byte", &Device::flex()).expect("trainer");
+    let full = run(&mut straight, &data, 6);
+    let mut first = Trainer::new(&tiny(), cfg.clone(), "byte", &Device::flex()).expect("trainer");
+    run(&mut first, &data, 3);
+    block_on(first.save_state(&dir)).expect("save");
+    drop(first);
+    let mut resumed = Trainer::resume(&dir, &cfg, "byte", &Device::flex()).expect("resume");
+    assert_eq!(resumed.step_index(), 3);
+    let rest = run(&mut resumed, &data, 3);
+    assert_eq!(rest[..], full[3..]);
+    // Other settings or another tokenizer are refused with a reason.
+    let other = TrainConfig { lr: 0.5, ..cfg.clone() };
+    let e = Trainer::resume(&dir, &other, "byte", &Device::flex()).expect_err("different settings");
+    assert!(e.to_string().contains("other settings"), "{e}");
+    let e = Trainer::resume(&dir, &cfg, "bpe:00", &Device::flex()).expect_err("different tokenizer");
+    assert!(e.to_string().contains("tokenizer"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_settings_are_named() {
+    let bad = TrainConfig { seq_len: 64, ..settings("topk", 5) };
+    let e = Trainer::new(&tiny(), bad, "byte", &Device::flex()).expect_err("too long");
+    assert!(e.to_string().contains("exceeds the model's context"), "{e}");
+    let bad = TrainConfig { recipe: Recipe::SmoeDropout { k_min: 3, k_max: 9, init_std: 0.02 }, ..settings("topk", 5) };
+    assert!(Trainer::new(&tiny(), bad, "byte", &Device::flex()).is_err());
+}
