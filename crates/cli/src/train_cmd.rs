@@ -297,6 +297,10 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         seed: args.seed,
     };
     let name = args.name.clone().unwrap_or_else(|| config.recipe.name().to_string());
+    // Read the corpus before writing anything, so a bad corpus leaves no half-made run behind.
+    let corpus = load_corpus(&args.corpus)?;
+    eprintln!("tokenizing {} ...", args.corpus.display());
+    let data = TokenizedCorpus::new(&corpus, &tok);
     let cpu = devices::cpu();
     let state_dir = args.out.join("state");
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
@@ -325,8 +329,6 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     }
     log_lines.clear();
 
-    eprintln!("tokenizing {} ...", args.corpus.display());
-    let data = TokenizedCorpus::new(&load_corpus(&args.corpus)?, &tok);
     let per_step = (config.batch_size * config.seq_len) as u64;
     eprintln!(
         "{}: {} parameters, {} training tokens ({:.1} epochs over {} steps), recipe {:?}",

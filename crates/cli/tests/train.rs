@@ -110,8 +110,11 @@ fn train_eval_and_card_on_a_small_corpus() {
 #[test]
 fn bad_training_input_is_a_clear_error() {
     let dir = temp("bad");
-    let (_, err, ok) = switchyard(&["train", "--recipe", "thor", "--corpus", dir.to_str().unwrap(), "--out", "x"]);
+    let out = dir.join("out");
+    let out = out.to_str().unwrap();
+    let (_, err, ok) = switchyard(&["train", "--recipe", "thor", "--corpus", dir.to_str().unwrap(), "--out", out]);
     assert!(!ok && err.contains("holds no .txt files"), "{err}");
+    assert!(!dir.join("out").exists(), "a failed start must not leave a run folder");
     std::fs::write(dir.join("bad.json"), "{ not a tokenizer").unwrap();
     let (_, err, ok) = switchyard(&[
         "train",
@@ -120,7 +123,7 @@ fn bad_training_input_is_a_clear_error() {
         "--corpus",
         dir.to_str().unwrap(),
         "--out",
-        "x",
+        out,
         "--tokenizer",
         dir.join("bad.json").to_str().unwrap(),
     ]);
