@@ -5,7 +5,7 @@
 //! - `cargo xtask test`: install everything the tests need if missing, then run every check.
 //! - `cargo xtask setup [web|browser]`: only the installation steps.
 //! - `cargo xtask train [RECIPE...]`: retrain the tokenizer (if missing) and the shipped checkpoints.
-//! - `cargo xtask cards`: evaluate the trained checkpoints, copy them into `assets/` and write
+//! - `cargo xtask cards [RECIPE...]`: evaluate the trained checkpoints, copy them into `assets/` and write
 //!   their model cards.
 //!
 //! Every step says what it does before doing it. Versions are pinned here and in `Trunk.toml`.
@@ -210,14 +210,25 @@ fn train(recipes: &[&str]) -> Result {
 
 /// Copies each trained checkpoint into assets/, evaluates it with its own router and the others
 /// listed, and writes assets/NAME.card.{md,json}.
-fn cards() -> Result {
-    for (name, own, query) in RECIPES {
+fn cards(recipes: &[&str]) -> Result {
+    for (name, own, query) in RECIPES.iter().filter(|(n, _, _)| recipes.is_empty() || recipes.contains(n)) {
         let runs = root().join("runs").join(name);
         let ckpt = root().join("assets").join(format!("{name}.safetensors"));
-        std::fs::copy(runs.join(format!("{name}.safetensors")), &ckpt)
+        let trained = std::fs::read(runs.join(format!("{name}.safetensors")))
             .map_err(|e| format!("runs/{name}/{name}.safetensors: {e} (run `cargo xtask train` first)"))?;
+        if std::fs::read(&ckpt).ok().as_ref() != Some(&trained) {
+            std::fs::write(&ckpt, &trained).map_err(|e| format!("{}: {e}", ckpt.display()))?;
+        }
+        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
         let eval = |label: &str, flags: &[&str]| -> Result<PathBuf> {
             let json = runs.join(format!("eval-{label}.json"));
+            // A report newer than the checkpoint is reused (delete it to force a new one).
+            if let (Some(report), Some(weights)) = (modified(&json), modified(&ckpt))
+                && report > weights
+            {
+                say(&format!("reusing {}", json.display()));
+                return Ok(json);
+            }
             say(&format!("evaluating `{name}` with {}", flags.join(" ")));
             run(switchyard()
                 .args(["eval", "--corpus", CORPUS, "--checkpoint"])
@@ -258,16 +269,18 @@ fn serve() -> Result {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        ["test"] => test(),
-        ["serve"] => serve(),
-        ["setup"] => ensure_web_tools().and_then(|()| ensure_browser_tools()),
-        ["setup", "web"] => ensure_web_tools(),
-        ["setup", "browser"] => ensure_browser_tools(),
-        ["train", recipes @ ..] => train(recipes),
-        ["cards"] => cards(),
-        _ => Err("usage: cargo xtask <serve | test | setup [web|browser] | train [RECIPE...] | cards>".into()),
-    };
+    let result =
+        match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+            ["test"] => test(),
+            ["serve"] => serve(),
+            ["setup"] => ensure_web_tools().and_then(|()| ensure_browser_tools()),
+            ["setup", "web"] => ensure_web_tools(),
+            ["setup", "browser"] => ensure_browser_tools(),
+            ["train", recipes @ ..] => train(recipes),
+            ["cards", recipes @ ..] => cards(recipes),
+            _ => Err("usage: cargo xtask <serve | test | setup [web|browser] | train [RECIPE...] | cards [RECIPE...]>"
+                .into()),
+        };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

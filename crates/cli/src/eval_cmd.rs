@@ -341,7 +341,12 @@ fn router_label(v: &serde_json::Value) -> String {
     let params: Vec<String> = map
         .iter()
         .filter(|(k, v)| *k != "kind" && !v.is_null())
-        .map(|(k, v)| format!("{k} {}", v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+        .map(|(k, v)| match (v.as_str(), v.as_f64()) {
+            (Some(text), _) => format!("{k} {text}"),
+            // f32 parameters (0.02 stored as 0.019999999552965164) print at f32 precision.
+            (None, Some(x)) if !v.is_u64() && !v.is_i64() => format!("{k} {}", x as f32),
+            _ => format!("{k} {v}"),
+        })
         .collect();
     if params.is_empty() { kind.to_string() } else { format!("{kind} ({})", params.join(", ")) }
 }
@@ -403,7 +408,7 @@ fn markdown(c: &Card) -> String {
     );
     let _ = writeln!(
         s,
-        "| wall time | {:.1} min on {} ({} compute threads), {:.0} tokens/s |",
+        "| wall time | {:.1} min on {}, compute threads: {}, {:.0} tokens/s |",
         t.wall_s / 60.0,
         t.backend,
         t.threads,
