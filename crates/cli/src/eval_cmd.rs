@@ -277,8 +277,9 @@ pub struct Card {
     pub training: TrainSummary,
     /// Training curve, sampled: (step, tokens seen, train cross-entropy nats/token, wall s).
     pub train_curve: Vec<(u64, u64, f32, f64)>,
-    /// Validation curve: (step, mean bits per byte over domains on the first tokens).
-    pub validation_curve: Vec<(u64, f64)>,
+    /// At each periodic validation: (step, tokens seen, mean training cross-entropy since the
+    /// previous validation, mean bits per byte over domains on their first tokens, wall s).
+    pub validation_curve: Vec<(u64, u64, f32, f64, f64)>,
     /// The checkpoint's own router, on the full validation split.
     pub eval: EvalReport,
     /// Other routers on the same checkpoint.
@@ -304,9 +305,13 @@ pub fn card(args: &CardArgs) -> Result<()> {
     let mut train_curve = Vec::new();
     let mut validation_curve = Vec::new();
     let mut window: Vec<f32> = Vec::new();
+    let mut since_validation: Vec<f32> = Vec::new();
+    let mut seen = 0;
     for l in &log {
         match l {
             LogLine::Step { stats, tokens_seen, wall_s } => {
+                seen = *tokens_seen;
+                since_validation.push(stats.ce);
                 window.push(stats.ce);
                 if (stats.step + 1) % every == 0 || stats.step + 1 == training.train.steps {
                     let mean = window.iter().sum::<f32>() / window.len() as f32;
@@ -314,7 +319,11 @@ pub fn card(args: &CardArgs) -> Result<()> {
                     window.clear();
                 }
             }
-            LogLine::Validation { step, mean_bits_per_byte, .. } => validation_curve.push((*step, *mean_bits_per_byte)),
+            LogLine::Validation { step, mean_bits_per_byte, wall_s, .. } => {
+                let ce = since_validation.iter().sum::<f32>() / since_validation.len().max(1) as f32;
+                validation_curve.push((*step, seen, ce, *mean_bits_per_byte, *wall_s));
+                since_validation.clear();
+            }
         }
     }
     let card = Card {
@@ -368,7 +377,7 @@ fn markdown(c: &Card) -> String {
     let _ = writeln!(
         s,
         "Decoder-only Mixtral-style MoE: {} layers, d_model {}, {} heads ({} KV heads), {} SwiGLU experts of {} per layer, \
-         top-{} router{}, context {} tokens, vocabulary {} ({}), {} the LM head. \
+         {}, context {} tokens, vocabulary {} ({}), {} the LM head. \
          **{} parameters** (f16 on disk).\n",
         m.n_layers,
         m.d_model,
@@ -376,8 +385,14 @@ fn markdown(c: &Card) -> String {
         m.n_kv_heads,
         m.n_experts,
         m.d_ff,
-        m.top_k,
-        if m.frozen_gate { " (frozen random gate, SMoE-Dropout)" } else { "" },
+        match t.train.recipe.name() {
+            "thor" => "no router (THOR: one random expert per token, weight 1; the file's gate tensors are untrained \
+                       and unused)"
+                .to_string(),
+            "smoe-dropout" =>
+                "a frozen random gate N(0, 0.02²) (SMoE-Dropout; any k from 1 to E at inference)".to_string(),
+            _ => format!("a learned top-{} gate", m.top_k),
+        },
         m.max_seq_len,
         m.vocab_size,
         if t.tokenizer == "byte" {
@@ -420,15 +435,18 @@ fn markdown(c: &Card) -> String {
     let _ = writeln!(s, "\n### Curves\n");
     let _ = writeln!(
         s,
-        "| step | tokens | train CE (nats/token) | validation mean bits/byte | minutes |\n|---:|---:|---:|---:|---:|"
+        "| step | tokens | train CE since the previous row (nats/token) | validation mean bits/byte | minutes |\n\
+         |---:|---:|---:|---:|---:|"
     );
-    for (step, tokens, ce, wall) in &c.train_curve {
-        let v = c.validation_curve.iter().find(|(s, _)| s == step).map(|(_, v)| format!("{v:.3}")).unwrap_or_default();
-        let _ = writeln!(s, "| {step} | {tokens} | {ce:.3} | {v} | {:.1} |", wall / 60.0);
+    for (step, tokens, ce, bpb, wall) in &c.validation_curve {
+        let _ = writeln!(s, "| {step} | {tokens} | {ce:.3} | {bpb:.3} | {:.1} |", wall / 60.0);
     }
     let _ = writeln!(
         s,
-        "\nValidation during training scores the first tokens of each domain; the table below scores all of them.\n"
+        "\nValidation during training scores the first 4096 tokens of each domain; the table below scores all of \
+         them. `{}.card.json` has the training curve at {} points.\n",
+        t.name,
+        c.train_curve.len()
     );
     let _ = writeln!(s, "## Bits per byte on the validation split\n");
     let mut header = format!("| domain | `{}` |", router_label(&c.eval.router));
