@@ -20,8 +20,13 @@ const APT_PACKAGES: &[&str] = &["chromium", "chromium-driver", "mesa-vulkan-driv
 
 type Result<T = ()> = std::result::Result<T, String>;
 
+/// The repository root. `cargo run` sets `CARGO_MANIFEST_DIR` at run time too; prefer it to the
+/// compile-time value, so that a binary built from another clone sharing the target directory
+/// still works on this one.
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    let manifest =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 fn say(msg: &str) {
