@@ -6,6 +6,8 @@ import { mkdir, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 import { serveDist } from './serve.mjs';
 
@@ -85,4 +87,29 @@ test('WebGPU off: the page falls back to the CPU backend and says why', async ()
     const diff = Math.max(...report.cpu.Ok.last_logits.map((x, i) => Math.abs(x - b[i])));
     assert.ok(diff < 1e-3);
   }
+});
+
+// The native `switchyard` binary of this build (cargo test builds it), else `cargo run`.
+function nativeTokenize(text) {
+  const target = process.env.CARGO_TARGET_DIR ?? join(root, 'target');
+  const bin = join(target, 'release', 'switchyard');
+  const args = ['tokenize', '--tokenizer', join(root, 'assets', 'tokenizer.json'), '--text', text];
+  const out = existsSync(bin)
+    ? execFileSync(bin, args, { encoding: 'utf8' })
+    : execFileSync('cargo', ['run', '--quiet', '--release', '-p', 'switchyard-cli', '--', ...args], { cwd: root, encoding: 'utf8' });
+  return JSON.parse(out);
+}
+
+test('the shipped tokenizer loads in the page and tokenizes exactly as the native CLI', () => {
+  const report = results.on;
+  assert.ok(report, 'the WebGPU-on page ran');
+  assert.ok(report.tokenizer?.Ok, `tokenizer failed in the page: ${JSON.stringify(report.tokenizer)}`);
+  const page = report.tokenizer.Ok;
+  assert.equal(page.round_trip, true, 'decode(encode(text)) != text in the page');
+  const sample = 'fn main() { println!("Bonjour, été ✓"); } // 12 + 30 = 42\nThe cat sat.';
+  const native = nativeTokenize(sample);
+  assert.equal(page.id, native.id, 'the page loaded another tokenizer.json');
+  assert.deepEqual(page.ids, native.ids, 'the page and the CLI tokenize differently');
+  assert.ok(page.ids.length < sample.length / 2, `BPE should merge: ${page.ids.length} tokens`);
+  console.log(`tokenizer in the page: ${page.ids.length} tokens: ${page.pieces.join('|')}`);
 });

@@ -4,7 +4,9 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serde::Serialize;
-use switchyard_model::{Device, Model, ModelConfig, RunOptions, devices};
+use switchyard_model::{BpeTokenizer, Device, Model, ModelConfig, RunOptions, Tokenizer, devices};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
 
 /// The prompt every backend runs (byte-level tokens).
 const PROMPT: &str = "fn main() { println!(\"Bonjour, monde!\"); } // 12 + 30 = 42";
@@ -28,6 +30,22 @@ pub struct BackendResult {
     pub top_experts: Vec<Vec<u32>>,
 }
 
+/// Text the shipped tokenizer encodes in the page (the browser test encodes it natively too).
+pub const TOKENIZER_SAMPLE: &str = "fn main() { println!(\"Bonjour, été ✓\"); } // 12 + 30 = 42\nThe cat sat.";
+
+/// The shipped tokenizer, loaded and run in the page.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenizerCheck {
+    /// `bpe:` + SHA-256 of the file.
+    pub id: String,
+    /// Ids of [`TOKENIZER_SAMPLE`].
+    pub ids: Vec<u32>,
+    /// Their printable pieces.
+    pub pieces: Vec<String>,
+    /// Whether decoding the ids gives the sample back.
+    pub round_trip: bool,
+}
+
 /// The page's report, also rendered as JSON for the browser test.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
@@ -39,8 +57,31 @@ pub struct Report {
     pub max_abs_diff: Option<f32>,
     /// Whether both backends chose the same top expert for every token and layer.
     pub same_routing: Option<bool>,
+    /// The shipped tokenizer in the page, or why it could not load.
+    pub tokenizer: Option<Result<TokenizerCheck, String>>,
     /// True once every backend has finished or failed.
     pub done: bool,
+}
+
+/// Fetches `assets/tokenizer.json` (relative to the page) and encodes the sample with it.
+async fn check_tokenizer() -> Result<TokenizerCheck, String> {
+    let window = web_sys::window().ok_or("no window")?;
+    let js = |e: wasm_bindgen::JsValue| format!("{e:?}");
+    let response: web_sys::Response =
+        JsFuture::from(window.fetch_with_str("assets/tokenizer.json")).await.map_err(js)?.dyn_into().map_err(js)?;
+    if !response.ok() {
+        return Err(format!("assets/tokenizer.json: HTTP {}", response.status()));
+    }
+    let buffer = JsFuture::from(response.array_buffer().map_err(js)?).await.map_err(js)?;
+    let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
+    let tok = Tokenizer::Bpe(BpeTokenizer::from_json(&bytes).map_err(|e| e.to_string())?);
+    let ids = tok.encode(TOKENIZER_SAMPLE);
+    Ok(TokenizerCheck {
+        id: tok.id(),
+        pieces: ids.iter().map(|&i| tok.display(i)).collect(),
+        round_trip: tok.decode(&ids) == TOKENIZER_SAMPLE,
+        ids,
+    })
 }
 
 fn now_ms() -> f64 {
@@ -143,6 +184,8 @@ pub fn App() -> impl IntoView {
     spawn_local(async move {
         let cpu = run_on(devices::cpu(), "cpu", "burn flex (CPU, wasm)".into()).await;
         set_report.update(|r| r.cpu = Some(cpu));
+        let tokenizer = check_tokenizer().await;
+        set_report.update(|r| r.tokenizer = Some(tokenizer));
         let gpu = run_webgpu().await;
         set_report.update(|r| {
             r.webgpu = Some(gpu);
@@ -170,6 +213,17 @@ pub fn App() -> impl IntoView {
                     _ => "comparing…".to_string(),
                 }
             }}</p>
+            <section class="card" data-testid="tokenizer">
+                <h2>"Tokenizer (assets/tokenizer.json)"</h2>
+                {move || match report.get().tokenizer {
+                    None => view! { <p class="pending">"loading…"</p> }.into_any(),
+                    Some(Err(e)) => view! { <p class="error">"could not load the tokenizer: " {e}</p> }.into_any(),
+                    Some(Ok(t)) => view! {
+                        <p>{format!("{} tokens, round trip {}", t.ids.len(), if t.round_trip { "exact" } else { "FAILED" })}</p>
+                        <p class="pieces">{t.pieces.into_iter().map(|p| view! { <code class="piece">{p}</code> " " }).collect_view()}</p>
+                    }.into_any(),
+                }}
+            </section>
             <pre data-testid="report" data-done=move || report.get().done.to_string() hidden>{json}</pre>
         </main>
     }

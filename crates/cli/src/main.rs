@@ -58,6 +58,15 @@ enum Command {
     },
     /// Train a byte-level BPE tokenizer on a corpus's training split.
     Tokenizer(train_cmd::TokenizerArgs),
+    /// Print the tokens of a text as JSON: the tokenizer id, the ids and their printable pieces.
+    Tokenize {
+        /// A tokenizer.json (default: byte-level).
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        /// The text.
+        #[arg(long)]
+        text: String,
+    },
     /// Train a model with one of the recipes (topk, thor, smoe-dropout).
     Train(Box<train_cmd::TrainArgs>),
     /// Bits per byte per domain on a corpus's validation split, and routing statistics.
@@ -501,6 +510,16 @@ fn main() -> Result<()> {
             }
         }
         Command::Tokenizer(args) => train_cmd::tokenizer(args),
+        Command::Tokenize { tokenizer, text } => {
+            let tok = match tokenizer {
+                Some(p) => Tokenizer::load(p)?,
+                None => Tokenizer::Byte(ByteTokenizer),
+            };
+            let ids = tok.encode(text);
+            let pieces: Vec<String> = ids.iter().map(|&i| tok.display(i)).collect();
+            println!("{}", serde_json::json!({ "id": tok.id(), "ids": ids, "pieces": pieces }));
+            Ok(())
+        }
         Command::Train(args) => train_cmd::train(args),
         Command::Eval(args) => eval_cmd::eval(args),
         Command::Card(args) => eval_cmd::card(args),
