@@ -170,7 +170,7 @@ fn jitter_noise(eps: f32, seed: u64, layer: usize, seq_id: &[u32], pos: &[u32], 
 }
 
 /// The transpose of a row-major `[rows, cols]` matrix.
-fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+pub(crate) fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0.0f32; rows * cols];
     for i in 0..rows {
         for j in 0..cols {

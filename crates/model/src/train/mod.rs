@@ -228,13 +228,11 @@ pub fn initial_params(model: &ModelConfig, train: &TrainConfig) -> ParamStore {
         let (d, e) = (model.d_model, model.n_experts);
         for layer in 0..model.n_layers {
             // smoe_router_weights is [d, E]; the HF gate is [E, d].
-            let w = smoe_router_weights(train.seed, layer, d, e, init_std);
-            let mut hf = vec![0.0f32; d * e];
-            for r in 0..d {
-                for c in 0..e {
-                    hf[c * d + r] = half::f16::from_f32(w[r * e + c]).to_f32();
-                }
-            }
+            let w: Vec<f32> = smoe_router_weights(train.seed, layer, d, e, init_std)
+                .into_iter()
+                .map(|v| half::f16::from_f32(v).to_f32())
+                .collect();
+            let hf = crate::model::transpose(&w, d, e);
             params.insert(
                 format!("{}.block_sparse_moe.gate.weight", layer_prefix(layer)),
                 HostTensor { shape: vec![e, d], data: hf },
@@ -244,9 +242,14 @@ pub fn initial_params(model: &ModelConfig, train: &TrainConfig) -> ParamStore {
     params
 }
 
-fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+/// Mean negative log-likelihood of `targets` under log-probabilities `[T, V]`.
+fn nll(log_probs: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
     let n = targets.dims()[0];
-    log_softmax(logits, 1).gather(1, targets.reshape([n, 1])).mean().neg()
+    log_probs.gather(1, targets.reshape([n, 1])).mean().neg()
+}
+
+fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    nll(log_softmax(logits, 1), targets)
 }
 
 fn scalar(t: &Tensor<1>) -> f32 {
@@ -351,11 +354,11 @@ impl Trainer {
                 let p1 = self.model.forward_train(&inputs, one, seed, step).await?;
                 let p2 = self.model.forward_train(&inputs, two, seed, step).await?;
                 let (lp1, lp2) = (log_softmax(p1.logits, 1), log_softmax(p2.logits, 1));
-                let ce1 = lp1.clone().gather(1, targets.clone().reshape([b * s, 1])).mean().neg();
-                let ce2 = lp2.clone().gather(1, targets.reshape([b * s, 1])).mean().neg();
+                let ce1 = nll(lp1.clone(), targets.clone());
+                let ce2 = nll(lp2.clone(), targets);
                 let kl = ((lp1.clone().exp() - lp2.clone().exp()) * (lp1 - lp2)).sum_dim(1).mean().mul_scalar(0.5);
                 let loss = ce1.clone() + ce2.clone() + kl.clone().mul_scalar(alpha);
-                ((loss), (ce1 + ce2).div_scalar(2.0), zero(), zero(), kl, p1.load)
+                (loss, (ce1 + ce2).div_scalar(2.0), zero(), zero(), kl, p1.load)
             }
         };
         let lr = lr_at(&self.config, step);
