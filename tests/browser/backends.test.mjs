@@ -34,7 +34,7 @@ async function runPage(name, extraFlags) {
     const page = context.pages()[0] ?? (await context.newPage());
     const errors = [];
     page.on('pageerror', (e) => errors.push(String(e)));
-    await page.goto(server.url);
+    await page.goto(`${server.url}#backend-check`);
     await page.locator('[data-testid="report"][data-done="true"]').waitFor({ state: 'attached', timeout: 180_000 });
     await page.screenshot({ path: join(outDir, `${name}.png`), fullPage: true });
     const report = JSON.parse(await page.locator('[data-testid="report"]').textContent());

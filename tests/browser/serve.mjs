@@ -1,7 +1,9 @@
 // A static file server for the trunk build in dist/, on a free loopback port.
+// Options: `prefix` serves the site under a sub-path (as a static host may); `corruptOnce` is a
+// set of file names whose next download is cut short and garbled, to test the page's recovery.
 import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';
-import { extname, join, normalize } from 'node:path';
+import { basename, extname, join, normalize } from 'node:path';
 
 const TYPES = {
   '.html': 'text/html; charset=utf-8',
@@ -13,13 +15,24 @@ const TYPES = {
   '.safetensors': 'application/octet-stream',
 };
 
-export async function serveDist(dir) {
+export async function serveDist(dir, { prefix = '/', corruptOnce = new Set() } = {}) {
+  const served = [];
   const server = createServer(async (req, res) => {
-    const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname)).replace(/^(\.\.[/\\])+/, '');
+    let path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    if (!path.startsWith(prefix)) {
+      res.writeHead(404);
+      res.end('not found');
+      return;
+    }
+    path = normalize(`/${path.slice(prefix.length)}`).replace(/^(\.\.[/\\])+/, '');
     const file = join(dir, path.endsWith('/') ? `${path}index.html` : path);
     try {
-      const body = await readFile(file);
-      res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
+      let body = await readFile(file);
+      served.push(path);
+      if (corruptOnce.delete(basename(file))) {
+        body = Buffer.from(body.subarray(0, 4096)).fill(7, 100);
+      }
+      res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream', 'content-length': body.length });
       res.end(body);
     } catch {
       res.writeHead(404);
@@ -27,5 +40,5 @@ export async function serveDist(dir) {
     }
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${server.address().port}/`, close: () => server.close() };
+  return { url: `http://127.0.0.1:${server.address().port}${prefix}`, served, close: () => server.close() };
 }

@@ -169,12 +169,14 @@ fn test() -> Result {
 /// The training corpus (read-only, next to the repository).
 const CORPUS: &str = "../shared/corpus";
 /// Flags shared by every shipped training run (the rest are `switchyard train`'s defaults).
-const TRAIN_FLAGS: &[&str] = &["--steps", "1800", "--seed", "1"];
-/// Each shipped recipe: its own router for `switchyard eval` and the playground query of its view.
-const RECIPES: &[(&str, &[&str], &str)] = &[
-    ("topk", &["--router", "topk"], "v=1&ckpt=topk&router=topk&k=2"),
-    ("thor", &["--router", "thor", "--thor-mode", "token"], "v=1&ckpt=thor&router=thor&thor_mode=token"),
-    ("smoe-dropout", &["--router", "smoe-dropout", "--k", "8"], "v=1&ckpt=smoe-dropout&router=smoe_dropout&k=8"),
+const TRAIN_FLAGS: &[&str] = &["--seed", "1"];
+/// Each shipped recipe: its training steps, its own router for `switchyard eval` and the
+/// playground query of its view. THOR gets twice the steps: it trains one expert per layer per
+/// pass, so each expert sees about a quarter of the updates (ARCHITECTURE.md, training decisions).
+const RECIPES: &[(&str, &str, &[&str], &str)] = &[
+    ("topk", "1800", &["--router", "topk"], "v=1&ckpt=topk&router=topk&k=2"),
+    ("thor", "3600", &["--router", "thor", "--thor-mode", "token"], "v=1&ckpt=thor&router=thor&thor_mode=token"),
+    ("smoe-dropout", "1800", &["--router", "smoe-dropout", "--k", "8"], "v=1&ckpt=smoe-dropout&router=smoe_dropout&k=8"),
 ];
 /// Other routers each card compares: (recipe, file label, eval flags).
 const OTHER_ROUTERS: &[(&str, &str, &[&str])] = &[
@@ -199,12 +201,12 @@ fn train(recipes: &[&str]) -> Result {
         say("training the BPE tokenizer");
         run(switchyard().args(["tokenizer", "--corpus", CORPUS, "--vocab", "4096", "-o"]).arg(&tokenizer))?;
     }
-    for (name, _, _) in RECIPES.iter().filter(|(n, _, _)| recipes.is_empty() || recipes.contains(n)) {
+    for (name, steps, _, _) in RECIPES.iter().filter(|(n, ..)| recipes.is_empty() || recipes.contains(n)) {
         say(&format!("training `{name}` into runs/{name} (resumes if a state is there)"));
         let out = root().join("runs").join(name);
         let mut cmd = switchyard();
         cmd.args(["train", "--recipe", name, "--corpus", CORPUS, "--tokenizer"]).arg(&tokenizer).arg("--out").arg(&out);
-        cmd.args(TRAIN_FLAGS);
+        cmd.args(["--steps", steps]).args(TRAIN_FLAGS);
         if out.join("state/state.json").exists() {
             cmd.arg("--resume");
         }
@@ -216,7 +218,7 @@ fn train(recipes: &[&str]) -> Result {
 /// Copies each trained checkpoint into assets/, evaluates it with its own router and the others
 /// listed, and writes assets/NAME.card.{md,json}.
 fn cards(recipes: &[&str]) -> Result {
-    for (name, own, query) in RECIPES.iter().filter(|(n, _, _)| recipes.is_empty() || recipes.contains(n)) {
+    for (name, _, own, query) in RECIPES.iter().filter(|(n, ..)| recipes.is_empty() || recipes.contains(n)) {
         let runs = root().join("runs").join(name);
         let ckpt = root().join("assets").join(format!("{name}.safetensors"));
         let trained = std::fs::read(runs.join(format!("{name}.safetensors")))

@@ -30,7 +30,7 @@ pub fn domain_distribution<'a>(
 }
 
 /// Consecutive-token same-expert rates and their random baselines (spec §10.2).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ConsecutiveRate {
     /// `mean 1[e1_t = e1_{t+1}]`.
     pub first_choice: f64,
@@ -130,7 +130,7 @@ pub fn co_activation(rec: &LayerRouting) -> (Vec<Vec<f64>>, f64) {
 }
 
 /// OpenMoE token-ID specialisation of one layer (spec §10.1).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Specialisation {
     /// Frequency-weighted mean of `spec_v = max_e q_v(e)` over token ids.
     pub score: f64,

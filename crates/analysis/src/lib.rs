@@ -34,7 +34,7 @@ fn entropy(p: impl Iterator<Item = f64>) -> f64 {
 }
 
 /// Routing quality of one layer beyond its load (spec §9.1–§9.2).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct LayerMetrics {
     /// Load and balance.
     pub load: LoadStats,

@@ -1,12 +1,12 @@
-//! The backend check: the same seeded model and prompt through burn's CPU (flex) backend and
-//! its wgpu backend on WebGPU, with the results side by side.
+//! The backend check (`#backend-check`): the same seeded model and prompt through burn's CPU
+//! (flex) backend and its wgpu backend on WebGPU, with the results side by side. The engine
+//! worker computes the [`Report`]; the page shows it.
 
 use leptos::prelude::*;
-use leptos::task::spawn_local;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use switchyard_model::{BpeTokenizer, Device, Model, ModelConfig, RunOptions, Tokenizer, devices};
-use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
+
+use crate::engine::now_ms;
 
 /// The prompt every backend runs (byte-level tokens).
 const PROMPT: &str = "fn main() { println!(\"Bonjour, monde!\"); } // 12 + 30 = 42";
@@ -14,7 +14,7 @@ const PROMPT: &str = "fn main() { println!(\"Bonjour, monde!\"); } // 12 + 30 = 
 const SEED: u64 = 0;
 
 /// What one backend produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BackendResult {
     /// `cpu` or `webgpu`.
     pub backend: String,
@@ -34,7 +34,7 @@ pub struct BackendResult {
 pub const TOKENIZER_SAMPLE: &str = "fn main() { println!(\"Bonjour, été ✓\"); } // 12 + 30 = 42\nThe cat sat.";
 
 /// The shipped tokenizer, loaded and run in the page.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TokenizerCheck {
     /// `bpe:` + SHA-256 of the file.
     pub id: String,
@@ -47,7 +47,7 @@ pub struct TokenizerCheck {
 }
 
 /// The page's report, also rendered as JSON for the browser test.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Report {
     /// CPU result or the error.
     pub cpu: Option<Result<BackendResult, String>>,
@@ -65,15 +65,8 @@ pub struct Report {
 
 /// Fetches `assets/tokenizer.json` (relative to the page) and encodes the sample with it.
 async fn check_tokenizer() -> Result<TokenizerCheck, String> {
-    let window = web_sys::window().ok_or("no window")?;
-    let js = |e: wasm_bindgen::JsValue| format!("{e:?}");
-    let response: web_sys::Response =
-        JsFuture::from(window.fetch_with_str("assets/tokenizer.json")).await.map_err(js)?.dyn_into().map_err(js)?;
-    if !response.ok() {
-        return Err(format!("assets/tokenizer.json: HTTP {}", response.status()));
-    }
-    let buffer = JsFuture::from(response.array_buffer().map_err(js)?).await.map_err(js)?;
-    let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
+    let response = crate::engine::fetch("assets/tokenizer.json").await?;
+    let bytes = crate::engine::body_bytes(&response).await?;
     let tok = Tokenizer::Bpe(BpeTokenizer::from_json(&bytes).map_err(|e| e.to_string())?);
     let ids = tok.encode(TOKENIZER_SAMPLE);
     Ok(TokenizerCheck {
@@ -82,10 +75,6 @@ async fn check_tokenizer() -> Result<TokenizerCheck, String> {
         round_trip: tok.decode(&ids) == TOKENIZER_SAMPLE,
         ids,
     })
-}
-
-fn now_ms() -> f64 {
-    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
 }
 
 async fn run_on(device: Device, backend: &str, adapter: String) -> Result<BackendResult, String> {
@@ -119,18 +108,8 @@ async fn run_on(device: Device, backend: &str, adapter: String) -> Result<Backen
     })
 }
 
-/// Why WebGPU cannot be used, checked before asking burn for an adapter.
-fn webgpu_missing() -> Option<String> {
-    let nav = web_sys::window()?.navigator();
-    let gpu = js_sys::Reflect::get(&nav, &"gpu".into()).ok()?;
-    if gpu.is_undefined() || gpu.is_null() {
-        return Some("this browser exposes no navigator.gpu (WebGPU is off or unsupported)".into());
-    }
-    None
-}
-
 async fn run_webgpu() -> Result<BackendResult, String> {
-    if let Some(reason) = webgpu_missing() {
+    if let Some(reason) = crate::engine::webgpu_missing() {
         return Err(reason);
     }
     let gpu = devices::wgpu().await.map_err(|e| format!("the browser offered no usable WebGPU adapter ({e})"))?;
@@ -177,36 +156,39 @@ fn BackendCard(
     }
 }
 
-/// The application root.
+/// Runs the whole check (in the engine worker).
+pub async fn report() -> Report {
+    let mut report =
+        Report { cpu: Some(run_on(devices::cpu(), "cpu", "burn flex (CPU, wasm)".into()).await), ..Report::default() };
+    report.tokenizer = Some(check_tokenizer().await);
+    report.webgpu = Some(run_webgpu().await);
+    compare(&mut report);
+    report.done = true;
+    report
+}
+
+/// The backend check page.
 #[component]
-pub fn App() -> impl IntoView {
-    let (report, set_report) = signal(Report::default());
-    spawn_local(async move {
-        let cpu = run_on(devices::cpu(), "cpu", "burn flex (CPU, wasm)".into()).await;
-        set_report.update(|r| r.cpu = Some(cpu));
-        let tokenizer = check_tokenizer().await;
-        set_report.update(|r| r.tokenizer = Some(tokenizer));
-        let gpu = run_webgpu().await;
-        set_report.update(|r| {
-            r.webgpu = Some(gpu);
-            compare(r);
-            r.done = true;
-        });
-    });
-    let cpu = Signal::derive(move || report.get().cpu);
-    let gpu = Signal::derive(move || report.get().webgpu);
-    let json = move || serde_json::to_string(&report.get()).unwrap_or_default();
+pub fn BackendCheck(
+    /// The engine's report, `None` while it runs.
+    report: Signal<Option<Report>>,
+) -> impl IntoView {
+    let get = move || report.get().unwrap_or_default();
+    let cpu = Signal::derive(move || get().cpu);
+    let gpu = Signal::derive(move || get().webgpu);
+    let json = move || serde_json::to_string(&get()).unwrap_or_default();
     view! {
-        <main>
-            <h1>"Switchyard"</h1>
-            <p class="lede">"Backend check: one seeded MoE model (d=128, 4 layers, 8 experts, top-2), one prompt, two backends."</p>
+        <main class="check">
+            <h1>"Switchyard — backend check"</h1>
+            <p class="lede">"One seeded MoE model (d=128, 4 layers, 8 experts, top-2), one prompt, two backends, run in the engine worker. "
+                <a href="./">"Back to the playground"</a></p>
             <p><code>{PROMPT}</code></p>
             <div class="cards">
                 <BackendCard title="CPU (burn flex)" id="cpu" result=cpu />
                 <BackendCard title="WebGPU (burn wgpu)" id="webgpu" result=gpu />
             </div>
             <p data-testid="agreement">{move || {
-                let r = report.get();
+                let r = get();
                 match (r.max_abs_diff, r.same_routing) {
                     (Some(d), Some(same)) => format!("CPU vs WebGPU: max |Δ logit| = {d:.2e}; routing {}", if same { "identical" } else { "differs" }),
                     _ if r.done => "Only the CPU backend ran, so there is nothing to compare.".to_string(),
@@ -215,7 +197,7 @@ pub fn App() -> impl IntoView {
             }}</p>
             <section class="card" data-testid="tokenizer">
                 <h2>"Tokenizer (assets/tokenizer.json)"</h2>
-                {move || match report.get().tokenizer {
+                {move || match get().tokenizer {
                     None => view! { <p class="pending">"loading…"</p> }.into_any(),
                     Some(Err(e)) => view! { <p class="error">"could not load the tokenizer: " {e}</p> }.into_any(),
                     Some(Ok(t)) => view! {
@@ -224,7 +206,7 @@ pub fn App() -> impl IntoView {
                     }.into_any(),
                 }}
             </section>
-            <pre data-testid="report" data-done=move || report.get().done.to_string() hidden>{json}</pre>
+            <pre data-testid="report" data-done=move || get().done.to_string() hidden>{json}</pre>
         </main>
     }
 }

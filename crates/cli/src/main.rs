@@ -2,7 +2,6 @@
 
 mod eval_cmd;
 mod router_args;
-mod trace;
 mod train_cmd;
 
 use router_args::{DecodeArgs, RouterArgs, RouterKind};
@@ -311,7 +310,15 @@ fn info(path: &PathBuf) -> Result<()> {
 
 fn run(job: &Job) -> Result<()> {
     let (state, model, hash, backend, tok) = job.resolve()?;
-    let t = trace::trace(&model, &tok, &state, &hash, &backend, job.run.routing.training()?)?;
+    let t = block_on(switchyard_trace::trace(
+        &model,
+        &tok,
+        &state,
+        &hash,
+        &backend,
+        job.run.routing.training()?,
+        async |_| true,
+    ))?;
     println!("model: {} (hash {}) on {backend}", state.checkpoint, &hash[..12]);
     println!("link:  ?{}", t.query);
     print!("{:>4} {:>6} {:<8}", "pos", "kind", "token");
@@ -501,9 +508,17 @@ fn main() -> Result<()> {
         Command::Run { job } => run(job),
         Command::Trace { job, csv } => {
             let (state, model, hash, backend, tok) = job.resolve()?;
-            let t = trace::trace(&model, &tok, &state, &hash, &backend, job.run.routing.training()?)?;
+            let t = block_on(switchyard_trace::trace(
+                &model,
+                &tok,
+                &state,
+                &hash,
+                &backend,
+                job.run.routing.training()?,
+                async |_| true,
+            ))?;
             if *csv {
-                trace::write_csv(&t, std::io::stdout().lock())
+                switchyard_trace::write_csv(&t, std::io::stdout().lock()).map_err(Into::into)
             } else {
                 println!("{}", serde_json::to_string_pretty(&t)?);
                 Ok(())

@@ -217,6 +217,20 @@ pub async fn generate(
     opts: &RunOptions,
     decoding: &Decoding,
 ) -> Result<Generation, ModelError> {
+    generate_streaming(model, prompt, max_new, opts, decoding, async |_| true).await
+}
+
+/// [`generate`], calling `on_token` with every generated token as soon as it is chosen. When
+/// `on_token` returns `false` decoding stops there (a superseded request in the playground) and
+/// the generation so far is returned.
+pub async fn generate_streaming(
+    model: &Model,
+    prompt: &[u32],
+    max_new: usize,
+    opts: &RunOptions,
+    decoding: &Decoding,
+    mut on_token: impl AsyncFnMut(u32) -> bool,
+) -> Result<Generation, ModelError> {
     let total = prompt.len() + max_new;
     if prompt.is_empty() {
         return Err(ModelError::Input("the prompt is empty".into()));
@@ -267,7 +281,7 @@ pub async fn generate(
             }
         };
         tokens.push(next as u32);
-        if step + 1 == max_new {
+        if !on_token(next as u32).await || step + 1 == max_new {
             break;
         }
     }

@@ -26,7 +26,7 @@ pub use checkpoint::{Checkpoint, CheckpointError, FORMAT as CHECKPOINT_FORMAT};
 pub use config::{ConfigError, ModelConfig};
 pub use decode::{
     Decoding, Generation, SampleConfig, ScmoeConfig, StepCandidates, WeakMode, argmax, contrast_scores, generate,
-    generate_greedy, last_logits,
+    generate_greedy, generate_streaming, last_logits,
 };
 pub use eval::{DomainEval, EvalOutput, eval_tokens};
 pub use layers::Dispatch;

@@ -1,21 +1,22 @@
-//! `switchyard trace`: a routing trace as JSON (schema in `docs/trace.md`) or CSV.
+//! The routing trace of a playground state: run the state's prompt (and generation) on a model
+//! and collect tokens, per-layer routing and the analysis crate's metrics. `switchyard trace`
+//! prints it (JSON, schema in `docs/trace.md`, or CSV) and the browser exports the same value,
+//! so the two can be compared with a diff tool.
 
-use anyhow::{Context, Result, bail};
-use futures_lite::future::block_on;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use switchyard_analysis::{
     ConsecutiveRate, LayerMetrics, Specialisation, co_activation, consecutive_rate, drop_rate_by_position,
     expert_affinity, layer_metrics, token_specialisation,
 };
 use switchyard_model::record::{LayerRouting, RoutingRecord};
-use switchyard_model::{Generation, Jitter, Model, RunOptions, Tokenizer, generate};
+use switchyard_model::{Generation, Jitter, Model, ModelError, RouterError, RunOptions, Tokenizer, generate_streaming};
 use switchyard_state::PlaygroundState;
 
 /// Version of the trace schema.
 pub const TRACE_FORMAT: &str = "switchyard-trace/1";
 
 /// One token of the traced sequence.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TraceToken {
     /// Index in the sequence (= absolute position for one sequence).
     pub index: usize,
@@ -26,11 +27,11 @@ pub struct TraceToken {
     /// Byte span `[start, end)` in the UTF-8 text of prompt + generation.
     pub bytes: [usize; 2],
     /// `prompt` or `generated`.
-    pub kind: &'static str,
+    pub kind: String,
 }
 
 /// The routing of one token at one layer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenRouting {
     /// Token index.
     pub token: usize,
@@ -47,7 +48,7 @@ pub struct TokenRouting {
 }
 
 /// One layer: per-token routing and the layer's metrics.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TraceLayer {
     /// Layer index.
     pub layer: usize,
@@ -65,7 +66,7 @@ pub struct TraceLayer {
     pub co_activation: (Vec<Vec<f64>>, f64),
     /// ExFlow affinity to the next layer `A[i][j]`, its summary `mean_i max_j A` and the
     /// baseline `k/E`; absent for the last layer.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity_to_next: Option<(Vec<Vec<f64>>, f64, f64)>,
     /// Token-ID specialisation with its baseline and the top 5 token ids per expert.
     pub specialisation: Specialisation,
@@ -74,7 +75,7 @@ pub struct TraceLayer {
 }
 
 /// SCMoE candidates of one generated token.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TraceStep {
     /// Index of the generated token.
     pub token: usize,
@@ -87,10 +88,10 @@ pub struct TraceStep {
 }
 
 /// The whole trace.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trace {
     /// Always [`TRACE_FORMAT`].
-    pub format: &'static str,
+    pub format: String,
     /// Checkpoint name.
     pub checkpoint: String,
     /// Full content hash of the checkpoint (of the seed-initialised model's parameters when
@@ -107,10 +108,10 @@ pub struct Trace {
     /// Per MoE layer (the strong pass under SCMoE).
     pub layers: Vec<TraceLayer>,
     /// SCMoE only: the weak pass's layers.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weak_layers: Option<Vec<TraceLayer>>,
     /// SCMoE only: candidates per generated token.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<TraceStep>,
 }
 
@@ -147,23 +148,42 @@ fn layers(r: &RoutingRecord, ids: &[u32]) -> Vec<TraceLayer> {
     r.layers.iter().enumerate().map(|(i, rec)| layer(rec, r.layers.get(i + 1), ids)).collect()
 }
 
-/// Runs the state's prompt (and generation) and builds its trace.
-/// `train` carries the training-only router options (jitter and the step it is keyed by); they
-/// are not part of a playground state.
-pub fn trace(
+/// Why a state could not be traced.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    /// The prompt has no tokens.
+    #[error("the prompt is empty: type a prompt (or give a link with prompt=...)")]
+    EmptyPrompt,
+    /// The router or the interventions do not fit the model.
+    #[error("the router does not fit this model: {0}")]
+    Router(#[from] RouterError),
+    /// The forward pass or decoding failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+/// Training-only router options (jitter and the step it is keyed by); not part of a state.
+pub type TrainOptions = (Option<Jitter>, Option<u64>);
+
+/// Runs the state's prompt (and generation) and builds its trace. `on_token` sees each generated
+/// token as it is chosen; returning `false` stops decoding early (the trace then covers the
+/// tokens so far).
+pub async fn trace(
     model: &Model,
     tok: &Tokenizer,
     state: &PlaygroundState,
     checkpoint_hash: &str,
     backend: &str,
-    train: (Option<Jitter>, Option<u64>),
-) -> Result<Trace> {
+    train: TrainOptions,
+    on_token: impl AsyncFnMut(u32) -> bool,
+) -> Result<Trace, TraceError> {
     let cfg = model.config();
     let prompt = tok.encode(&state.prompt);
     if prompt.is_empty() {
-        bail!("the prompt is empty: give --prompt or a link with prompt=...");
+        return Err(TraceError::EmptyPrompt);
     }
-    state.router.validate(cfg.n_experts).context("the router does not fit this model")?;
+    state.router.validate(cfg.n_experts)?;
+    state.interventions.validate(cfg.n_layers, cfg.n_experts)?;
     let opts = RunOptions {
         router: state.router.clone(),
         dispatch: switchyard_model::Dispatch::Sparse,
@@ -172,7 +192,7 @@ pub fn trace(
         jitter: train.0,
         train_step: train.1,
     };
-    let g: Generation = block_on(generate(model, &prompt, state.generate, &opts, &state.decoding))?;
+    let g: Generation = generate_streaming(model, &prompt, state.generate, &opts, &state.decoding, on_token).await?;
     let mut offset = 0;
     let tokens = g
         .tokens
@@ -185,7 +205,7 @@ pub fn trace(
                 id,
                 text: tok.display(id),
                 bytes: [offset, offset + n],
-                kind: if i < g.prompt_len { "prompt" } else { "generated" },
+                kind: if i < g.prompt_len { "prompt" } else { "generated" }.to_string(),
             };
             offset += n;
             t
@@ -203,7 +223,7 @@ pub fn trace(
         })
         .collect();
     Ok(Trace {
-        format: TRACE_FORMAT,
+        format: TRACE_FORMAT.to_string(),
         checkpoint: state.checkpoint.clone(),
         checkpoint_hash: checkpoint_hash.to_string(),
         query: state.to_query(),
@@ -217,7 +237,7 @@ pub fn trace(
 }
 
 /// The flat per-(token, layer, slot) table.
-pub fn write_csv(t: &Trace, out: impl std::io::Write) -> Result<()> {
+pub fn write_csv(t: &Trace, out: impl std::io::Write) -> Result<(), csv::Error> {
     let mut w = csv::Writer::from_writer(out);
     w.write_record([
         "token",

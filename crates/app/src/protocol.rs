@@ -1,0 +1,147 @@
+//! Messages between the page (UI thread) and the engine (a Web Worker), sent as JSON strings.
+//!
+//! The page owns the state; the engine owns the model. The page sends a [`Request`], the engine
+//! answers with [`Reply`]s. Every run carries an id: the engine drops a run that a newer one
+//! superseded, and the page never draws a reply whose id is not the latest it sent.
+
+use serde::{Deserialize, Serialize};
+use switchyard_trace::Trace;
+
+use crate::backend_check::Report;
+
+/// What the page asks of the engine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// Load a checkpoint (`seed-init` or `assets/<name>.safetensors`) and its tokenizer.
+    Load {
+        /// Checkpoint name.
+        checkpoint: String,
+        /// Try WebGPU first (false after the engine lost its GPU).
+        webgpu: bool,
+    },
+    /// Run a playground state (its query string) on the loaded checkpoint.
+    Run {
+        /// Increasing id; a newer run supersedes this one.
+        id: u64,
+        /// The canonical query of the state.
+        query: String,
+    },
+    /// The backend diagnostic (same model on the CPU and on WebGPU).
+    Check,
+    /// Test hook: make the engine fail as a lost GPU would (it panics, the worker dies).
+    Crash,
+}
+
+/// How a checkpoint's bytes arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Downloaded now.
+    Network,
+    /// From the browser's Cache API (an earlier visit).
+    Cache,
+    /// Built from the seed, nothing to download.
+    Seed,
+}
+
+/// The loaded model, as the page shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Loaded {
+    /// Checkpoint name.
+    pub checkpoint: String,
+    /// Full content hash.
+    pub hash: String,
+    /// `webgpu` or `cpu`.
+    pub backend: String,
+    /// The adapter (WebGPU) or `burn flex (CPU, wasm)`.
+    pub adapter: String,
+    /// Why the CPU backend is used, when WebGPU was wanted.
+    pub notice: Option<String>,
+    /// MoE layers.
+    pub n_layers: usize,
+    /// Experts per layer.
+    pub n_experts: usize,
+    /// Context length in tokens.
+    pub context: usize,
+    /// The tokenizer's id (`byte` or `bpe:<sha256>`).
+    pub tokenizer: String,
+    /// Where the bytes came from.
+    pub source: Source,
+    /// Milliseconds from the request to a usable model.
+    pub load_ms: f64,
+}
+
+/// What the engine tells the page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply {
+    /// The engine is listening (messages sent before this would be lost: the worker's wasm
+    /// starts asynchronously).
+    Started,
+    /// Download progress of one file.
+    Progress {
+        /// File name under `assets/`.
+        file: String,
+        /// Bytes so far.
+        loaded: u64,
+        /// Total bytes, when the server says.
+        total: Option<u64>,
+    },
+    /// A checkpoint is ready.
+    Ready(Loaded),
+    /// Loading failed; the page offers a retry.
+    LoadFailed {
+        /// The checkpoint asked for.
+        checkpoint: String,
+        /// What failed, for a person.
+        message: String,
+    },
+    /// A generated token, as soon as it is chosen.
+    Token {
+        /// Run id.
+        id: u64,
+        /// Printable text.
+        text: String,
+        /// Tokens generated so far in this run.
+        count: usize,
+        /// Milliseconds since the run started.
+        elapsed_ms: f64,
+    },
+    /// A finished run.
+    Traced {
+        /// Run id.
+        id: u64,
+        /// The routing trace (the schema of `switchyard trace`).
+        trace: Box<Trace>,
+        /// Milliseconds of the run in the engine (forward and decoding, analysis included).
+        run_ms: f64,
+        /// Generated tokens per second, when tokens were generated.
+        tokens_per_s: Option<f64>,
+        /// Printable text of the SCMoE candidate tokens (the page has no tokenizer).
+        candidate_text: std::collections::BTreeMap<u32, String>,
+    },
+    /// A run that could not be done (the message says why).
+    RunFailed {
+        /// Run id.
+        id: u64,
+        /// For a person.
+        message: String,
+    },
+    /// The backend diagnostic's report.
+    Checked(Box<Report>),
+}
+
+impl Request {
+    /// JSON for `postMessage`.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+impl Reply {
+    /// JSON for `postMessage`.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}

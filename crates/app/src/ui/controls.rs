@@ -1,0 +1,319 @@
+//! The header, the banners, the loading bar and the left-hand panels (prompt, checkpoint,
+//! decoding, router).
+
+use leptos::prelude::*;
+use switchyard_state::PlaygroundState;
+
+use super::params::{self, CAPACITY, Control, DECODINGS, ROUTERS, Widget};
+use super::{Change, Ctl, EXAMPLES};
+use crate::protocol::Source;
+
+/// Checkpoints shipped in `assets/` (and the seed-initialised model), with one line each and
+/// the router their recipe runs at inference (picking a checkpoint selects it; any router can
+/// then be applied to any checkpoint).
+const CHECKPOINTS: &[(&str, &str, Option<&str>)] = &[
+    ("topk", "topk — trained with top-2 routing", Some("router=topk&k=2")),
+    ("thor", "thor — trained with random experts", Some("router=thor&thor_mode=token")),
+    ("smoe-dropout", "smoe-dropout — frozen random router", Some("router=smoe_dropout&k=8")),
+    ("seed-init", "seed-init — untrained (seed 0, bytes)", None),
+];
+
+fn ctl() -> Ctl {
+    expect_context::<Ctl>()
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// Title, backend in use, Share.
+#[component]
+pub fn Header() -> impl IntoView {
+    let ctl = ctl();
+    let (copied, set_copied) = signal(false);
+    let share = move |_| {
+        let Some(w) = web_sys::window() else { return };
+        let url = w.location().href().unwrap_or_default();
+        let _ = w.navigator().clipboard().write_text(&url);
+        set_copied.set(true);
+        set_timeout(move || set_copied.set(false), std::time::Duration::from_millis(2000));
+    };
+    view! {
+        <header class="top">
+            <div class="brand">
+                <h1>"Switchyard"</h1>
+                <span class="tagline">"see how a Mixture-of-Experts routes every token"</span>
+            </div>
+            <div class="backend" data-testid="backend">
+                {move || ctl.engine.loaded.get().map(|l| view! {
+                    <span class=format!("badge {}", l.backend)>{l.backend.to_uppercase()}</span>
+                    <span class="adapter">{l.adapter}</span>
+                })}
+            </div>
+            <button class="share" data-testid="share" on:click=share>
+                {move || if copied.get() { "Link copied" } else { "Share link" }}
+            </button>
+        </header>
+        {move || ctl.engine.loaded.get().and_then(|l| l.notice).map(|n| view! {
+            <p class="notice" data-testid="backend-notice">"Running on the CPU backend: " {n} "."</p>
+        })}
+    }
+}
+
+/// What the link could not use, and engine restarts.
+#[component]
+pub fn Banner() -> impl IntoView {
+    let ctl = ctl();
+    view! {
+        {move || {
+            let problems = ctl.problems.get();
+            (!problems.is_empty()).then(|| view! {
+                <div class="banner warn" role="alert" data-testid="problems">
+                    <strong>"Some settings in this link could not be used and were replaced by defaults:"</strong>
+                    <ul>{problems.into_iter().map(|p| view! { <li><code>{p.param.clone()}</code> ": " {p.message.clone()}</li> }).collect_view()}</ul>
+                    <button on:click=move |_| ctl.problems.set(Vec::new())>"Dismiss"</button>
+                </div>
+            })
+        }}
+        {move || ctl.engine.crashed.get().map(|m| view! {
+            <div class="banner warn" role="alert" data-testid="crashed">{m}</div>
+        })}
+    }
+}
+
+/// The download bar, or the load error with a retry.
+#[component]
+pub fn LoadStatus() -> impl IntoView {
+    let ctl = ctl();
+    let engine = ctl.engine;
+    let retry = move |_| {
+        let name = ctl.state.with_untracked(|s| s.checkpoint.clone());
+        engine.load(&name);
+    };
+    view! {
+        {move || engine.load_error.get().map(|e| view! {
+            <div class="banner error" role="alert" data-testid="load-error">
+                <span>{e}</span>
+                <button data-testid="retry" on:click=retry>"Retry"</button>
+            </div>
+        })}
+        {move || engine.loading.get().map(|name| {
+            let p = engine.progress.get();
+            let (done, text) = match &p {
+                Some(p) => match p.total {
+                    Some(t) if t > 0 => (p.loaded as f64 / t as f64, format!("{}: {} of {}", p.file, mb(p.loaded), mb(t))),
+                    _ => (0.0, format!("{}: {}", p.file, mb(p.loaded))),
+                },
+                None => (0.0, "starting the engine…".to_string()),
+            };
+            view! {
+                <div class="loading" data-testid="loading">
+                    <span>{format!("Loading checkpoint {name} — {text}")}</span>
+                    <div class="bar"><div class="fill" style=format!("width:{:.1}%", 100.0 * done)></div></div>
+                </div>
+            }
+        })}
+        {move || engine.loaded.get().filter(|_| engine.loading.get().is_none()).map(|l| {
+            let from = match l.source {
+                Source::Cache => "from the browser cache",
+                Source::Network => "downloaded",
+                Source::Seed => "built from the seed",
+            };
+            view! { <p class="loaded" data-testid="loaded">{format!("{} ({}…) {from} in {:.0} ms · {} layers × {} experts · context {}", l.checkpoint, &l.hash[..10], l.load_ms, l.n_layers, l.n_experts, l.context)}</p> }
+        })}
+    }
+}
+
+/// One control bound to one query parameter.
+#[component]
+fn ParamControl(control: Control) -> impl IntoView {
+    let ctl = ctl();
+    let n_experts = move || ctl.engine.loaded.with(|l| l.as_ref().map_or(8, |l| l.n_experts));
+    let value = move || ctl.state.with(|s| params::param(s, control.key)).unwrap_or_default();
+    let key = control.key;
+    let input = match control.widget {
+        Widget::Range { min, max, step } => view! {
+            <div class="range">
+                <input type="range" min=min max=move || if max.is_nan() { n_experts() as f64 } else { max } step=step
+                    data-testid=format!("param-{key}")
+                    prop:value=value
+                    on:input=move |ev| ctl.set_params(&[(key, Some(event_target_value(&ev)))], Change::Drag)
+                    on:change=move |_| ctl.end_drag() />
+                <output>{value}</output>
+            </div>
+        }.into_any(),
+        Widget::Check => view! {
+            <input type="checkbox" data-testid=format!("param-{key}") prop:checked=move || value() == "true"
+                on:change=move |ev| ctl.set_params(&[(key, Some(event_target_checked(&ev).to_string()))], Change::Deliberate) />
+        }.into_any(),
+        Widget::Select(choices) => view! {
+            <select data-testid=format!("param-{key}") prop:value=value
+                on:change=move |ev| ctl.set_params(&[(key, Some(event_target_value(&ev)))], Change::Deliberate)>
+                {choices.iter().map(|c| view! { <option value=*c>{*c}</option> }).collect_view()}
+            </select>
+        }.into_any(),
+        Widget::Text => view! {
+            <input type="text" data-testid=format!("param-{key}") prop:value=value
+                on:change=move |ev| ctl.set_params(&[(key, Some(event_target_value(&ev)))], Change::Deliberate) />
+        }.into_any(),
+    };
+    view! { <label class="param"><span>{control.label}</span>{input}</label> }
+}
+
+/// Prompt, examples, checkpoint, generation and decoding.
+#[component]
+pub fn PromptPanel() -> impl IntoView {
+    let ctl = ctl();
+    let engine = ctl.engine;
+    let decode_name = move || ctl.state.with(|s| params::param(s, "decode")).unwrap_or_default();
+    let run_now = move |_| {
+        let mut s = ctl.state.get_untracked();
+        s.view = Default::default();
+        engine.run(s.to_query());
+    };
+    view! {
+        <section class="panel">
+            <h2>"Model and prompt"</h2>
+            <label class="param"><span>"checkpoint"</span>
+                <select data-testid="checkpoint" prop:value=move || ctl.state.with(|s| s.checkpoint.clone())
+                    on:change=move |ev| {
+                        let v = event_target_value(&ev);
+                        let router = CHECKPOINTS.iter().find(|c| c.0 == v).and_then(|c| c.2);
+                        ctl.edit(|s| {
+                            if let Some(q) = router {
+                                s.router = PlaygroundState::from_query(&format!("v=1&{q}")).0.router;
+                            }
+                            s.checkpoint = v;
+                            s.checkpoint_hash = None;
+                            s.interventions = Default::default();
+                        }, Change::Deliberate)
+                    }>
+                    {CHECKPOINTS.iter().map(|(name, text, _)| view! { <option value=*name>{*text}</option> }).collect_view()}
+                </select>
+            </label>
+            <textarea data-testid="prompt" rows="7" spellcheck="false" aria-label="prompt"
+                prop:value=move || ctl.state.with(|s| s.prompt.clone())
+                on:input=move |ev| { let v = event_target_value(&ev); ctl.edit(|s| s.prompt = v, Change::Typing) }></textarea>
+            <div class="examples" role="group" aria-label="example prompts">
+                {EXAMPLES.iter().map(|e| view! {
+                    <button class="example" title=e.domain data-testid=format!("example-{}", e.domain)
+                        on:click=move |_| ctl.edit(|s| { s.prompt = e.text.into(); s.view.token = None; }, Change::Deliberate)>{e.label}</button>
+                }).collect_view()}
+            </div>
+            <label class="param"><span>"generate tokens"</span>
+                <div class="range">
+                    <input type="range" min="0" max="64" step="1" data-testid="param-gen"
+                        prop:value=move || ctl.state.with(|s| s.generate.to_string())
+                        on:input=move |ev| ctl.set_params(&[("gen", Some(event_target_value(&ev)))], Change::Drag)
+                        on:change=move |_| ctl.end_drag() />
+                    <output>{move || ctl.state.with(|s| s.generate)}</output>
+                </div>
+            </label>
+            <label class="param"><span>"decoding"</span>
+                <select data-testid="decoding" prop:value=decode_name
+                    on:change=move |ev| { let v = event_target_value(&ev); ctl.set(params::switch_decoding(&ctl.state.get_untracked(), &v), Change::Deliberate) }>
+                    {DECODINGS.iter().map(|(name, _, _)| view! { <option value=*name>{*name}</option> }).collect_view()}
+                </select>
+            </label>
+            {move || {
+                let name = decode_name();
+                DECODINGS.iter().find(|(n, _, _)| *n == name).map(|(_, explain, controls)| view! {
+                    <p class="explain">{*explain}</p>
+                    {controls.iter().map(|c| view! { <ParamControl control=*c /> }).collect_view()}
+                })
+            }}
+            <label class="param"><span>"seed"</span>
+                <input type="number" min="0" data-testid="param-seed" prop:value=move || ctl.state.with(|s| s.seed.to_string())
+                    on:change=move |ev| ctl.set_params(&[("seed", Some(event_target_value(&ev)))], Change::Deliberate) />
+            </label>
+            <div class="run-row">
+                <button class="primary" data-testid="run" on:click=run_now>
+                    {move || if ctl.state.with(|s| s.generate > 0) { "Generate" } else { "Run" }}
+                </button>
+                <span class="speed" data-testid="speed">{move || {
+                    let running = engine.running.get();
+                    let r = engine.result.get();
+                    if running { "running…".to_string() } else {
+                        r.map(|r| match r.tokens_per_s {
+                            Some(tps) => format!("{tps:.1} tokens/s · {:.0} ms", r.run_ms),
+                            None => format!("{} tokens in {:.0} ms", r.trace.tokens.len(), r.run_ms),
+                        }).unwrap_or_default()
+                    }
+                }}</span>
+            </div>
+            {move || (!engine.streaming.get().is_empty() && engine.running.get()).then(|| view! {
+                <p class="streaming" data-testid="streaming">{engine.streaming.get().concat()}</p>
+            })}
+        </section>
+    }
+}
+
+/// Every router with its parameters, explanation and formula; interventions.
+#[component]
+pub fn RouterPanel() -> impl IntoView {
+    let ctl = ctl();
+    let name = move || ctl.state.with(params::router_name);
+    let info = move || ROUTERS.iter().find(|r| r.name == name()).copied();
+    let capacity_on = move || ctl.state.with(|s| params::param(s, "cf").is_some());
+    view! {
+        <section class="panel">
+            <h2>"Router"</h2>
+            <select data-testid="router" aria-label="router" prop:value=name
+                on:change=move |ev| { let v = event_target_value(&ev); ctl.set(params::switch_router(&ctl.state.get_untracked(), &v), Change::Deliberate) }>
+                {ROUTERS.iter().map(|r| view! { <option value=r.name>{r.title}</option> }).collect_view()}
+            </select>
+            {move || info().map(|r| view! {
+                <p class="explain" data-testid="router-explain">{r.explain}</p>
+                <p class="formula">{r.formula}</p>
+                {r.controls.iter().map(|c| view! { <ParamControl control=*c /> }).collect_view()}
+            })}
+            {move || (name() == "topk").then(|| view! {
+                <label class="param"><span>"capacity limit"</span>
+                    <input type="checkbox" data-testid="param-capacity" prop:checked=capacity_on
+                        on:change=move |ev| {
+                            let on = event_target_checked(&ev);
+                            let changes: Vec<(&str, Option<String>)> = if on { vec![("cf", Some("1.25".into()))] } else { CAPACITY.iter().map(|c| (c.key, None)).collect() };
+                            ctl.set_params(&changes, Change::Deliberate);
+                        } />
+                </label>
+                {move || capacity_on().then(|| CAPACITY.iter().map(|c| view! { <ParamControl control=*c /> }).collect_view())}
+            })}
+            <Interventions />
+        </section>
+    }
+}
+
+/// The active ablations and forcings, each removable.
+#[component]
+fn Interventions() -> impl IntoView {
+    let ctl = ctl();
+    let items = move || {
+        ctl.state.with(|s: &PlaygroundState| {
+            let mut v: Vec<(bool, usize, usize)> = s.interventions.ablate.iter().map(|&(l, e)| (false, l, e)).collect();
+            v.extend(s.interventions.force.iter().map(|&(l, e)| (true, l, e)));
+            v
+        })
+    };
+    view! {
+        <div class="interventions" data-testid="interventions">
+            <h3>"Interventions"</h3>
+            {move || {
+                let v = items();
+                if v.is_empty() {
+                    view! { <p class="hint">"None. Click an expert in the load bars to switch it off or force every token to it."</p> }.into_any()
+                } else {
+                    view! {
+                        <ul>{v.into_iter().map(|(force, l, e)| view! {
+                            <li>{format!("layer {l}: expert {e} {}", if force { "forced" } else { "switched off" })}
+                                <button class="small" on:click=move |_| ctl.edit(|s| {
+                                    s.interventions.ablate.retain(|p| *p != (l, e));
+                                    s.interventions.force.retain(|p| *p != (l, e));
+                                }, Change::Deliberate)>"remove"</button></li>
+                        }).collect_view()}</ul>
+                        <button class="small" on:click=move |_| ctl.edit(|s| s.interventions = Default::default(), Change::Deliberate)>"Clear all"</button>
+                    }.into_any()
+                }
+            }}
+        </div>
+    }
+}

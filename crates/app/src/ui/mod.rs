@@ -1,0 +1,225 @@
+//! The playground: prompt, checkpoint and router controls on the left, the routing views on the
+//! right. The state lives in the URL (`switchyard-state`'s codec); the model lives in the engine
+//! worker ([`client`]); every view is computed from the latest trace.
+
+pub mod client;
+mod controls;
+mod examples;
+mod palette;
+pub mod params;
+mod tokens;
+mod views;
+
+use leptos::prelude::*;
+use switchyard_state::{PlaygroundState, Problem, View};
+use wasm_bindgen::JsValue;
+use wasm_bindgen::prelude::Closure;
+
+pub use client::EngineSignals;
+pub use examples::EXAMPLES;
+
+/// The state and the ways to change it (a context newtype).
+#[derive(Debug, Clone, Copy)]
+pub struct Ctl {
+    /// What is shown.
+    pub state: RwSignal<PlaygroundState>,
+    /// What the last link or edit could not use (the banner).
+    pub problems: RwSignal<Vec<Problem>>,
+    /// The engine.
+    pub engine: EngineSignals,
+    /// Debounce before the next run (ms): 0 for clicks, more while typing.
+    delay: StoredValue<u32>,
+    /// A slider is being dragged: its first change made a history entry, the rest replace it.
+    dragging: StoredValue<bool>,
+}
+
+/// How a change enters the browser history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// A deliberate change: a new history entry, run at once.
+    Deliberate,
+    /// Typing: replaces the current entry, runs after a pause.
+    Typing,
+    /// A slider being dragged: one entry for the whole drag.
+    Drag,
+}
+
+fn window() -> web_sys::Window {
+    web_sys::window().expect("the playground runs in a browser window")
+}
+
+/// The query part of the current URL (without `?`).
+fn current_query() -> String {
+    window().location().search().unwrap_or_default().trim_start_matches('?').to_string()
+}
+
+fn write_url(query: &str, push: bool) {
+    let location = window().location();
+    let hash = location.hash().unwrap_or_default();
+    let url = format!("?{query}{hash}");
+    let Ok(history) = window().history() else { return };
+    let _ = if push {
+        history.push_state_with_url(&JsValue::NULL, "", Some(&url))
+    } else {
+        history.replace_state_with_url(&JsValue::NULL, "", Some(&url))
+    };
+}
+
+/// What a first visit shows: the top-k checkpoint on the Rust example.
+pub fn default_state() -> PlaygroundState {
+    PlaygroundState { checkpoint: "topk".into(), prompt: EXAMPLES[0].text.into(), ..PlaygroundState::default() }
+}
+
+/// The state a URL query gives (a bare URL is the default state, not a problem).
+fn state_from(query: &str) -> (PlaygroundState, Vec<Problem>) {
+    if query.is_empty() { (default_state(), Vec::new()) } else { PlaygroundState::from_query(query) }
+}
+
+impl Ctl {
+    /// Replaces the state and records it in the URL.
+    pub fn set(self, next: PlaygroundState, change: Change) {
+        if next == self.state.get_untracked() {
+            return;
+        }
+        let push = match change {
+            Change::Deliberate => true,
+            Change::Typing => false,
+            Change::Drag => {
+                let first = !self.dragging.get_value();
+                self.dragging.set_value(true);
+                first
+            }
+        };
+        self.delay.set_value(if change == Change::Typing { 250 } else { 0 });
+        write_url(&next.to_query(), push);
+        self.state.set(next);
+    }
+
+    /// Edits the state in place.
+    pub fn edit(self, f: impl FnOnce(&mut PlaygroundState), change: Change) {
+        let mut next = self.state.get_untracked();
+        f(&mut next);
+        self.set(next, change);
+    }
+
+    /// Sets or removes query parameters through the codec; what it rejects goes to the banner.
+    pub fn set_params(self, changes: &[(&str, Option<String>)], change: Change) {
+        let (next, problems) = params::with_params(&self.state.get_untracked(), changes);
+        if !problems.is_empty() {
+            self.problems.set(problems);
+        }
+        self.set(next, change);
+    }
+
+    /// The slider was let go: the next drag makes a new history entry.
+    pub fn end_drag(self) {
+        self.dragging.set_value(false);
+    }
+
+    /// Changes only the view (layer, panel, token): a history entry, no re-run.
+    pub fn view(self, f: impl FnOnce(&mut View)) {
+        self.edit(|s| f(&mut s.view), Change::Deliberate);
+    }
+}
+
+/// Loads the state's checkpoint whenever it changes, and runs the state (debounced) whenever
+/// anything but the view changes and the right checkpoint is loaded.
+fn drive_engine(ctl: Ctl) {
+    let engine = ctl.engine;
+    let requested = StoredValue::new(None::<String>);
+    Effect::new(move || {
+        let want = ctl.state.with(|s| s.checkpoint.clone());
+        if requested.get_value().as_ref() != Some(&want) {
+            requested.set_value(Some(want.clone()));
+            engine.load(&want);
+        }
+    });
+    let run_query = Memo::new(move |_| {
+        let mut s = ctl.state.get();
+        s.view = View::default();
+        s.to_query()
+    });
+    let pending = StoredValue::new(0u64);
+    Effect::new(move || {
+        let query = run_query.get();
+        let want = ctl.state.with_untracked(|s| s.checkpoint.clone());
+        let ready = engine.loaded.with(|l| l.as_ref().is_some_and(|l| l.checkpoint == want));
+        if !ready {
+            return;
+        }
+        let ticket = pending.get_value() + 1;
+        pending.set_value(ticket);
+        let delay = ctl.delay.get_value();
+        if delay == 0 {
+            engine.run(query);
+        } else {
+            set_timeout(
+                move || {
+                    if pending.get_value() == ticket {
+                        engine.run(query);
+                    }
+                },
+                std::time::Duration::from_millis(u64::from(delay)),
+            );
+        }
+    });
+}
+
+/// Back and forward restore the state from the URL.
+fn follow_history(ctl: Ctl) {
+    let on_pop = Closure::<dyn FnMut()>::new(move || {
+        let (state, problems) = state_from(&current_query());
+        ctl.problems.set(problems);
+        ctl.delay.set_value(0);
+        ctl.state.set(state);
+    });
+    let _ = window().add_event_listener_with_callback("popstate", on_pop.as_ref().unchecked_ref());
+    on_pop.forget();
+}
+
+use wasm_bindgen::JsCast;
+
+/// The playground page.
+#[component]
+pub fn Playground() -> impl IntoView {
+    let (initial, problems) = state_from(&current_query());
+    if !problems.is_empty() {
+        // The address bar shows what is actually used.
+        write_url(&initial.to_query(), false);
+    }
+    let ctl = Ctl {
+        state: RwSignal::new(initial),
+        problems: RwSignal::new(problems),
+        engine: EngineSignals::start(),
+        delay: StoredValue::new(0),
+        dragging: StoredValue::new(false),
+    };
+    provide_context(ctl);
+    drive_engine(ctl);
+    follow_history(ctl);
+    // Test hook for the browser tests: kill the engine as a lost GPU would.
+    let crash = Closure::<dyn Fn()>::new(move || ctl.engine.crash());
+    let _ = js_sys::Reflect::set(&window(), &"switchyardCrashEngine".into(), crash.as_ref());
+    crash.forget();
+    view! {
+        <div class="app">
+            <controls::Header />
+            <controls::Banner />
+            <controls::LoadStatus />
+            <div class="layout">
+                <aside class="side">
+                    <controls::PromptPanel />
+                    <controls::RouterPanel />
+                </aside>
+                <main class="views">
+                    <tokens::TokenViews />
+                    <views::ViewTabs />
+                </main>
+            </div>
+            <footer class="foot">
+                "Switchyard — a real MoE, trained by us, running in your browser. "
+                <a href="#backend-check" on:click=move |_| { let _ = window().location().reload(); }>"Backend check"</a>
+            </footer>
+        </div>
+    }
+}

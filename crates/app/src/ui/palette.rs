@@ -1,0 +1,37 @@
+//! Colours: one per expert from the Okabe–Ito palette (distinguishable with the common forms of
+//! colour blindness), with a text colour that stays readable on each.
+
+/// `(background, text)` per expert; experts beyond eight reuse the palette (the number is
+/// always printed too).
+const OKABE_ITO: [(&str, &str); 8] = [
+    ("#E69F00", "#000"),
+    ("#56B4E9", "#000"),
+    ("#009E73", "#fff"),
+    ("#F0E442", "#000"),
+    ("#0072B2", "#fff"),
+    ("#D55E00", "#fff"),
+    ("#CC79A7", "#000"),
+    ("#4D4D4D", "#fff"),
+];
+
+/// Background colour of expert `e`.
+pub fn expert_bg(e: usize) -> &'static str {
+    OKABE_ITO[e % OKABE_ITO.len()].0
+}
+
+/// Text colour on expert `e`'s background.
+pub fn expert_fg(e: usize) -> &'static str {
+    OKABE_ITO[e % OKABE_ITO.len()].1
+}
+
+/// Inline style of a chip coloured as expert `e`.
+pub fn expert_style(e: usize) -> String {
+    format!("background:{};color:{}", expert_bg(e), expert_fg(e))
+}
+
+/// Heatmap cell colour for a probability in `[0, 1]` (one hue, light to dark).
+pub fn prob_style(p: f32) -> String {
+    let p = p.clamp(0.0, 1.0);
+    let text = if p > 0.55 { "#fff" } else { "#1a1a1a" };
+    format!("background:rgba(0,90,160,{:.3});color:{text}", 0.04 + 0.96 * p)
+}

@@ -1,0 +1,175 @@
+//! The tabbed views under the token strip: the all-layers grid, the token × expert heatmap, the
+//! load bars (where experts are switched off or forced) and the metrics table.
+
+use leptos::prelude::*;
+use switchyard_state::Panel;
+use switchyard_trace::Trace;
+
+use super::palette::{expert_style, prob_style};
+use super::tokens::shown_expert;
+use super::{Change, Ctl};
+
+const TABS: &[(Panel, &str)] = &[
+    (Panel::Tokens, "Overview"),
+    (Panel::Grid, "All layers"),
+    (Panel::Heatmap, "Heatmap"),
+    (Panel::Load, "Load & metrics"),
+];
+
+/// Tabs and the open view.
+#[component]
+pub fn ViewTabs() -> impl IntoView {
+    let ctl = expect_context::<Ctl>();
+    let panel = move || ctl.state.with(|s| s.view.panel);
+    view! {
+        <section class="card">
+            <div class="tabs" role="tablist">
+                {TABS.iter().map(|&(p, label)| view! {
+                    <button role="tab" class="tab" class:active=move || panel() == p aria-selected=move || (panel() == p).to_string()
+                        data-testid=format!("tab-{label}") on:click=move |_| ctl.view(|v| v.panel = p)>{label}</button>
+                }).collect_view()}
+            </div>
+            {move || ctl.engine.result.get().map(|r| {
+                let t = r.trace;
+                let layer = ctl.state.with(|s| s.view.layer).min(t.layers.len().saturating_sub(1));
+                match panel() {
+                    Panel::Tokens => view! {
+                        <div class="overview"><Grid trace=t.clone() /><LoadBars trace=t layer=layer /></div>
+                    }.into_any(),
+                    Panel::Grid => view! { <Grid trace=t /> }.into_any(),
+                    Panel::Heatmap => view! { <Heatmap trace=t layer=layer /> }.into_any(),
+                    Panel::Load => view! { <LoadBars trace=t.clone() layer=layer /><Metrics trace=t /> }.into_any(),
+                }
+            })}
+        </section>
+    }
+}
+
+/// Token × layer: each cell is the token's top expert at that layer.
+#[component]
+fn Grid(trace: std::sync::Arc<Trace>) -> impl IntoView {
+    let ctl = expect_context::<Ctl>();
+    view! {
+        <div class="scroll" data-testid="grid">
+            <table class="grid">
+                <tbody>
+                <tr><th></th>{trace.tokens.iter().map(|t| view! { <th class="tokhead" title=t.text.clone()>{t.text.clone()}</th> }).collect_view()}</tr>
+                {trace.layers.iter().map(|l| {
+                    let layer = l.layer;
+                    view! {
+                        <tr>
+                            <th><button class="small" on:click=move |_| ctl.view(|v| v.layer = layer)>{format!("L{layer}")}</button></th>
+                            {(0..trace.tokens.len()).map(|t| match shown_expert(l, t) {
+                                Some((e, dropped)) => view! {
+                                    <td class="cell" class:dropped=dropped style=expert_style(e) title=format!("token {t}, layer {layer}: expert {e}")
+                                        on:click=move |_| ctl.view(|v| { v.token = Some(t); v.layer = layer; })>{e}</td>
+                                }.into_any(),
+                                None => view! { <td class="cell empty"></td> }.into_any(),
+                            }).collect_view()}
+                        </tr>
+                    }
+                }).collect_view()}
+                </tbody>
+            </table>
+        </div>
+    }
+}
+
+/// Token × expert gate probabilities of one layer; chosen cells outlined, dropped ones struck.
+#[component]
+fn Heatmap(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView {
+    let Some(l) = trace.layers.get(layer).cloned() else { return ().into_any() };
+    let n_experts = l.routing.first().map_or(0, |r| r.probs.len());
+    view! {
+        <div class="scroll" data-testid="heatmap">
+            <p class="hint">{format!("Layer {layer}: router probability p(expert | token); outlined cells are the chosen experts.{}",
+                if l.probs_are_uniform { " This router has no probabilities: uniform shown." } else { "" })}</p>
+            <table class="heat">
+                <tbody>
+                <tr><th></th>{trace.tokens.iter().take(l.routing.len()).map(|t| view! { <th class="tokhead">{t.text.clone()}</th> }).collect_view()}</tr>
+                {(0..n_experts).map(|e| view! {
+                    <tr>
+                        <th><span class="chip" style=expert_style(e)>{format!("E{e}")}</span></th>
+                        {l.routing.iter().map(|r| {
+                            let p = r.probs[e];
+                            let slot = r.experts.iter().position(|&x| x == e);
+                            let chosen = slot.is_some();
+                            let dropped = slot.is_some_and(|i| r.dropped[i]);
+                            view! { <td class="hcell" class:chosen=chosen class:dropped=dropped style=prob_style(p)
+                                title=format!("token {}, expert {e}: p = {p:.3}", r.token)>{format!("{:.0}", 100.0 * p)}</td> }
+                        }).collect_view()}
+                    </tr>
+                }).collect_view()}
+                </tbody>
+            </table>
+        </div>
+    }.into_any()
+}
+
+/// Load per expert against the balanced line 1/E; each expert can be switched off or forced.
+#[component]
+fn LoadBars(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView {
+    let ctl = expect_context::<Ctl>();
+    let Some(l) = trace.layers.get(layer).cloned() else { return ().into_any() };
+    let fr = l.metrics.load.fraction.clone();
+    let n = fr.len().max(1);
+    let top = fr.iter().copied().fold(1.0 / n as f64, f64::max) * 1.1;
+    let balanced = 100.0 / n as f64 / top;
+    view! {
+        <div class="load" data-testid="load-bars">
+            <h3>{format!("Load at layer {layer} (share of routed slots; the line is 1/E)")}</h3>
+            {fr.into_iter().enumerate().map(|(e, f)| {
+                let ablated = move || ctl.state.with(|s| s.interventions.ablate.contains(&(layer, e)));
+                let forced = move || ctl.state.with(|s| s.interventions.force.contains(&(layer, e)));
+                view! {
+                    <div class="lrow" data-testid=format!("expert-{e}")>
+                        <span class="chip" style=expert_style(e)>{format!("E{e}")}</span>
+                        <div class="ltrack">
+                            <div class="lfill" style=format!("width:{:.1}%;{}", 100.0 * f / top, expert_style(e))></div>
+                            <div class="balanced" style=format!("left:{balanced:.1}%")></div>
+                        </div>
+                        <span class="lval">{format!("{:.1}%", 100.0 * f)}</span>
+                        <button class="small" class:on=ablated data-testid=format!("ablate-{e}") title="never route to this expert"
+                            on:click=move |_| ctl.edit(|s| {
+                                let iv = &mut s.interventions;
+                                if iv.ablate.contains(&(layer, e)) { iv.ablate.retain(|p| *p != (layer, e)) } else { iv.force.retain(|p| *p != (layer, e)); iv.ablate.push((layer, e)) }
+                            }, Change::Deliberate)>{move || if ablated() { "off ✓" } else { "off" }}</button>
+                        <button class="small" class:on=forced data-testid=format!("force-{e}") title="route every token to this expert alone"
+                            on:click=move |_| ctl.edit(|s| {
+                                let iv = &mut s.interventions;
+                                if iv.force.contains(&(layer, e)) { iv.force.retain(|p| *p != (layer, e)) } else { iv.ablate.retain(|p| *p != (layer, e)); iv.force.retain(|p| p.0 != layer); iv.force.push((layer, e)) }
+                            }, Change::Deliberate)>{move || if forced() { "only ✓" } else { "only" }}</button>
+                    </div>
+                }
+            }).collect_view()}
+        </div>
+    }.into_any()
+}
+
+/// The metrics of every layer (analysis crate, over this run's tokens).
+#[component]
+fn Metrics(trace: std::sync::Arc<Trace>) -> impl IntoView {
+    view! {
+        <div class="scroll">
+            <table class="metrics" data-testid="metrics">
+                <thead><tr>
+                    <th>"layer"</th><th title="E·Σ f_e·P̄_e, k under balance">"LBL (top-k)"</th><th title="first choice, 1 under balance">"LBL (Switch)"</th>
+                    <th title="coefficient of variation of the load">"CV"</th><th>"max/mean"</th><th title="H(load)/log E">"load entropy"</th>
+                    <th title="mean H(p)/log E">"token entropy"</th><th>"dead experts"</th><th>"drop rate"</th><th>"active experts"</th><th title="mean top-1 probability">"confidence"</th>
+                </tr></thead>
+                <tbody>
+                {trace.layers.iter().map(|l| {
+                    let m = &l.metrics;
+                    view! { <tr>
+                        <td>{l.layer}</td><td>{format!("{:.3}", m.lbl_topk)}</td><td>{format!("{:.3}", m.lbl_switch)}</td>
+                        <td>{format!("{:.3}", m.load.cv)}</td><td>{format!("{:.2}", m.load.max_over_mean)}</td>
+                        <td>{format!("{:.3}", m.load.load_entropy)}</td><td>{format!("{:.3}", m.load.token_entropy)}</td>
+                        <td>{m.load.dead_experts}</td><td>{format!("{:.1}%", 100.0 * m.drop_rate_slots)}</td>
+                        <td>{format!("{:.2}", m.active_experts_mean)}</td><td>{format!("{:.3}", m.confidence)}</td>
+                    </tr> }
+                }).collect_view()}
+                </tbody>
+            </table>
+        </div>
+    }
+}

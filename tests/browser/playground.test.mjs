@@ -1,0 +1,241 @@
+// The playground as a person uses it, in headless Chromium: open it, wait for the routing view,
+// type, switch routers, click a token, switch an expert off, share a link, open a malformed
+// link, go back, overflow the context, lose the engine, survive a corrupt download, and run
+// under a sub-path and on WebGPU. Screenshots of the main states go to tests/browser/out/.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { serveDist } from './serve.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const dist = join(here, '..', '..', 'dist');
+const outDir = join(here, 'out');
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const BASE_FLAGS = ['--headless=new', '--no-sandbox', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--disable-quic'];
+const SLOW = 240_000;
+
+let server;
+let browser; // CPU (WebGPU off): the fast, deterministic path
+
+before(async () => {
+  await mkdir(outDir, { recursive: true });
+  server = await serveDist(dist);
+  browser = await launch([]);
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+});
+
+async function launch(flags) {
+  const dir = await mkdtemp(join(tmpdir(), 'switchyard-chromium-'));
+  return chromium.launchPersistentContext(dir, {
+    executablePath: CHROMIUM, headless: true, args: [...BASE_FLAGS, ...flags], viewport: { width: 1360, height: 900 },
+  });
+}
+
+async function open(context, url) {
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto(url);
+  await page.locator('[data-testid="token-strip"]').waitFor({ timeout: SLOW });
+  return { page, errors };
+}
+
+/** The experts the strip shows, with the token texts, once no run is in flight. */
+async function strip(page) {
+  await page.locator('[data-testid="speed"]', { hasNotText: 'running' }).waitFor({ timeout: SLOW });
+  return page.locator('[data-testid="token"]').evaluateAll((els) => els.map((e) => [e.textContent, e.dataset.expert]));
+}
+
+/** Waits until the strip differs from `before`. */
+async function changed(page, before) {
+  const deadline = Date.now() + SLOW;
+  for (;;) {
+    const now = await strip(page);
+    if (JSON.stringify(now) !== JSON.stringify(before)) return now;
+    assert.ok(Date.now() < deadline, 'the views did not update');
+    await page.waitForTimeout(100);
+  }
+}
+
+const shot = (page, name) => page.screenshot({ path: join(outDir, `${name}.png`), fullPage: true });
+const query = (page) => new URL(page.url()).searchParams;
+
+test('a person types, switches routers, inspects a token, switches an expert off and shares the link', async () => {
+  const { page, errors } = await open(browser, server.url);
+  await assert.doesNotReject(page.locator('[data-testid="backend"]', { hasText: 'CPU' }).waitFor());
+  assert.match(await page.locator('[data-testid="backend-notice"]').textContent(), /navigator\.gpu|adapter/);
+  const first = await strip(page);
+  assert.ok(first.length > 20, `the Rust example should give many tokens, got ${first.length}`);
+  assert.ok(first.every(([, e]) => /^[0-7]$/.test(e)), 'every token shows an expert');
+  assert.ok(new Set(first.map(([, e]) => e)).size > 1, 'a trained router uses more than one expert');
+  await shot(page, 'playground-first-view');
+
+  // Type a prompt.
+  await page.locator('[data-testid="prompt"]').fill('Le chat dort sur le canapé pendant que la pluie tombe.');
+  const typed = await changed(page, first);
+  assert.equal(typed.map(([t]) => t).join(''), 'Le chat dort sur le canapé pendant que la pluie tombe.');
+  assert.equal(query(page).get('prompt'), 'Le chat dort sur le canapé pendant que la pluie tombe.');
+
+  // Pick an example, then switch the router to THOR: assignments and metrics change.
+  await page.locator('[data-testid="example-code_python"]').click();
+  const python = await changed(page, typed);
+  await page.locator('[data-testid="tab-Load & metrics"]').click();
+  const topkMetrics = await page.locator('[data-testid="metrics"]').textContent();
+  await page.locator('[data-testid="router"]').selectOption('thor');
+  const thor = await changed(page, python);
+  assert.equal(query(page).get('router'), 'thor');
+  assert.equal(thor.map(([t]) => t).join(''), python.map(([t]) => t).join(''), 'same tokens');
+  assert.notEqual((await page.locator('[data-testid="metrics"]').textContent()), topkMetrics, 'metrics change with the router');
+  await assert.doesNotReject(page.locator('[data-testid="router-explain"]', { hasText: 'random expert' }).waitFor());
+
+  // Back to top-k with k = 1 through the slider.
+  await page.locator('[data-testid="router"]').selectOption('topk');
+  const topk2 = await changed(page, thor);
+  assert.deepEqual(topk2, python, 'top-k again gives the same routing as before');
+  await page.locator('[data-testid="param-k"]').fill('1');
+  await page.waitForFunction(() => new URL(location.href).searchParams.get('k') === '1');
+  // Top-1 keeps each token's top expert, but every layer now activates exactly one expert.
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll('[data-testid="metrics"] tbody tr')];
+    return rows.length === 4 && rows.every((r) => r.children[9].textContent === '1.00');
+  }, null, { timeout: SLOW });
+  assert.deepEqual(await strip(page), topk2, 'top-1 routes each token to its top-2 first choice');
+
+  // Click a token: its routing in every layer.
+  await page.locator('[data-testid="token"]').nth(3).click();
+  const detail = page.locator('[data-testid="token-detail"]');
+  await detail.waitFor();
+  assert.equal(await detail.locator('tbody tr').count(), 4, 'one row per layer');
+  assert.equal(query(page).get('token'), '3');
+  await page.locator('[data-testid="tab-Heatmap"]').click();
+  await page.locator('[data-testid="heatmap"]').waitFor();
+  await shot(page, 'playground-token-detail-heatmap');
+
+  // Switch off the most used expert of layer 0: no token goes to it any more.
+  await page.locator('[data-testid="layer-0"]').click();
+  const before = await strip(page);
+  const counts = {};
+  for (const [, e] of before) counts[e] = (counts[e] ?? 0) + 1;
+  const top = Object.entries(counts).sort((a, b) => b[1] - a[1])[0][0];
+  await page.locator('[data-testid="tab-Load & metrics"]').click();
+  await page.locator(`[data-testid="ablate-${top}"]`).click();
+  const ablated = await changed(page, before);
+  assert.ok(ablated.every(([, e]) => e !== top), `expert ${top} is off at layer 0`);
+  assert.equal(query(page).get('ablate'), `0:${top}`);
+  await shot(page, 'playground-ablated-load');
+
+  // Share: the link opened in a fresh page gives the same experts.
+  const link = page.url();
+  const other = await open(browser, link);
+  assert.deepEqual(await strip(other.page), ablated, 'the shared link reproduces the routing');
+  await other.page.close();
+
+  // Back undoes the ablation.
+  await page.goBack();
+  await page.waitForFunction(() => !new URL(location.href).searchParams.has('ablate'));
+  assert.deepEqual(await changed(page, ablated), before, 'back restores the routing before the ablation');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('a malformed link shows what was ignored and falls back to defaults', async () => {
+  const bad = `${server.url}?v=1&ckpt=topk&router=nope&k=banana&zzz=<b>x</b>&prompt=<img src=x onerror=alert(1)>`;
+  const { page, errors } = await open(browser, bad);
+  const banner = page.locator('[data-testid="problems"]');
+  await banner.waitFor();
+  const text = await banner.textContent();
+  for (const key of ['router', 'zzz']) assert.ok(text.includes(key), `banner names ${key}: ${text}`);
+  assert.equal(await page.locator('img').count(), 0, 'nothing from the URL is HTML');
+  const tokens = await strip(page);
+  assert.equal(tokens.map(([t]) => t).join(''), '<img src=x onerror=alert(1)>');
+  assert.equal(query(page).get('router'), 'topk', 'the address bar shows what is used');
+  await shot(page, 'playground-malformed-link');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('a prompt longer than the context gets a message, and the page keeps working', async () => {
+  const { page } = await open(browser, `${server.url}?v=1&ckpt=topk&router=topk&k=2&prompt=hello`);
+  await strip(page);
+  await page.locator('[data-testid="prompt"]').fill('lorem ipsum dolor sit amet '.repeat(120));
+  await page.locator('[data-testid="run-error"]', { hasText: 'context' }).waitFor({ timeout: SLOW });
+  await page.locator('[data-testid="prompt"]').fill('short again');
+  await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="token"]')].map((e) => e.textContent).join('') === 'short again', null, { timeout: SLOW });
+  assert.equal(await page.locator('[data-testid="run-error"]').count(), 0);
+  await page.close();
+});
+
+test('generation streams tokens and reports tokens/s', async () => {
+  const { page } = await open(browser, `${server.url}?v=1&ckpt=topk&router=topk&k=2&gen=24&prompt=${encodeURIComponent('fn main() {')}`);
+  const tokens = await strip(page);
+  assert.ok(tokens.length >= 24, 'prompt plus 24 generated tokens');
+  assert.equal(await page.locator('[data-testid="token"].generated').count(), 24);
+  const speed = await page.locator('[data-testid="speed"]').textContent();
+  assert.match(speed, /[\d.]+ tokens\/s/);
+  console.log(`in-page CPU generation: ${speed}`);
+  await page.close();
+});
+
+test('when the engine dies (a lost GPU), it restarts on the CPU and the prompt and routing survive', async () => {
+  const { page, errors } = await open(browser, `${server.url}?v=1&ckpt=topk&router=topk&k=2&prompt=${encodeURIComponent('The cat sat on the mat.')}`);
+  const before = await strip(page);
+  await page.evaluate(() => window.switchyardCrashEngine());
+  await page.locator('[data-testid="crashed"]').waitFor({ timeout: SLOW });
+  assert.equal(await page.locator('[data-testid="prompt"]').inputValue(), 'The cat sat on the mat.');
+  await page.locator('[data-testid="loaded"]').waitFor({ timeout: SLOW });
+  await page.locator('[data-testid="router"]').selectOption('hash');
+  const hashed = await changed(page, before);
+  await page.locator('[data-testid="router"]').selectOption('topk');
+  assert.deepEqual(await changed(page, hashed), before, 'the restarted engine routes as before');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('a corrupt download says what failed, Retry recovers, and the second visit uses the cache', async () => {
+  const sub = await serveDist(dist, { prefix: '/tutorials/moe/', corruptOnce: new Set(['thor.safetensors']) });
+  const context = await launch([]);
+  try {
+    const page = await context.newPage();
+    await page.goto(`${sub.url}?v=1&ckpt=thor&router=thor&thor_mode=token&prompt=hi`);
+    const error = page.locator('[data-testid="load-error"]');
+    await error.waitFor({ timeout: SLOW });
+    assert.match(await error.textContent(), /thor\.safetensors/);
+    await shot(page, 'playground-load-error');
+    await page.locator('[data-testid="retry"]').click();
+    await page.locator('[data-testid="token-strip"]').waitFor({ timeout: SLOW });
+    assert.match(await page.locator('[data-testid="loaded"]').textContent(), /downloaded/);
+    await page.reload();
+    await page.locator('[data-testid="token-strip"]').waitFor({ timeout: SLOW });
+    assert.match(await page.locator('[data-testid="loaded"]').textContent(), /from the browser cache/);
+    assert.ok(sub.served.every((p) => !p.startsWith('/..')), 'served under the sub-path');
+  } finally {
+    await context.close();
+    sub.close();
+  }
+});
+
+test('WebGPU on: the page runs on WebGPU and routes a shared link as the CPU does', async () => {
+  const link = `${server.url}?v=1&ckpt=topk&router=topk&k=2&prompt=${encodeURIComponent('Bonjour tout le monde')}`;
+  const cpu = await open(browser, link);
+  const expected = await strip(cpu.page);
+  await cpu.page.close();
+  const context = await launch(['--enable-unsafe-webgpu']);
+  try {
+    const { page, errors } = await open(context, link);
+    await page.locator('[data-testid="backend"]', { hasText: 'WEBGPU' }).waitFor();
+    assert.deepEqual(await strip(page), expected, 'same experts on WebGPU and on the CPU');
+    await shot(page, 'playground-webgpu');
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
