@@ -176,7 +176,12 @@ const TRAIN_FLAGS: &[&str] = &["--seed", "1"];
 const RECIPES: &[(&str, &str, &[&str], &str)] = &[
     ("topk", "1800", &["--router", "topk"], "v=1&ckpt=topk&router=topk&k=2"),
     ("thor", "3600", &["--router", "thor", "--thor-mode", "token"], "v=1&ckpt=thor&router=thor&thor_mode=token"),
-    ("smoe-dropout", "1800", &["--router", "smoe-dropout", "--k", "8"], "v=1&ckpt=smoe-dropout&router=smoe_dropout&k=8"),
+    (
+        "smoe-dropout",
+        "1800",
+        &["--router", "smoe-dropout", "--k", "8"],
+        "v=1&ckpt=smoe-dropout&router=smoe_dropout&k=8",
+    ),
 ];
 /// Other routers each card compares: (recipe, file label, eval flags).
 const OTHER_ROUTERS: &[(&str, &str, &[&str])] = &[
@@ -274,20 +279,34 @@ fn serve() -> Result {
     run(&mut cmd)
 }
 
+/// The page benchmark (CPU and WebGPU paths, sizes) next to the native CLI's numbers.
+fn bench() -> Result {
+    ensure_web_tools()?;
+    ensure_browser_tools()?;
+    say("building the native CLI (the benchmark compares against its decode speed)");
+    run(cargo().args(["build", "--release", "-p", "switchyard-cli"]))?;
+    say("wasm build through trunk");
+    run(trunk().args(["build", "--release"]))?;
+    say("benchmark of the page in headless Chromium (prints numbers; not a test)");
+    run(Command::new("node").arg("tests/browser/bench.mjs"))
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let result =
-        match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-            ["test"] => test(),
-            ["serve"] => serve(),
-            ["setup"] => ensure_web_tools().and_then(|()| ensure_browser_tools()),
-            ["setup", "web"] => ensure_web_tools(),
-            ["setup", "browser"] => ensure_browser_tools(),
-            ["train", recipes @ ..] => train(recipes),
-            ["cards", recipes @ ..] => cards(recipes),
-            _ => Err("usage: cargo xtask <serve | test | setup [web|browser] | train [RECIPE...] | cards [RECIPE...]>"
-                .into()),
-        };
+    let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["test"] => test(),
+        ["serve"] => serve(),
+        ["setup"] => ensure_web_tools().and_then(|()| ensure_browser_tools()),
+        ["setup", "web"] => ensure_web_tools(),
+        ["setup", "browser"] => ensure_browser_tools(),
+        ["train", recipes @ ..] => train(recipes),
+        ["cards", recipes @ ..] => cards(recipes),
+        ["bench"] => bench(),
+        _ => Err(
+            "usage: cargo xtask <serve | test | bench | setup [web|browser] | train [RECIPE...] | cards [RECIPE...]>"
+                .into(),
+        ),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -165,7 +165,7 @@ fn ParamControl(control: Control) -> impl IntoView {
 pub fn PromptPanel() -> impl IntoView {
     let ctl = ctl();
     let engine = ctl.engine;
-    let decode_name = move || ctl.state.with(|s| params::param(s, "decode")).unwrap_or_default();
+    let decode_name = Memo::new(move |_| ctl.state.with(|s| params::param(s, "decode")).unwrap_or_default());
     let run_now = move |_| {
         let mut s = ctl.state.get_untracked();
         s.view = Default::default();
@@ -210,13 +210,13 @@ pub fn PromptPanel() -> impl IntoView {
                 </div>
             </label>
             <label class="param"><span>"decoding"</span>
-                <select data-testid="decoding" prop:value=decode_name
+                <select data-testid="decoding" prop:value=move || decode_name.get()
                     on:change=move |ev| { let v = event_target_value(&ev); ctl.set(params::switch_decoding(&ctl.state.get_untracked(), &v), Change::Deliberate) }>
                     {DECODINGS.iter().map(|(name, _, _)| view! { <option value=*name>{*name}</option> }).collect_view()}
                 </select>
             </label>
             {move || {
-                let name = decode_name();
+                let name = decode_name.get();
                 DECODINGS.iter().find(|(n, _, _)| *n == name).map(|(_, explain, controls)| view! {
                     <p class="explain">{*explain}</p>
                     {controls.iter().map(|c| view! { <ParamControl control=*c /> }).collect_view()}
@@ -230,7 +230,12 @@ pub fn PromptPanel() -> impl IntoView {
                 <button class="primary" data-testid="run" on:click=run_now>
                     {move || if ctl.state.with(|s| s.generate > 0) { "Generate" } else { "Run" }}
                 </button>
-                <span class="speed" data-testid="speed">{move || {
+                <span class="speed" data-testid="speed"
+                    data-run-ms=move || engine.result.with(|r| r.as_ref().map(|r| format!("{:.2}", r.run_ms)))
+                    data-round-trip-ms=move || engine.result.with(|r| r.as_ref().map(|r| format!("{:.2}", r.round_trip_ms)))
+                    data-tokens=move || engine.result.with(|r| r.as_ref().map(|r| r.trace.tokens.len()))
+                    data-tokens-per-s=move || engine.result.with(|r| r.as_ref().and_then(|r| r.tokens_per_s).map(|t| format!("{t:.2}")))>
+                    {move || {
                     let running = engine.running.get();
                     let r = engine.result.get();
                     if running { "running…".to_string() } else {
@@ -252,13 +257,13 @@ pub fn PromptPanel() -> impl IntoView {
 #[component]
 pub fn RouterPanel() -> impl IntoView {
     let ctl = ctl();
-    let name = move || ctl.state.with(params::router_name);
-    let info = move || ROUTERS.iter().find(|r| r.name == name()).copied();
-    let capacity_on = move || ctl.state.with(|s| params::param(s, "cf").is_some());
+    let name = Memo::new(move |_| ctl.state.with(params::router_name));
+    let info = move || ROUTERS.iter().find(|r| r.name == name.get()).copied();
+    let capacity_on = Memo::new(move |_| ctl.state.with(|s| params::param(s, "cf").is_some()));
     view! {
         <section class="panel">
             <h2>"Router"</h2>
-            <select data-testid="router" aria-label="router" prop:value=name
+            <select data-testid="router" aria-label="router" prop:value=move || name.get()
                 on:change=move |ev| { let v = event_target_value(&ev); ctl.set(params::switch_router(&ctl.state.get_untracked(), &v), Change::Deliberate) }>
                 {ROUTERS.iter().map(|r| view! { <option value=r.name>{r.title}</option> }).collect_view()}
             </select>
@@ -267,16 +272,16 @@ pub fn RouterPanel() -> impl IntoView {
                 <p class="formula">{r.formula}</p>
                 {r.controls.iter().map(|c| view! { <ParamControl control=*c /> }).collect_view()}
             })}
-            {move || (name() == "topk").then(|| view! {
+            {move || (name.get() == "topk").then(|| view! {
                 <label class="param"><span>"capacity limit"</span>
-                    <input type="checkbox" data-testid="param-capacity" prop:checked=capacity_on
+                    <input type="checkbox" data-testid="param-capacity" prop:checked=move || capacity_on.get()
                         on:change=move |ev| {
                             let on = event_target_checked(&ev);
                             let changes: Vec<(&str, Option<String>)> = if on { vec![("cf", Some("1.25".into()))] } else { CAPACITY.iter().map(|c| (c.key, None)).collect() };
                             ctl.set_params(&changes, Change::Deliberate);
                         } />
                 </label>
-                {move || capacity_on().then(|| CAPACITY.iter().map(|c| view! { <ParamControl control=*c /> }).collect_view())}
+                {move || capacity_on.get().then(|| CAPACITY.iter().map(|c| view! { <ParamControl control=*c /> }).collect_view())}
             })}
             <Interventions />
         </section>

@@ -31,6 +31,12 @@ pub struct Ctl {
     delay: StoredValue<u32>,
     /// A slider is being dragged: its first change made a history entry, the rest replace it.
     dragging: StoredValue<bool>,
+    /// The selected layer (a memo: views that only need it do not redraw on other changes).
+    pub layer: Memo<usize>,
+    /// The open panel.
+    pub panel: Memo<switchyard_state::Panel>,
+    /// The selected token.
+    pub token: Memo<Option<usize>>,
 }
 
 /// How a change enters the browser history.
@@ -187,8 +193,12 @@ pub fn Playground() -> impl IntoView {
         // The address bar shows what is actually used.
         write_url(&initial.to_query(), false);
     }
+    let state = RwSignal::new(initial);
     let ctl = Ctl {
-        state: RwSignal::new(initial),
+        state,
+        layer: Memo::new(move |_| state.with(|s| s.view.layer)),
+        panel: Memo::new(move |_| state.with(|s| s.view.panel)),
+        token: Memo::new(move |_| state.with(|s| s.view.token)),
         problems: RwSignal::new(problems),
         engine: EngineSignals::start(),
         delay: StoredValue::new(0),

@@ -15,6 +15,14 @@ pub fn shown_expert(layer: &TraceLayer, token: usize) -> Option<(usize, bool)> {
     kept.or_else(|| r.experts.first().map(|&e| (e, true)))
 }
 
+/// The number in attribute `attr` of the element matching `selector` that an event hit (one
+/// listener per view instead of one per cell keeps large views fast to draw).
+pub fn clicked(ev: &leptos::ev::MouseEvent, selector: &str, attr: &str) -> Option<usize> {
+    use wasm_bindgen::JsCast;
+    let target: web_sys::Element = ev.target()?.dyn_into().ok()?;
+    target.closest(selector).ok()??.get_attribute(attr)?.parse().ok()
+}
+
 fn layer_of(trace: &Trace, layer: usize) -> Option<&TraceLayer> {
     trace.layers.get(layer.min(trace.layers.len().saturating_sub(1)))
 }
@@ -24,7 +32,7 @@ fn layer_of(trace: &Trace, layer: usize) -> Option<&TraceLayer> {
 pub fn TokenViews() -> impl IntoView {
     let ctl = expect_context::<Ctl>();
     let engine = ctl.engine;
-    let layer = move || ctl.state.with(|s| s.view.layer);
+    let layer = move || ctl.layer.get();
     let n_layers = move || engine.result.with(|r| r.as_ref().map_or(0, |r| r.trace.layers.len()));
     view! {
         <section class="card tokens">
@@ -43,10 +51,13 @@ pub fn TokenViews() -> impl IntoView {
             })}
             {move || match engine.result.get() {
                 None => view! { <p class="pending" data-testid="waiting">"Waiting for the first run…"</p> }.into_any(),
-                Some(r) => view! { <Strip result=r /> }.into_any(),
+                Some(r) => {
+                    ctl.layer.track();
+                    view! { <Strip result=r /> }.into_any()
+                }
             }}
             <Legend />
-            {move || engine.result.get().zip(ctl.state.with(|s| s.view.token)).map(|(r, t)| view! { <Detail result=r token=t /> })}
+            {move || engine.result.get().zip(ctl.token.get()).map(|(r, t)| view! { <Detail result=r token=t /> })}
         </section>
     }
 }
@@ -67,11 +78,15 @@ fn Legend() -> impl IntoView {
 fn Strip(result: RunResult) -> impl IntoView {
     let ctl = expect_context::<Ctl>();
     let trace = result.trace.clone();
-    let layer = ctl.state.with_untracked(|s| s.view.layer);
-    let selected = move || ctl.state.with(|s| s.view.token);
+    let layer = ctl.layer.get_untracked();
+    let selected = move || ctl.token.get();
     let l = layer_of(&trace, layer).cloned();
     view! {
-        <div class="strip" data-testid="token-strip" data-layer=layer>
+        <div class="strip" data-testid="token-strip" data-layer=layer on:click=move |ev| {
+            if let Some(index) = clicked(&ev, "button[data-index]", "data-index") {
+                ctl.view(|v| v.token = if v.token == Some(index) { None } else { Some(index) });
+            }
+        }>
             {trace.tokens.iter().map(|t| {
                 let index = t.index;
                 let shown = l.as_ref().and_then(|l| shown_expert(l, index));
@@ -85,8 +100,7 @@ fn Strip(result: RunResult) -> impl IntoView {
                     <button class="tok" class:generated=t.kind == "generated" class:dropped=shown.is_some_and(|s| s.1)
                         class:selected=move || selected() == Some(index)
                         style=style title=title data-expert=shown.map(|s| s.0.to_string()).unwrap_or_default()
-                        data-testid="token"
-                        on:click=move |_| ctl.view(|v| v.token = if v.token == Some(index) { None } else { Some(index) })>
+                        data-testid="token" data-index=index>
                         {text}
                     </button>
                 }

@@ -6,7 +6,7 @@ use switchyard_state::Panel;
 use switchyard_trace::Trace;
 
 use super::palette::{expert_style, prob_style};
-use super::tokens::shown_expert;
+use super::tokens::{clicked, shown_expert};
 use super::{Change, Ctl};
 
 const TABS: &[(Panel, &str)] = &[
@@ -20,7 +20,7 @@ const TABS: &[(Panel, &str)] = &[
 #[component]
 pub fn ViewTabs() -> impl IntoView {
     let ctl = expect_context::<Ctl>();
-    let panel = move || ctl.state.with(|s| s.view.panel);
+    let panel = move || ctl.panel.get();
     view! {
         <section class="card">
             <div class="tabs" role="tablist">
@@ -31,7 +31,7 @@ pub fn ViewTabs() -> impl IntoView {
             </div>
             {move || ctl.engine.result.get().map(|r| {
                 let t = r.trace;
-                let layer = ctl.state.with(|s| s.view.layer).min(t.layers.len().saturating_sub(1));
+                let layer = ctl.layer.get().min(t.layers.len().saturating_sub(1));
                 match panel() {
                     Panel::Tokens => view! {
                         <div class="overview"><Grid trace=t.clone() /><LoadBars trace=t layer=layer /></div>
@@ -51,7 +51,11 @@ fn Grid(trace: std::sync::Arc<Trace>) -> impl IntoView {
     let ctl = expect_context::<Ctl>();
     view! {
         <div class="scroll" data-testid="grid">
-            <table class="grid">
+            <table class="grid" on:click=move |ev| {
+                if let (Some(t), Some(l)) = (clicked(&ev, "td[data-t]", "data-t"), clicked(&ev, "td[data-t]", "data-l")) {
+                    ctl.view(|v| { v.token = Some(t); v.layer = l; });
+                }
+            }>
                 <tbody>
                 <tr><th></th>{trace.tokens.iter().map(|t| view! { <th class="tokhead" title=t.text.clone()>{t.text.clone()}</th> }).collect_view()}</tr>
                 {trace.layers.iter().map(|l| {
@@ -61,8 +65,8 @@ fn Grid(trace: std::sync::Arc<Trace>) -> impl IntoView {
                             <th><button class="small" on:click=move |_| ctl.view(|v| v.layer = layer)>{format!("L{layer}")}</button></th>
                             {(0..trace.tokens.len()).map(|t| match shown_expert(l, t) {
                                 Some((e, dropped)) => view! {
-                                    <td class="cell" class:dropped=dropped style=expert_style(e) title=format!("token {t}, layer {layer}: expert {e}")
-                                        on:click=move |_| ctl.view(|v| { v.token = Some(t); v.layer = layer; })>{e}</td>
+                                    <td class=if dropped { "cell dropped" } else { "cell" } style=expert_style(e)
+                                        title=format!("token {t}, layer {layer}: expert {e}") data-t=t data-l=layer>{e}</td>
                                 }.into_any(),
                                 None => view! { <td class="cell empty"></td> }.into_any(),
                             }).collect_view()}
@@ -95,7 +99,8 @@ fn Heatmap(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView {
                             let slot = r.experts.iter().position(|&x| x == e);
                             let chosen = slot.is_some();
                             let dropped = slot.is_some_and(|i| r.dropped[i]);
-                            view! { <td class="hcell" class:chosen=chosen class:dropped=dropped style=prob_style(p)
+                            let class = match (chosen, dropped) { (_, true) => "hcell chosen dropped", (true, false) => "hcell chosen", _ => "hcell" };
+                            view! { <td class=class style=prob_style(p)
                                 title=format!("token {}, expert {e}: p = {p:.3}", r.token)>{format!("{:.0}", 100.0 * p)}</td> }
                         }).collect_view()}
                     </tr>

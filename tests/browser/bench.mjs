@@ -1,0 +1,158 @@
+// Benchmark of the built page (not a test: it prints numbers). Run after `trunk build --release`:
+//   node tests/browser/bench.mjs            (or `cargo xtask bench-web`)
+// For the CPU path (WebGPU off) and the WebGPU path (SwiftShader here): navigation to the first
+// routing view, a 128-token run, decode tokens/s, router change to updated views (256 tokens);
+// the native CLI's decode on the same checkpoint; wasm and asset sizes, raw and gzip.
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import { chromium } from 'playwright-core';
+import { serveDist } from './serve.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..');
+const dist = join(root, 'dist');
+const FLAGS = ['--headless=new', '--no-sandbox', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--disable-quic'];
+const REPS = Number(process.env.BENCH_REPS ?? 5);
+const TIMEOUT = 600_000;
+const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+const PROSE = 'The harbour was quiet in the early morning, and the fishing boats rocked gently against the old stone wall while gulls circled above the market. ';
+
+function switchyard(args, env = {}) {
+  const bin = join(process.env.CARGO_TARGET_DIR ?? join(root, 'target'), 'release', 'switchyard');
+  if (!existsSync(bin)) throw new Error(`${bin} is missing: build it with cargo build --release -p switchyard-cli`);
+  return execFileSync(bin, args, { cwd: root, encoding: 'utf8', env: { ...process.env, ...env } });
+}
+
+/** A prefix of PROSE repeated that the shipped tokenizer cuts into exactly `n` tokens. */
+function promptOf(n) {
+  const text = PROSE.repeat(Math.ceil(n / 20) + 2);
+  const { pieces } = JSON.parse(switchyard(['tokenize', '--tokenizer', 'assets/tokenizer.json', '--text', text]));
+  return pieces.slice(0, n).join('');
+}
+
+const stripState = () => [...document.querySelectorAll('[data-testid="token"]')].map((e) => e.dataset.expert).join(',');
+
+async function measure(label, flags, server) {
+  const context = await chromium.launchPersistentContext(await mkdtemp(join(tmpdir(), 'switchyard-bench-')), {
+    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', headless: true, args: [...FLAGS, ...flags],
+    viewport: { width: 1360, height: 900 },
+  });
+  const page = await context.newPage();
+  const speed = page.locator('[data-testid="speed"]');
+  const idle = () => page.waitForFunction(() => !document.querySelector('[data-testid="speed"]').textContent.includes('running'), null, { timeout: TIMEOUT });
+  const url = (q) => `${server.url}?v=1&ckpt=topk&router=topk&k=2&${q}`;
+  const out = { path: label };
+
+  let t0 = Date.now();
+  await page.goto(url(`prompt=${encodeURIComponent(promptOf(128))}`));
+  await page.locator('[data-testid="token"]').first().waitFor({ timeout: TIMEOUT });
+  out.first_view_ms = Date.now() - t0;
+  out.backend = (await page.locator('[data-testid="backend"]').textContent()).trim();
+  await idle();
+  out.forward_tokens = Number(await speed.getAttribute('data-tokens'));
+  const runs = [];
+  for (let i = 0; i < REPS; i++) {
+    const before = await speed.getAttribute('data-run-ms');
+    await page.locator('[data-testid="run"]').click();
+    await page.waitForFunction((b) => { const s = document.querySelector('[data-testid="speed"]'); return !s.textContent.includes('running') && s.dataset.runMs !== b; }, before, { timeout: TIMEOUT });
+    runs.push(Number(await speed.getAttribute('data-run-ms')));
+  }
+  out.run_128_ms = median(runs);
+
+  // Router change to updated views, measured in the page, with 256 tokens.
+  await page.goto(url(`prompt=${encodeURIComponent(promptOf(256))}`));
+  await page.locator('[data-testid="token"]').first().waitFor({ timeout: TIMEOUT });
+  await idle();
+  out.change_tokens = Number(await speed.getAttribute('data-tokens'));
+  const changes = [];
+  for (let i = 0; i < REPS; i++) {
+    const to = i % 2 === 0 ? 'hash' : 'topk';
+    changes.push(await page.evaluate(async ([to, stripFn]) => {
+      const strip = new Function(`return (${stripFn})()`);
+      const before = strip();
+      const select = document.querySelector('[data-testid="router"]');
+      const t = performance.now();
+      select.value = to;
+      select.dispatchEvent(new Event('change', { bubbles: true }));
+      return new Promise((resolve) => {
+        const check = () => (strip() !== before ? resolve(performance.now() - t) : requestAnimationFrame(check));
+        requestAnimationFrame(check);
+      });
+    }, [to, stripState.toString()]));
+    await idle();
+  }
+  out.router_change_ms = median(changes);
+
+  // Decode: 64 generated tokens after a short prompt.
+  const decode = [];
+  for (let i = 0; i < Math.max(1, Math.floor(REPS / 2)); i++) {
+    await page.goto(url(`gen=64&seed=${i}&prompt=${encodeURIComponent('The harbour was')}`));
+    await page.locator('[data-testid="token"]').first().waitFor({ timeout: TIMEOUT });
+    await idle();
+    decode.push(Number(await speed.getAttribute('data-tokens-per-s')));
+  }
+  out.decode_tokens_per_s = median(decode);
+  await context.close();
+  return out;
+}
+
+async function sizes() {
+  const rows = [];
+  for (const dir of [dist, join(dist, 'assets')]) {
+    for (const name of (await readdir(dir)).sort()) {
+      const path = join(dir, name);
+      if (!(await stat(path)).isFile() || !/\.(wasm|js|safetensors|json)$/.test(name)) continue;
+      const body = await readFile(path);
+      rows.push({ file: path.slice(dist.length + 1), raw: body.length, gzip: gzipSync(body, { level: 9 }).length });
+    }
+  }
+  return rows;
+}
+
+const server = await serveDist(dist);
+const native = {};
+for (const threads of ['1', '2']) {
+  const r = JSON.parse(switchyard(['bench', '--checkpoint', 'assets/topk.safetensors', '--runs', String(REPS), '--decode-tokens', '64', '--json'], { RAYON_NUM_THREADS: threads }));
+  native[threads] = r.routers[0];
+}
+const results = [];
+for (const [label, flags] of [['cpu', []], ['webgpu', ['--enable-unsafe-webgpu']]]) {
+  try {
+    results.push(await measure(label, flags, server));
+  } catch (e) {
+    results.push({ path: label, error: String(e).split('\n')[0] });
+  }
+}
+server.close();
+
+const mb = (b) => `${(b / 1e6).toFixed(2)} MB`;
+console.log('## Page (headless Chromium on this machine; medians)');
+console.log('| path | backend | navigation → first routing view | run of 128 tokens (forward + analysis) | decode (64 tokens) | router change → views (256 tokens) |');
+console.log('|---|---|---:|---:|---:|---:|');
+for (const r of results) {
+  if (r.error) { console.log(`| ${r.path} | failed: ${r.error} | | | | |`); continue; }
+  console.log(`| ${r.path} | ${r.backend} | ${r.first_view_ms} ms | ${r.run_128_ms.toFixed(1)} ms (${r.forward_tokens} tokens) | ${r.decode_tokens_per_s.toFixed(1)} tok/s | ${r.router_change_ms.toFixed(1)} ms (${r.change_tokens} tokens) |`);
+}
+console.log('\n## Native CLI on the same checkpoint (switchyard bench, top-k)');
+for (const [t, r] of Object.entries(native)) {
+  console.log(`- ${t} thread(s): forward 128 tokens ${r.forward_ms_median.toFixed(2)} ms, decode ${r.decode_tokens_per_s_median.toFixed(1)} tok/s`);
+}
+const cpu = results.find((r) => r.path === 'cpu' && !r.error);
+if (cpu) {
+  console.log(`\nGoal: in-page CPU decode >= 50 % of native (1 thread): ${(100 * cpu.decode_tokens_per_s / native['1'].decode_tokens_per_s_median).toFixed(1)} %`);
+  console.log(`Goal: router change -> views <= 100 ms for 256 tokens: ${cpu.router_change_ms.toFixed(1)} ms`);
+}
+console.log('\n## Sizes');
+console.log('| file | raw | gzip -9 |');
+console.log('|---|---:|---:|');
+const rows = await sizes();
+for (const r of rows) console.log(`| ${r.file} | ${mb(r.raw)} | ${mb(r.gzip)} |`);
+const wasm = rows.filter((r) => r.file.endsWith('.wasm'));
+console.log(`\nGoal: wasm <= 4 MB gzip: ${mb(wasm.reduce((a, r) => a + r.gzip, 0))} in all (${wasm.map((r) => `${r.file} ${mb(r.gzip)}`).join(', ')})`);
+console.log(JSON.stringify({ results, native, sizes: rows }));
