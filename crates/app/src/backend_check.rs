@@ -65,7 +65,7 @@ pub struct Report {
 
 /// Fetches `assets/tokenizer.json` (relative to the page) and encodes the sample with it.
 async fn check_tokenizer() -> Result<TokenizerCheck, String> {
-    let response = crate::engine::fetch("assets/tokenizer.json").await?;
+    let response = crate::engine::fetch(&crate::engine::url("assets/tokenizer.json")).await?;
     let bytes = crate::engine::body_bytes(&response).await?;
     let tok = Tokenizer::Bpe(BpeTokenizer::from_json(&bytes).map_err(|e| e.to_string())?);
     let ids = tok.encode(TOKENIZER_SAMPLE);

@@ -18,7 +18,7 @@ const CACHE: &str = concat!("switchyard-assets-", env!("CARGO_PKG_VERSION"));
 const PROGRESS_STEP: u64 = 256 * 1024;
 
 fn url(file: &str) -> String {
-    format!("assets/{file}")
+    super::scope::url(&format!("assets/{file}"))
 }
 
 /// The cache, when this context has one (the Cache API needs a secure context: https or

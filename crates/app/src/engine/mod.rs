@@ -18,7 +18,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 use web_sys::MessageEvent;
 
-pub use scope::{body_bytes, fetch, js_text, now_ms, webgpu_missing};
+pub use scope::{body_bytes, fetch, js_text, now_ms, url, webgpu_missing};
 use scope::{post, yield_now};
 
 use crate::protocol::{Loaded, Reply, Request, Source};

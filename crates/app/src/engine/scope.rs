@@ -16,6 +16,13 @@ pub fn js_text(e: &JsValue) -> String {
         .unwrap_or_else(|| format!("{e:?}"))
 }
 
+/// The absolute URL of a file next to the page (`assets/...`): the page gives the worker its
+/// base URL, since a worker started from a Blob has none to resolve relative URLs against.
+pub fn url(relative: &str) -> String {
+    let base = js_sys::Reflect::get(&global(), &"SWITCHYARD_BASE".into()).ok().and_then(|v| v.as_string());
+    format!("{}{relative}", base.unwrap_or_default())
+}
+
 /// Milliseconds since the worker started.
 pub fn now_ms() -> f64 {
     global().performance().map_or(0.0, |p| p.now())

@@ -13,8 +13,40 @@ use web_sys::{ErrorEvent, MessageEvent, Worker};
 use crate::backend_check::Report;
 use crate::protocol::{Loaded, Reply, Request};
 
-/// The worker script trunk writes next to the page (`data-loader-shim`).
-const WORKER_SCRIPT: &str = "./switchyard-engine_loader.js";
+/// Starts this same wasm module in a module worker. trunk names the files with a content hash,
+/// so their URLs are read from the `modulepreload` / `preload` links it puts in the page.
+fn start_worker() -> Result<Worker, String> {
+    let document = web_sys::window().and_then(|w| w.document()).ok_or("no document")?;
+    let href = |selector: &str| -> Result<String, String> {
+        let link = document.query_selector(selector).ok().flatten().ok_or(format!("the page has no {selector}"))?;
+        // The `href` property is the absolute URL (a Blob worker has no base to resolve against).
+        js_sys::Reflect::get(&link, &"href".into()).ok().and_then(|v| v.as_string()).ok_or("no href".into())
+    };
+    let js = href(r#"link[rel="modulepreload"][href$=".js"]"#)?;
+    let wasm = href(r#"link[rel="preload"][href$=".wasm"]"#)?;
+    // A Blob worker has no base URL of its own: give it the page's, for `assets/`.
+    let base = js_sys::Reflect::get(&document, &"baseURI".into()).ok().and_then(|v| v.as_string()).unwrap_or_default();
+    let source = format!(
+        "self.SWITCHYARD_BASE = new URL('.', {base:?}).href;\nimport init from {js:?};\nawait init({{ module_or_path: {wasm:?} }});\n"
+    );
+    let global = js_sys::global();
+    let construct = |name: &str, args: &js_sys::Array| -> Result<wasm_bindgen::JsValue, String> {
+        let ctor: js_sys::Function =
+            js_sys::Reflect::get(&global, &name.into()).map_err(|e| format!("{e:?}"))?.unchecked_into();
+        js_sys::Reflect::construct(&ctor, args).map_err(|e| format!("{e:?}"))
+    };
+    let options = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&options, &"type".into(), &"text/javascript".into());
+    let blob = construct("Blob", &js_sys::Array::of2(&js_sys::Array::of1(&source.into()), &options))?;
+    let url_class = js_sys::Reflect::get(&global, &"URL".into()).map_err(|e| format!("{e:?}"))?;
+    let create: js_sys::Function =
+        js_sys::Reflect::get(&url_class, &"createObjectURL".into()).map_err(|e| format!("{e:?}"))?.unchecked_into();
+    let url = create.call1(&url_class, &blob).map_err(|e| format!("{e:?}"))?;
+    let options = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&options, &"type".into(), &"module".into());
+    let _ = js_sys::Reflect::set(&options, &"name".into(), &"switchyard-engine".into());
+    Ok(construct("Worker", &js_sys::Array::of2(&url, &options))?.unchecked_into())
+}
 
 /// Download progress of one file.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,10 +140,10 @@ impl EngineSignals {
     }
 
     fn spawn(self, webgpu: bool) {
-        let worker = match Worker::new(WORKER_SCRIPT) {
+        let worker = match start_worker() {
             Ok(w) => w,
             Err(e) => {
-                self.load_error.set(Some(format!("the engine (a Web Worker) could not start: {e:?}")));
+                self.load_error.set(Some(format!("the engine (a Web Worker) could not start: {e}")));
                 return;
             }
         };

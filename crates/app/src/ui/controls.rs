@@ -30,13 +30,17 @@ fn mb(bytes: u64) -> String {
 #[component]
 pub fn Header() -> impl IntoView {
     let ctl = ctl();
-    let (copied, set_copied) = signal(false);
+    let (copied, set_copied) = signal(None::<&'static str>);
     let share = move |_| {
         let Some(w) = web_sys::window() else { return };
         let url = w.location().href().unwrap_or_default();
-        let _ = w.navigator().clipboard().write_text(&url);
-        set_copied.set(true);
-        set_timeout(move || set_copied.set(false), std::time::Duration::from_millis(2000));
+        let promise = w.navigator().clipboard().write_text(&url);
+        leptos::task::spawn_local(async move {
+            let done = wasm_bindgen_futures::JsFuture::from(promise).await;
+            // Without clipboard permission (or outside https) the link is still in the address bar.
+            set_copied.set(Some(if done.is_ok() { "Link copied" } else { "Copy the address bar" }));
+            set_timeout(move || set_copied.set(None), std::time::Duration::from_millis(2500));
+        });
     };
     view! {
         <header class="top">
@@ -51,7 +55,7 @@ pub fn Header() -> impl IntoView {
                 })}
             </div>
             <button class="share" data-testid="share" on:click=share>
-                {move || if copied.get() { "Link copied" } else { "Share link" }}
+                {move || copied.get().unwrap_or("Share link")}
             </button>
         </header>
         {move || ctl.engine.loaded.get().and_then(|l| l.notice).map(|n| view! {

@@ -2,6 +2,7 @@
 //! right. The state lives in the URL (`switchyard-state`'s codec); the model lives in the engine
 //! worker ([`client`]); every view is computed from the latest trace.
 
+mod canvas;
 pub mod client;
 mod controls;
 mod examples;

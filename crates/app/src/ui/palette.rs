@@ -29,9 +29,12 @@ pub fn expert_style(e: usize) -> String {
     format!("background:{};color:{}", expert_bg(e), expert_fg(e))
 }
 
-/// Heatmap cell colour for a probability in `[0, 1]` (one hue, light to dark).
-pub fn prob_style(p: f32) -> String {
+/// Heatmap `(fill, text)` colours for a probability in `[0, 1]` (one hue, light to dark).
+pub fn prob_colours(p: f32) -> (String, &'static str) {
     let p = p.clamp(0.0, 1.0);
     let text = if p > 0.55 { "#fff" } else { "#1a1a1a" };
-    format!("background:rgba(0,90,160,{:.3});color:{text}", 0.04 + 0.96 * p)
+    // Blend white with rgb(0, 90, 160) (an opaque colour: the canvas has no page behind it).
+    let a = 0.04 + 0.96 * f64::from(p);
+    let mix = |c: f64| (255.0 - (255.0 - c) * a).round() as u8;
+    (format!("rgb({},{},{})", mix(0.0), mix(90.0), mix(160.0)), text)
 }

@@ -17,7 +17,7 @@ pub fn shown_expert(layer: &TraceLayer, token: usize) -> Option<(usize, bool)> {
 
 /// The number in attribute `attr` of the element matching `selector` that an event hit (one
 /// listener per view instead of one per cell keeps large views fast to draw).
-pub fn clicked(ev: &leptos::ev::MouseEvent, selector: &str, attr: &str) -> Option<usize> {
+fn clicked(ev: &leptos::ev::MouseEvent, selector: &str, attr: &str) -> Option<usize> {
     use wasm_bindgen::JsCast;
     let target: web_sys::Element = ev.target()?.dyn_into().ok()?;
     target.closest(selector).ok()??.get_attribute(attr)?.parse().ok()

@@ -5,8 +5,9 @@ use leptos::prelude::*;
 use switchyard_state::Panel;
 use switchyard_trace::Trace;
 
-use super::palette::{expert_style, prob_style};
-use super::tokens::{clicked, shown_expert};
+use super::canvas::{Cell, CellCanvas, CellGrid};
+use super::palette::{expert_bg, expert_fg, expert_style, prob_colours};
+use super::tokens::shown_expert;
 use super::{Change, Ctl};
 
 const TABS: &[(Panel, &str)] = &[
@@ -45,68 +46,76 @@ pub fn ViewTabs() -> impl IntoView {
     }
 }
 
-/// Token × layer: each cell is the token's top expert at that layer.
+/// Token × layer: each cell is the token's top expert at that layer (click: that token and layer).
 #[component]
 fn Grid(trace: std::sync::Arc<Trace>) -> impl IntoView {
     let ctl = expect_context::<Ctl>();
+    let n = trace.tokens.len();
+    let grid = CellGrid {
+        rows: trace.layers.iter().map(|l| (format!("L{}", l.layer), "#eceef3".to_string(), "#1d2330")).collect(),
+        cols: trace.tokens.iter().map(|t| t.text.clone()).collect(),
+        cells: trace
+            .layers
+            .iter()
+            .map(|l| {
+                (0..n)
+                    .map(|t| {
+                        shown_expert(l, t).map(|(e, dropped)| Cell {
+                            bg: expert_bg(e).to_string(),
+                            fg: expert_fg(e),
+                            text: e.to_string(),
+                            outline: dropped,
+                            dashed: dropped,
+                        })
+                    })
+                    .collect()
+            })
+            .collect(),
+    };
+    let layers: Vec<usize> = trace.layers.iter().map(|l| l.layer).collect();
     view! {
-        <div class="scroll" data-testid="grid">
-            <table class="grid" on:click=move |ev| {
-                if let (Some(t), Some(l)) = (clicked(&ev, "td[data-t]", "data-t"), clicked(&ev, "td[data-t]", "data-l")) {
-                    ctl.view(|v| { v.token = Some(t); v.layer = l; });
-                }
-            }>
-                <tbody>
-                <tr><th></th>{trace.tokens.iter().map(|t| view! { <th class="tokhead" title=t.text.clone()>{t.text.clone()}</th> }).collect_view()}</tr>
-                {trace.layers.iter().map(|l| {
-                    let layer = l.layer;
-                    view! {
-                        <tr>
-                            <th><button class="small" on:click=move |_| ctl.view(|v| v.layer = layer)>{format!("L{layer}")}</button></th>
-                            {(0..trace.tokens.len()).map(|t| match shown_expert(l, t) {
-                                Some((e, dropped)) => view! {
-                                    <td class=if dropped { "cell dropped" } else { "cell" } style=expert_style(e)
-                                        title=format!("token {t}, layer {layer}: expert {e}") data-t=t data-l=layer>{e}</td>
-                                }.into_any(),
-                                None => view! { <td class="cell empty"></td> }.into_any(),
-                            }).collect_view()}
-                        </tr>
-                    }
-                }).collect_view()}
-                </tbody>
-            </table>
+        <div class="scroll">
+            <CellCanvas grid=grid testid="grid" label=format!("top expert of each of {n} tokens in each layer")
+                on_cell=move |r, t| { let l = layers[r]; ctl.view(|v| { v.token = Some(t); v.layer = l; }) } />
         </div>
     }
 }
 
-/// Token × expert gate probabilities of one layer; chosen cells outlined, dropped ones struck.
+/// Token × expert gate probabilities of one layer (in %); chosen cells outlined, dropped ones dashed.
 #[component]
 fn Heatmap(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView {
+    let ctl = expect_context::<Ctl>();
     let Some(l) = trace.layers.get(layer).cloned() else { return ().into_any() };
     let n_experts = l.routing.first().map_or(0, |r| r.probs.len());
+    let grid = CellGrid {
+        rows: (0..n_experts).map(|e| (format!("E{e}"), expert_bg(e).to_string(), expert_fg(e))).collect(),
+        cols: trace.tokens.iter().take(l.routing.len()).map(|t| t.text.clone()).collect(),
+        cells: (0..n_experts)
+            .map(|e| {
+                l.routing
+                    .iter()
+                    .map(|r| {
+                        let p = r.probs[e];
+                        let (bg, fg) = prob_colours(p);
+                        let slot = r.experts.iter().position(|&x| x == e);
+                        Some(Cell {
+                            bg,
+                            fg,
+                            text: format!("{:.0}", 100.0 * p),
+                            outline: slot.is_some(),
+                            dashed: slot.is_some_and(|i| r.dropped[i]),
+                        })
+                    })
+                    .collect()
+            })
+            .collect(),
+    };
     view! {
         <div class="scroll" data-testid="heatmap">
-            <p class="hint">{format!("Layer {layer}: router probability p(expert | token); outlined cells are the chosen experts.{}",
+            <p class="hint">{format!("Layer {layer}: router probability p(expert | token) in %; outlined cells are the chosen experts, dashed ones were dropped.{}",
                 if l.probs_are_uniform { " This router has no probabilities: uniform shown." } else { "" })}</p>
-            <table class="heat">
-                <tbody>
-                <tr><th></th>{trace.tokens.iter().take(l.routing.len()).map(|t| view! { <th class="tokhead">{t.text.clone()}</th> }).collect_view()}</tr>
-                {(0..n_experts).map(|e| view! {
-                    <tr>
-                        <th><span class="chip" style=expert_style(e)>{format!("E{e}")}</span></th>
-                        {l.routing.iter().map(|r| {
-                            let p = r.probs[e];
-                            let slot = r.experts.iter().position(|&x| x == e);
-                            let chosen = slot.is_some();
-                            let dropped = slot.is_some_and(|i| r.dropped[i]);
-                            let class = match (chosen, dropped) { (_, true) => "hcell chosen dropped", (true, false) => "hcell chosen", _ => "hcell" };
-                            view! { <td class=class style=prob_style(p)
-                                title=format!("token {}, expert {e}: p = {p:.3}", r.token)>{format!("{:.0}", 100.0 * p)}</td> }
-                        }).collect_view()}
-                    </tr>
-                }).collect_view()}
-                </tbody>
-            </table>
+            <CellCanvas grid=grid testid="heatmap-canvas" label=format!("router probabilities of layer {layer}")
+                on_cell=move |_, t| ctl.view(|v| v.token = Some(t)) />
         </div>
     }.into_any()
 }
