@@ -4,7 +4,8 @@
 // under a sub-path and on WebGPU. Screenshots of the main states go to tests/browser/out/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,7 +13,8 @@ import { chromium } from 'playwright-core';
 import { serveDist } from './serve.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const dist = join(here, '..', '..', 'dist');
+const root = join(here, '..', '..');
+const dist = join(root, 'dist');
 const outDir = join(here, 'out');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const BASE_FLAGS = ['--headless=new', '--no-sandbox', '--no-first-run', '--disable-background-networking',
@@ -238,4 +240,46 @@ test('WebGPU on: the page runs on WebGPU and routes a shared link as the CPU doe
   } finally {
     await context.close();
   }
+});
+
+// The native CLI of this build (cargo test builds it).
+function switchyard(args) {
+  const bin = join(process.env.CARGO_TARGET_DIR ?? join(root, 'target'), 'release', 'switchyard');
+  return execFileSync(bin, args, { cwd: root, encoding: 'utf8', maxBuffer: 1 << 28 });
+}
+
+test('the trace exported in the page equals the CLI trace of the same link; CSV and the model card download', async () => {
+  const q = `v=1&ckpt=topk&router=topk&k=2&seed=3&gen=6&prompt=${encodeURIComponent('Le chat dort. fn main() { }')}`;
+  const { page, errors } = await open(browser, `${server.url}?${q}`);
+  await strip(page);
+  const save = async (id) => {
+    const [download] = await Promise.all([page.waitForEvent('download'), page.locator(`[data-testid="${id}"]`).click()]);
+    return { name: download.suggestedFilename(), text: await readFile(await download.path(), 'utf8') };
+  };
+  const json = await save('export-json');
+  assert.equal(json.name, 'switchyard-trace.json');
+  const web = JSON.parse(json.text);
+  const cli = JSON.parse(switchyard(['trace', '--url', `?${web.query}`]));
+  for (const key of ['format', 'checkpoint', 'checkpoint_hash', 'query']) assert.equal(web[key], cli[key], key);
+  assert.deepEqual(web.tokens, cli.tokens, 'same tokens, generated ones included');
+  assert.equal(web.layers.length, cli.layers.length);
+  let worst = 0;
+  web.layers.forEach((l, i) => l.routing.forEach((r, t) => {
+    const c = cli.layers[i].routing[t];
+    assert.deepEqual(r.experts, c.experts, `layer ${i} token ${t}`);
+    r.probs.forEach((p, e) => { worst = Math.max(worst, Math.abs(p - c.probs[e])); });
+    r.weights.forEach((w, s) => { worst = Math.max(worst, Math.abs(w - c.weights[s])); });
+  }));
+  console.log(`page vs CLI trace: ${web.tokens.length} tokens, max |Δ prob or weight| = ${worst.toExponential(2)}`);
+  assert.ok(worst <= 1e-5, `probabilities differ by ${worst}`);
+  const csv = await save('export-csv');
+  const rows = csv.text.trim().split('\n');
+  assert.match(rows[0], /^token,position,kind,token_id,token_text,layer,slot,expert,weight,rank,dropped,prob/);
+  const slots = web.layers.reduce((n, l) => n + l.routing.reduce((m, r) => m + r.experts.length, 0), 0);
+  assert.ok(rows.length - 1 >= slots, `one row per slot: ${rows.length - 1} for ${slots}`);
+  const card = await save('export-card');
+  assert.equal(card.name, 'topk.card.md');
+  assert.match(card.text, /^# Model card: `topk`/);
+  assert.deepEqual(errors, []);
+  await page.close();
 });

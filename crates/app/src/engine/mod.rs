@@ -284,16 +284,9 @@ async fn run(id: u64, query: &str, ready: &Ready) -> Result<(), TraceError> {
         }
         with(|e| e.latest_run == id)
     };
-    let trace = switchyard_trace::trace(
-        &ready.model,
-        tok,
-        &state,
-        &ready.info.hash,
-        &ready.info.backend,
-        (None, None),
-        on_token,
-    )
-    .await?;
+    let backend = if ready.info.backend == "webgpu" { "wgpu (WebGPU, in the page)" } else { "cpu (flex, in the page)" };
+    let trace =
+        switchyard_trace::trace(&ready.model, tok, &state, &ready.info.hash, backend, (None, None), on_token).await?;
     if with(|e| e.latest_run != id) {
         return Ok(()); // superseded: nobody will draw it
     }

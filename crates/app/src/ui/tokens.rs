@@ -57,6 +57,7 @@ pub fn TokenViews() -> impl IntoView {
                 }
             }}
             <Legend />
+            <super::export::ExportButtons />
             {move || engine.result.get().zip(ctl.token.get()).map(|(r, t)| view! { <Detail result=r token=t /> })}
         </section>
     }
