@@ -283,3 +283,26 @@ test('the trace exported in the page equals the CLI trace of the same link; CSV 
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test('the experts view: dictionary, consecutive rates, co-activation and affinity, following the router', async () => {
+  const python = 'def count_words(path):\n    counts = {}\n    for line in open(path):\n        for word in line.split():\n            counts[word] = counts.get(word, 0) + 1\n    return counts';
+  const { page, errors } = await open(browser, `${server.url}?v=1&ckpt=topk&router=topk&k=2&layer=1&prompt=${encodeURIComponent(python)}`);
+  await strip(page);
+  await page.locator('[data-testid="tab-Experts"]').click();
+  await page.waitForFunction(() => new URL(location.href).searchParams.get('panel') === 'experts');
+  const dictionary = page.locator('[data-testid="dictionary"] tr');
+  await dictionary.first().waitFor();
+  assert.equal(await dictionary.count(), 8, 'one row per expert');
+  for (const id of ['coactivation', 'affinity']) {
+    assert.equal(await page.locator(`[data-testid="${id}"]`).getAttribute('data-rows'), '8', id);
+  }
+  const spec = page.locator('[data-testid="specialisation"]');
+  const topk = await spec.textContent();
+  assert.match(topk, /Token-ID specialisation [\d.]+ \(random routing: [\d.]+\)/);
+  assert.match(await page.locator('[data-testid="consecutive"]').textContent(), /adjacent pairs \(random: [\d.]+%\)/);
+  await shot(page, 'playground-experts');
+  await page.locator('[data-testid="router"]').selectOption('hash');
+  await page.waitForFunction((before) => document.querySelector('[data-testid="specialisation"]')?.textContent !== before, topk, { timeout: SLOW });
+  assert.deepEqual(errors, []);
+  await page.close();
+});

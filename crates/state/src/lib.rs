@@ -34,6 +34,8 @@ pub enum Panel {
     Heatmap,
     /// Load balance and metrics.
     Load,
+    /// What the experts learned: dictionary, consecutive-token rates, co-activation, affinity.
+    Experts,
 }
 
 /// View settings that are part of a shared link.

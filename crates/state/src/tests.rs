@@ -99,7 +99,7 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
         decoding(),
         (0usize..200, any::<u64>()),
         any::<String>(),
-        (0usize..8, 0usize..4, prop::option::of(0usize..300)),
+        (0usize..8, 0usize..5, prop::option::of(0usize..300)),
     )
         .prop_map(
             |(
@@ -121,7 +121,11 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
                     generate,
                     seed,
                     prompt,
-                    view: View { layer, panel: [Panel::Tokens, Panel::Grid, Panel::Heatmap, Panel::Load][p], token },
+                    view: View {
+                        layer,
+                        panel: [Panel::Tokens, Panel::Grid, Panel::Heatmap, Panel::Load, Panel::Experts][p],
+                        token,
+                    },
                 }
             },
         )

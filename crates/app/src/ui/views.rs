@@ -15,6 +15,7 @@ const TABS: &[(Panel, &str)] = &[
     (Panel::Grid, "All layers"),
     (Panel::Heatmap, "Heatmap"),
     (Panel::Load, "Load & metrics"),
+    (Panel::Experts, "Experts"),
 ];
 
 /// Tabs and the open view.
@@ -40,6 +41,7 @@ pub fn ViewTabs() -> impl IntoView {
                     Panel::Grid => view! { <Grid trace=t /> }.into_any(),
                     Panel::Heatmap => view! { <Heatmap trace=t layer=layer /> }.into_any(),
                     Panel::Load => view! { <LoadBars trace=t.clone() layer=layer /><Metrics trace=t /> }.into_any(),
+                    Panel::Experts => view! { <Experts trace=t layer=layer /> }.into_any(),
                 }
             })}
         </section>
@@ -186,4 +188,81 @@ fn Metrics(trace: std::sync::Arc<Trace>) -> impl IntoView {
             </table>
         </div>
     }
+}
+
+/// What the experts of one layer learned on this text (spec §10): the tokens each expert
+/// receives most (OpenMoE token-ID specialisation), consecutive-token same-expert rates,
+/// co-activation within the layer and affinity to the next layer (ExFlow), each with its
+/// random or uniform baseline.
+#[component]
+fn Experts(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView {
+    let ctl = expect_context::<Ctl>();
+    let Some(l) = trace.layers.get(layer).cloned() else { return ().into_any() };
+    let text = |id: u32| trace.tokens.iter().find(|t| t.id == id).map_or_else(|| format!("#{id}"), |t| t.text.clone());
+    let spec = l.specialisation.clone();
+    let rows: Vec<(usize, Vec<(String, f64)>)> = spec
+        .top_tokens
+        .iter()
+        .enumerate()
+        .map(|(e, top)| (e, top.iter().map(|&(id, share)| (text(id), share)).collect()))
+        .collect();
+    let matrix = |m: &[Vec<f64>], baseline: f64| CellGrid {
+        rows: (0..m.len()).map(|e| (format!("E{e}"), expert_bg(e).to_string(), expert_fg(e))).collect(),
+        cols: (0..m.first().map_or(0, Vec::len)).map(|e| format!("E{e}")).collect(),
+        cells: m
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|&v| {
+                        let (bg, fg) = prob_colours(v as f32);
+                        Some(Cell { bg, fg, text: format!("{:.0}", 100.0 * v), outline: v > baseline, dashed: false })
+                    })
+                    .collect()
+            })
+            .collect(),
+    };
+    let (co, co_base) = l.co_activation.clone();
+    let co_grid = matrix(&co, co_base);
+    let affinity = l.affinity_to_next.clone().map(|(a, summary, base)| (matrix(&a, base), summary, base));
+    let c = l.consecutive.clone();
+    view! {
+        <div class="experts" data-testid="experts">
+            <h3>{format!("Layer {layer}: the tokens each expert receives most")}</h3>
+            <p class="hint" data-testid="specialisation">{format!(
+                "Token-ID specialisation {:.3} (random routing: {:.3}). Share = the fraction of that token's routing slots (k per occurrence) that went to the expert.",
+                spec.score, spec.baseline)}</p>
+            <table class="dictionary" data-testid="dictionary">
+                <tbody>
+                {rows.into_iter().map(|(e, top)| view! {
+                    <tr>
+                        <th><span class="chip" style=expert_style(e)>{format!("E{e}")}</span></th>
+                        <td>{top.into_iter().map(|(t, share)| view! {
+                            <code class="piece">{t}</code><span class="dict-share">{format!(" {:.0}% ", 100.0 * share)}</span>
+                        }).collect_view()}</td>
+                    </tr>
+                }).collect_view()}
+                </tbody>
+            </table>
+            <h3>"Consecutive tokens on the same expert"</h3>
+            <p data-testid="consecutive">{format!(
+                "First choice equal for {:.1}% of {} adjacent pairs (random: {:.1}%); any shared expert {:.1}% (random: {:.1}%).",
+                100.0 * c.first_choice, c.pairs, 100.0 * c.first_choice_baseline, 100.0 * c.any_overlap, 100.0 * c.any_overlap_baseline)}</p>
+            <div class="pair">
+                <div>
+                    <h3>"Co-activation within the layer"</h3>
+                    <p class="hint">{format!("C[i][j]: of the tokens routed to expert i, the share also routed to j (%). Uniform baseline {:.1}%; outlined cells are above it.", 100.0 * co_base)}</p>
+                    <CellCanvas grid=co_grid testid="coactivation" label="co-activation matrix".to_string() on_cell=|_, _| {} />
+                </div>
+                {affinity.map(|(grid, summary, base)| view! {
+                    <div>
+                        <h3>{format!("Affinity to layer {}", layer + 1)}</h3>
+                        <p class="hint">{format!("A[i][j]: of the tokens on expert i here, the share on expert j in the next layer (%). Mean of each row's maximum {:.1}%; uniform routing gives k/E = {:.1}% per cell (outlined cells are above it).", 100.0 * summary, 100.0 * base)}</p>
+                        <CellCanvas grid=grid testid="affinity" label="layer-to-layer affinity".to_string()
+                            on_cell=move |_, _| ctl.view(|v| v.layer = layer + 1) />
+                    </div>
+                })}
+            </div>
+        </div>
+    }
+    .into_any()
 }
