@@ -301,6 +301,10 @@ test('the experts view: dictionary, consecutive rates, co-activation and affinit
   assert.match(topk, /Token-ID specialisation [\d.]+ \(random routing: [\d.]+\)/);
   assert.match(await page.locator('[data-testid="consecutive"]').textContent(), /adjacent pairs \(random: [\d.]+%\)/);
   await shot(page, 'playground-experts');
+  const [png] = await Promise.all([page.waitForEvent('download'), page.locator('[data-testid="png-affinity"]').click()]);
+  assert.equal(png.suggestedFilename(), 'switchyard-affinity.png');
+  const bytes = await readFile(await png.path());
+  assert.deepEqual([...bytes.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'a PNG file');
   await page.locator('[data-testid="router"]').selectOption('hash');
   await page.waitForFunction((before) => document.querySelector('[data-testid="specialisation"]')?.textContent !== before, topk, { timeout: SLOW });
   assert.deepEqual(errors, []);

@@ -132,12 +132,22 @@ pub fn CellCanvas(
     });
     let rows = grid.rows.len();
     let cols = grid.cols.len();
+    let png = move |_| {
+        if let Some(c) = canvas.get_untracked()
+            && let Ok(url) = c.to_data_url()
+        {
+            let _ = super::export::save_data_url(&url, &format!("switchyard-{testid}.png"));
+        }
+    };
     view! {
-        <canvas node_ref=canvas role="img" aria-label=label data-testid=testid data-rows=rows data-cols=cols
-            on:click=move |ev| {
-                if let Some((r, c)) = grid.hit(f64::from(ev.offset_x()), f64::from(ev.offset_y())) {
-                    on_cell(r, c);
-                }
-            }></canvas>
+        <div class="canvas-box">
+            <canvas node_ref=canvas role="img" aria-label=label data-testid=testid data-rows=rows data-cols=cols
+                on:click=move |ev| {
+                    if let Some((r, c)) = grid.hit(f64::from(ev.offset_x()), f64::from(ev.offset_y())) {
+                        on_cell(r, c);
+                    }
+                }></canvas>
+            <button class="small png" data-testid=format!("png-{testid}") title="download this chart as a PNG" on:click=png>"PNG"</button>
+        </div>
     }
 }

@@ -24,6 +24,17 @@ fn save_href(href: &str, file: &str) -> Result<(), JsValue> {
     Ok(())
 }
 
+/// Saves a base64 `data:` URL (a canvas's `toDataURL`) as a file, through a Blob: browsers
+/// refuse to download some `data:` links directly.
+pub fn save_data_url(url: &str, file: &str) -> Result<(), JsValue> {
+    let (head, data) = url.split_once(',').ok_or("not a data URL")?;
+    let mime = head.trim_start_matches("data:").trim_end_matches(";base64");
+    let atob: js_sys::Function = js_sys::Reflect::get(&js_sys::global(), &"atob".into())?.unchecked_into();
+    let binary = atob.call1(&JsValue::NULL, &data.into())?.as_string().unwrap_or_default();
+    let bytes: Vec<u8> = binary.chars().map(|c| c as u32 as u8).collect();
+    save_bytes(&bytes, mime, file)
+}
+
 /// Saves bytes as a file.
 fn save_bytes(bytes: &[u8], mime: &str, file: &str) -> Result<(), JsValue> {
     let options = js_sys::Object::new();

@@ -6,7 +6,7 @@ mod canvas;
 pub mod client;
 mod controls;
 mod examples;
-mod export;
+pub mod export;
 mod palette;
 pub mod params;
 mod tokens;
