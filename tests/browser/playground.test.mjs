@@ -310,3 +310,30 @@ test('the experts view: dictionary, consecutive rates, co-activation and affinit
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test('embedding: two views in iframes of the example page, driven and heard through postMessage', async () => {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto(`${server.url}embed.html`);
+  const strip = page.frameLocator('#strip');
+  const heat = page.frameLocator('#heatmap');
+  await strip.locator('[data-testid="token-strip"]').waitFor({ timeout: SLOW });
+  await heat.locator('[data-testid="heatmap-canvas"]').waitFor({ timeout: SLOW });
+  // Minimal chrome: no header or prompt editor; the second view shows the router panel it asked for.
+  assert.equal(await strip.locator('[data-testid="prompt"]').count(), 0);
+  assert.equal(await strip.locator('[data-testid="share"]').count(), 0);
+  assert.equal(await heat.locator('[data-testid="router"]').count(), 1);
+  const log = page.locator('#log');
+  await page.waitForFunction(() => document.getElementById('log').textContent.split('\n').filter(Boolean).length >= 2, null, { timeout: SLOW });
+  await page.locator('#french').click();
+  await page.waitForFunction(() => (document.getElementById('log').textContent.match(/Le chat dort sur le canapé\./g) ?? []).length >= 2, null, { timeout: SLOW });
+  assert.equal(await strip.locator('[data-testid="token"]').evaluateAll((els) => els.map((e) => e.textContent).join('')), 'Le chat dort sur le canapé.');
+  await page.locator('#thor').click();
+  await heat.locator('[data-testid="router"]').evaluate((el) => el.value).then((v) => assert.equal(v, 'thor'));
+  await page.setViewportSize({ width: 520, height: 900 });
+  await page.screenshot({ path: join(outDir, 'embed-example.png'), fullPage: true });
+  console.log(`embed log: ${(await log.textContent()).trim().split('\n').slice(-2).join(' | ')}`);
+  assert.deepEqual(errors, []);
+  await page.close();
+});

@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 use switchyard_model::{Decoding, Interventions, RouterSpec};
 
 pub use names::Named;
+
+/// Every panel, in tab order.
+pub const PANELS: [Panel; 5] = [Panel::Tokens, Panel::Grid, Panel::Heatmap, Panel::Load, Panel::Experts];
 pub use query::Problem;
 
 /// Version of the query format written by this build.
@@ -47,6 +50,24 @@ pub struct View {
     pub panel: Panel,
     /// Selected token (its position), if any.
     pub token: Option<usize>,
+    /// Embed mode (`embed=<panel>`): only this view, with minimal chrome, for an iframe.
+    #[serde(default)]
+    pub embed: Option<Panel>,
+    /// In embed mode, the controls the author shows (`show=prompt,router,layers`); none by default.
+    #[serde(default)]
+    pub show: Vec<Control>,
+}
+
+/// A group of controls an embedded view may show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Control {
+    /// The prompt editor and its examples.
+    Prompt,
+    /// The router panel.
+    Router,
+    /// The layer selector.
+    Layers,
 }
 
 /// Everything that defines what the playground shows.

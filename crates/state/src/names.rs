@@ -2,7 +2,7 @@
 
 use switchyard_model::{CapacityFormula, Priority, SecondPolicy, SmoeDense, ThorMode};
 
-use crate::Panel;
+use crate::{Control, Panel};
 
 /// An enum with a fixed name for each value.
 pub trait Named: Sized + Copy + 'static {
@@ -42,3 +42,4 @@ named!(SecondPolicy { SecondPolicy::Random => "random", SecondPolicy::All => "al
 named!(ThorMode { ThorMode::Token => "token", ThorMode::Sequence => "sequence", ThorMode::SequenceRef => "sequence_ref", ThorMode::Mean => "mean" });
 named!(SmoeDense { SmoeDense::Softmax => "softmax", SmoeDense::Uniform => "uniform" });
 named!(Panel { Panel::Tokens => "tokens", Panel::Grid => "grid", Panel::Heatmap => "heatmap", Panel::Load => "load", Panel::Experts => "experts" });
+named!(Control { Control::Prompt => "prompt", Control::Router => "router", Control::Layers => "layers" });

@@ -10,7 +10,7 @@ use switchyard_model::{
 };
 
 use crate::names::Named;
-use crate::{Panel, PlaygroundState, VERSION, View};
+use crate::{Control, Panel, PlaygroundState, VERSION, View};
 
 /// Something in a query string that could not be used as given.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +135,12 @@ pub(crate) fn encode(s: &PlaygroundState) -> String {
     kv.push(("panel", s.view.panel.name().into()));
     if let Some(t) = s.view.token {
         kv.push(("token", t.to_string()));
+    }
+    if let Some(e) = s.view.embed {
+        kv.push(("embed", e.name().into()));
+        if !s.view.show.is_empty() {
+            kv.push(("show", s.view.show.iter().map(|c| c.name()).collect::<Vec<_>>().join(",")));
+        }
     }
     kv.push(("prompt", s.prompt.clone()));
     let mut ser = form_urlencoded::Serializer::new(String::new());
@@ -386,7 +392,24 @@ pub(crate) fn decode(input: &[u8]) -> (PlaygroundState, Vec<Problem>) {
         layer: r.num("layer", 0usize, "a layer number", |v| *v <= 4096),
         panel: r.named("panel", Panel::Tokens),
         token: r.map.contains_key("token").then(|| r.num("token", 0usize, "a token position", |v| *v <= 1 << 20)),
+        embed: r.map.contains_key("embed").then(|| r.named("embed", Panel::Tokens)),
+        show: Vec::new(),
     };
+    let mut view = view;
+    if let Some(list) = r.raw("show") {
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match Control::parse(name) {
+                Some(c) if !view.show.contains(&c) => view.show.push(c),
+                Some(_) => {}
+                None => r.problem("show", format!("`{}` is not one of {}; ignored", clip(name), Control::choices())),
+            }
+        }
+        view.show.sort();
+        if view.embed.is_none() {
+            r.problem("show", "only used with embed=<view>; ignored".into());
+            view.show.clear();
+        }
+    }
     let prompt = r.raw("prompt").unwrap_or_default();
     let leftover: Vec<String> = std::mem::take(&mut r.map).into_keys().collect();
     for key in leftover {

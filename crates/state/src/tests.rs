@@ -100,6 +100,10 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
         (0usize..200, any::<u64>()),
         any::<String>(),
         (0usize..8, 0usize..5, prop::option::of(0usize..300)),
+        (
+            prop::option::of(0usize..5),
+            prop::sample::subsequence(vec![Control::Prompt, Control::Router, Control::Layers], 0..=3),
+        ),
     )
         .prop_map(
             |(
@@ -111,6 +115,7 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
                 (generate, seed),
                 prompt,
                 (layer, p, token),
+                (embed, show),
             )| {
                 PlaygroundState {
                     checkpoint,
@@ -123,8 +128,10 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
                     prompt,
                     view: View {
                         layer,
-                        panel: [Panel::Tokens, Panel::Grid, Panel::Heatmap, Panel::Load, Panel::Experts][p],
+                        panel: PANELS[p],
                         token,
+                        embed: embed.map(|e| PANELS[e]),
+                        show: if embed.is_some() { show } else { Vec::new() },
                     },
                 }
             },

@@ -54,6 +54,16 @@ pub fn Header() -> impl IntoView {
                     <span class="adapter">{l.adapter}</span>
                 })}
             </div>
+            <button class="share" data-testid="embed-code" title="copy an iframe snippet of the open view for a tutorial"
+                on:click=move |_| {
+                    let s = ctl.state.get_untracked();
+                    let code = super::embed::embed_code(&s, s.view.panel);
+                    if let Some(w) = web_sys::window() {
+                        let _ = w.navigator().clipboard().write_text(&code);
+                    }
+                    set_copied.set(Some("Embed code copied"));
+                    set_timeout(move || set_copied.set(None), std::time::Duration::from_millis(2500));
+                }>"Copy embed code"</button>
             <button class="share" data-testid="share" on:click=share>
                 {move || copied.get().unwrap_or("Share link")}
             </button>

@@ -5,6 +5,7 @@
 mod canvas;
 pub mod client;
 mod controls;
+mod embed;
 mod examples;
 pub mod export;
 mod palette;
@@ -209,10 +210,23 @@ pub fn Playground() -> impl IntoView {
     provide_context(ctl);
     drive_engine(ctl);
     follow_history(ctl);
+    embed::listen(ctl);
+    let embed = Memo::new(move |_| state.with(|s| s.view.embed));
     // Test hook for the browser tests: kill the engine as a lost GPU would.
     let crash = Closure::<dyn Fn()>::new(move || ctl.engine.crash());
     let _ = js_sys::Reflect::set(&window(), &"switchyardCrashEngine".into(), crash.as_ref());
     crash.forget();
+    view! {
+        {move || match embed.get() {
+            Some(panel) => view! { <embed::Embedded panel=panel /> }.into_any(),
+            None => view! { <Full /> }.into_any(),
+        }}
+    }
+}
+
+/// The whole playground (everything but embed mode).
+#[component]
+fn Full() -> impl IntoView {
     view! {
         <div class="app">
             <controls::Header />
@@ -230,7 +244,7 @@ pub fn Playground() -> impl IntoView {
             </div>
             <footer class="foot">
                 "Switchyard — a real MoE, trained by us, running in your browser. "
-                <a href="#backend-check" on:click=move |_| { let _ = window().location().reload(); }>"Backend check"</a>
+                <a href="#backend-check" target="_blank">"Backend check"</a>
             </footer>
         </div>
     }

@@ -38,7 +38,7 @@ pub fn TokenViews() -> impl IntoView {
         <section class="card tokens">
             <div class="card-head">
                 <h2>"Tokens by top expert"</h2>
-                <div class="layers" role="group" aria-label="layer">
+                <div class="layers" role="group" aria-label="layer" class:hidden=move || ctl.state.with(|s| s.view.embed.is_some() && !s.view.show.contains(&switchyard_state::Control::Layers))>
                     {move || (0..n_layers()).map(|l| view! {
                         <button class="layer" class:active=move || layer() == l data-testid=format!("layer-{l}")
                             on:click=move |_| ctl.view(|v| v.layer = l)>{format!("layer {l}")}</button>

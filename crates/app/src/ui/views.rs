@@ -31,20 +31,33 @@ pub fn ViewTabs() -> impl IntoView {
                         data-testid=format!("tab-{label}") on:click=move |_| ctl.view(|v| v.panel = p)>{label}</button>
                 }).collect_view()}
             </div>
-            {move || ctl.engine.result.get().map(|r| {
-                let t = r.trace;
-                let layer = ctl.layer.get().min(t.layers.len().saturating_sub(1));
-                match panel() {
-                    Panel::Tokens => view! {
-                        <div class="overview"><Grid trace=t.clone() /><LoadBars trace=t layer=layer /></div>
-                    }.into_any(),
-                    Panel::Grid => view! { <Grid trace=t /> }.into_any(),
-                    Panel::Heatmap => view! { <Heatmap trace=t layer=layer /> }.into_any(),
-                    Panel::Load => view! { <LoadBars trace=t.clone() layer=layer /><Metrics trace=t /> }.into_any(),
-                    Panel::Experts => view! { <Experts trace=t layer=layer /> }.into_any(),
-                }
-            })}
+            <PanelView panel=Signal::derive(panel) />
         </section>
+    }
+}
+
+/// One panel's view of the latest run (the tabs' content, and an embedded view).
+#[component]
+pub fn PanelView(
+    /// Which panel.
+    panel: Signal<Panel>,
+) -> impl IntoView {
+    let ctl = expect_context::<Ctl>();
+    move || {
+        ctl.engine.result.get().map(|r| {
+            let t = r.trace;
+            let layer = ctl.layer.get().min(t.layers.len().saturating_sub(1));
+            match panel.get() {
+                Panel::Tokens => view! {
+                    <div class="overview"><Grid trace=t.clone() /><LoadBars trace=t layer=layer /></div>
+                }
+                .into_any(),
+                Panel::Grid => view! { <Grid trace=t /> }.into_any(),
+                Panel::Heatmap => view! { <Heatmap trace=t layer=layer /> }.into_any(),
+                Panel::Load => view! { <LoadBars trace=t.clone() layer=layer /><Metrics trace=t /> }.into_any(),
+                Panel::Experts => view! { <Experts trace=t layer=layer /> }.into_any(),
+            }
+        })
     }
 }
 
