@@ -300,6 +300,12 @@ test('the experts view: dictionary, consecutive rates, co-activation and affinit
   const topk = await spec.textContent();
   assert.match(topk, /Token-ID specialisation [\d.]+ \(random routing: [\d.]+\)/);
   assert.match(await page.locator('[data-testid="consecutive"]').textContent(), /adjacent pairs \(random: [\d.]+%\)/);
+  // A dictionary token highlights its occurrences in the strip.
+  const piece = page.locator('[data-testid="dict-token"]').first();
+  const pieceText = await piece.textContent();
+  await piece.click();
+  const lit = await page.locator('[data-testid="token"].highlight').evaluateAll((els) => els.map((e) => e.textContent));
+  assert.ok(lit.length >= 1 && lit.every((t) => t === pieceText), `highlighted ${JSON.stringify(lit)} for ${JSON.stringify(pieceText)}`);
   await shot(page, 'playground-experts');
   const [png] = await Promise.all([page.waitForEvent('download'), page.locator('[data-testid="png-affinity"]').click()]);
   assert.equal(png.suggestedFilename(), 'switchyard-affinity.png');

@@ -40,6 +40,8 @@ pub struct Ctl {
     pub panel: Memo<switchyard_state::Panel>,
     /// The selected token.
     pub token: Memo<Option<usize>>,
+    /// A token id whose occurrences the strip highlights (from the expert dictionary).
+    pub highlight: RwSignal<Option<u32>>,
 }
 
 /// How a change enters the browser history.
@@ -202,6 +204,7 @@ pub fn Playground() -> impl IntoView {
         layer: Memo::new(move |_| state.with(|s| s.view.layer)),
         panel: Memo::new(move |_| state.with(|s| s.view.panel)),
         token: Memo::new(move |_| state.with(|s| s.view.token)),
+        highlight: RwSignal::new(None),
         problems: RwSignal::new(problems),
         engine: EngineSignals::start(),
         delay: StoredValue::new(0),

@@ -97,8 +97,10 @@ fn Strip(result: RunResult) -> impl IntoView {
                     None => format!("token {index} · id {} · not run through the model (last generated token)", t.id),
                 };
                 let text = t.text.clone();
+                let id = t.id;
                 view! {
                     <button class="tok" class:generated=t.kind == "generated" class:dropped=shown.is_some_and(|s| s.1)
+                        class:highlight=move || ctl.highlight.get() == Some(id)
                         class:selected=move || selected() == Some(index)
                         style=style title=title data-expert=shown.map(|s| s.0.to_string()).unwrap_or_default()
                         data-testid="token" data-index=index>

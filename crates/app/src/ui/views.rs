@@ -203,6 +203,9 @@ fn Metrics(trace: std::sync::Arc<Trace>) -> impl IntoView {
     }
 }
 
+/// One dictionary entry: token id, its text, the share of its routing slots on the expert.
+type DictEntry = (u32, String, f64);
+
 /// What the experts of one layer learned on this text (spec §10): the tokens each expert
 /// receives most (OpenMoE token-ID specialisation), consecutive-token same-expert rates,
 /// co-activation within the layer and affinity to the next layer (ExFlow), each with its
@@ -213,11 +216,11 @@ fn Experts(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView {
     let Some(l) = trace.layers.get(layer).cloned() else { return ().into_any() };
     let text = |id: u32| trace.tokens.iter().find(|t| t.id == id).map_or_else(|| format!("#{id}"), |t| t.text.clone());
     let spec = l.specialisation.clone();
-    let rows: Vec<(usize, Vec<(String, f64)>)> = spec
+    let rows: Vec<(usize, Vec<DictEntry>)> = spec
         .top_tokens
         .iter()
         .enumerate()
-        .map(|(e, top)| (e, top.iter().map(|&(id, share)| (text(id), share)).collect()))
+        .map(|(e, top)| (e, top.iter().map(|&(id, share)| (id, text(id), share)).collect()))
         .collect();
     let matrix = |m: &[Vec<f64>], baseline: f64| CellGrid {
         rows: (0..m.len()).map(|e| (format!("E{e}"), expert_bg(e).to_string(), expert_fg(e))).collect(),
@@ -249,8 +252,11 @@ fn Experts(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView {
                 {rows.into_iter().map(|(e, top)| view! {
                     <tr>
                         <th><span class="chip" style=expert_style(e)>{format!("E{e}")}</span></th>
-                        <td>{top.into_iter().map(|(t, share)| view! {
-                            <code class="piece">{t}</code><span class="dict-share">{format!(" {:.0}% ", 100.0 * share)}</span>
+                        <td>{top.into_iter().map(|(id, t, share)| view! {
+                            <button class="piece dict-token" class:on=move || ctl.highlight.get() == Some(id) data-testid="dict-token"
+                                title="highlight its occurrences in the text"
+                                on:click=move |_| ctl.highlight.update(|h| *h = if *h == Some(id) { None } else { Some(id) })>{t}</button>
+                            <span class="dict-share">{format!(" {:.0}% ", 100.0 * share)}</span>
                         }).collect_view()}</td>
                     </tr>
                 }).collect_view()}
