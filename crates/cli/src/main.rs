@@ -308,17 +308,19 @@ fn info(path: &PathBuf) -> Result<()> {
     Ok(())
 }
 
+impl Job {
+    /// Runs the job's state and returns its trace with the state, checkpoint hash, backend and
+    /// tokenizer.
+    fn trace(&self) -> Result<(switchyard_trace::Trace, PlaygroundState, String, String, Tokenizer)> {
+        let (state, model, hash, backend, tok) = self.resolve()?;
+        let train = self.run.routing.training()?;
+        let t = block_on(switchyard_trace::trace(&model, &tok, &state, &hash, &backend, train, async |_| true))?;
+        Ok((t, state, hash, backend, tok))
+    }
+}
+
 fn run(job: &Job) -> Result<()> {
-    let (state, model, hash, backend, tok) = job.resolve()?;
-    let t = block_on(switchyard_trace::trace(
-        &model,
-        &tok,
-        &state,
-        &hash,
-        &backend,
-        job.run.routing.training()?,
-        async |_| true,
-    ))?;
+    let (t, state, hash, backend, tok) = job.trace()?;
     println!("model: {} (hash {}) on {backend}", state.checkpoint, &hash[..12]);
     println!("link:  ?{}", t.query);
     print!("{:>4} {:>6} {:<8}", "pos", "kind", "token");
@@ -507,16 +509,7 @@ fn main() -> Result<()> {
         }
         Command::Run { job } => run(job),
         Command::Trace { job, csv } => {
-            let (state, model, hash, backend, tok) = job.resolve()?;
-            let t = block_on(switchyard_trace::trace(
-                &model,
-                &tok,
-                &state,
-                &hash,
-                &backend,
-                job.run.routing.training()?,
-                async |_| true,
-            ))?;
+            let (t, ..) = job.trace()?;
             if *csv {
                 switchyard_trace::write_csv(&t, std::io::stdout().lock()).map_err(Into::into)
             } else {

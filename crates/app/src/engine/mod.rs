@@ -23,6 +23,9 @@ use scope::{post, yield_now};
 
 use crate::protocol::{Loaded, Reply, Request, Source};
 
+/// How the CPU backend is described in the page.
+const CPU_ADAPTER: &str = "burn flex (CPU, wasm)";
+
 /// The checkpoint initialised from a seed instead of loaded.
 pub const SEED_INIT: &str = "seed-init";
 
@@ -107,7 +110,7 @@ async fn pump() {
 
 /// The device to run on: WebGPU when wanted and available, else the CPU with the reason.
 async fn device(webgpu: bool) -> (Device, String, String, Option<String>) {
-    let cpu = |notice| (devices::cpu(), "cpu".to_string(), "burn flex (CPU, wasm)".to_string(), notice);
+    let cpu = |notice| (devices::cpu(), "cpu".to_string(), CPU_ADAPTER.to_string(), notice);
     if !webgpu {
         return cpu(Some("WebGPU is not used in this session after it failed; running on the CPU".into()));
     }
@@ -236,7 +239,7 @@ async fn run_and_report(id: u64, query: &str) {
             };
             let mut info = ready.info.clone();
             info.backend = "cpu".into();
-            info.adapter = "burn flex (CPU, wasm)".into();
+            info.adapter = CPU_ADAPTER.into();
             info.notice = Some(format!("WebGPU failed during a run ({err}); switched to the CPU backend"));
             let cpu = Rc::new(Ready { info: info.clone(), model, tok: ready.tok.clone(), ckpt: ready.ckpt.clone() });
             with(|e| {
