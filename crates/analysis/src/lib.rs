@@ -1,8 +1,10 @@
 //! Metrics computed from routing records (spec `routers.md` §9.2). Pure functions over plain
 //! data: no burn, no web.
 
+mod compare;
 mod corpus;
 
+pub use compare::{LayerChange, TokenChange, compare_layer, js_divergence};
 pub use corpus::{
     ConsecutiveRate, Specialisation, co_activation, consecutive_rate, domain_distribution, expert_affinity,
     token_specialisation,

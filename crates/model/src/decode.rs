@@ -151,8 +151,8 @@ fn draw(probs: &[f32], u: f64) -> usize {
     probs.iter().rposition(|&p| p > 0.0).unwrap_or(0)
 }
 
-/// Temperature, top-k and top-p filtering, then a seeded draw.
-fn sample(logits: &[f32], cfg: &SampleConfig, u: f64) -> usize {
+/// The distribution seeded sampling draws from: temperature, then top-k and top-p filtering.
+pub fn sample_probs(logits: &[f32], cfg: &SampleConfig) -> Vec<f32> {
     let t = cfg.temperature.max(1e-6);
     let mut z: Vec<f32> = logits.iter().map(|&v| v / t).collect();
     let order = crate::router::rank_experts(&z);
@@ -172,7 +172,12 @@ fn sample(logits: &[f32], cfg: &SampleConfig, u: f64) -> usize {
             *v = f32::NEG_INFINITY;
         }
     }
-    draw(&softmax(&z), u)
+    softmax(&z)
+}
+
+/// Temperature, top-k and top-p filtering, then a seeded draw.
+fn sample(logits: &[f32], cfg: &SampleConfig, u: f64) -> usize {
+    draw(&sample_probs(logits, cfg), u)
 }
 
 /// The SCMoE score of spec §4.2 (−∞ outside the plausible set and, if banned, at EOS).
@@ -238,17 +243,7 @@ pub async fn generate_streaming(
     if total > model.config().max_seq_len {
         return Err(ModelError::Context { len: total, max: model.config().max_seq_len });
     }
-    let (strong_opts, weak_opts) = match decoding {
-        Decoding::SelfContrast(c) => {
-            let strong = RunOptions { router: RouterSpec::Ranks { ranks: c.strong_ranks.clone() }, ..opts.clone() };
-            let weak_router = match &c.weak {
-                WeakMode::Ranks { ranks } => RouterSpec::Ranks { ranks: ranks.clone() },
-                WeakMode::Random => RouterSpec::RandomOne,
-            };
-            (strong, Some(RunOptions { router: weak_router, ..opts.clone() }))
-        }
-        _ => (opts.clone(), None),
-    };
+    let (strong_opts, weak_opts) = passes(opts, decoding);
     let mut strong = Pass::new(model, &strong_opts);
     let mut weak = weak_opts.as_ref().map(|o| Pass::new(model, o));
     let mut tokens = prompt.to_vec();
@@ -292,6 +287,60 @@ pub async fn generate_streaming(
         weak_routing: weak.map(|w| w.routing),
         candidates,
     })
+}
+
+/// The router and pass options a decoding runs with: SCMoE replaces the router by its strong
+/// rank list and adds a weak pass; the other modes use `opts` as given.
+fn passes(opts: &RunOptions, decoding: &Decoding) -> (RunOptions, Option<RunOptions>) {
+    match decoding {
+        Decoding::SelfContrast(c) => {
+            let strong = RunOptions { router: RouterSpec::Ranks { ranks: c.strong_ranks.clone() }, ..opts.clone() };
+            let weak_router = match &c.weak {
+                WeakMode::Ranks { ranks } => RouterSpec::Ranks { ranks: ranks.clone() },
+                WeakMode::Random => RouterSpec::RandomOne,
+            };
+            (strong, Some(RunOptions { router: weak_router, ..opts.clone() }))
+        }
+        _ => (opts.clone(), None),
+    }
+}
+
+/// The logits of every position of the first sequence, `[S][V]`, read back to the host.
+pub async fn all_logits(logits: Tensor<3>) -> Result<Vec<Vec<f32>>, ModelError> {
+    let [_, s, v] = logits.dims();
+    let flat = logits
+        .narrow(0, 0, 1)
+        .reshape([s * v])
+        .into_data_async()
+        .await
+        .map_err(|e| ModelError::Backend(format!("{e:?}")))?
+        .try_into_vec::<f32>()
+        .map_err(|e| ModelError::Backend(format!("{e:?}")))?;
+    Ok(flat.chunks(v).map(<[f32]>::to_vec).collect())
+}
+
+/// Runs `tokens` once (teacher-forced) and returns the routing record (the strong pass under
+/// SCMoE) and, at every position, the next-token distribution the decoding chooses from:
+/// `softmax(z)` for greedy (its argmax is the choice), the filtered distribution for sampling,
+/// and `softmax` of the self-contrast score for SCMoE.
+pub async fn next_token_distributions(
+    model: &Model,
+    tokens: &[u32],
+    opts: &RunOptions,
+    decoding: &Decoding,
+) -> Result<(RoutingRecord, Vec<Vec<f32>>), ModelError> {
+    let (strong_opts, weak_opts) = passes(opts, decoding);
+    let strong = model.forward(&[tokens.to_vec()], None, None, &strong_opts).await?;
+    let zs = all_logits(strong.logits).await?;
+    let dists = match (decoding, weak_opts) {
+        (Decoding::SelfContrast(cfg), Some(w)) => {
+            let zw = all_logits(model.forward(&[tokens.to_vec()], None, None, &w).await?.logits).await?;
+            zs.iter().zip(&zw).map(|(s, w)| softmax(&contrast_scores(s, w, cfg))).collect()
+        }
+        (Decoding::Sample(cfg), _) => zs.iter().map(|z| sample_probs(z, cfg)).collect(),
+        _ => zs.iter().map(|z| softmax(z)).collect(),
+    };
+    Ok((strong.routing, dists))
 }
 
 /// One pass of the model over a growing sequence: KV-cached steps, or full recomputes for

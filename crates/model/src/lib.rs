@@ -25,8 +25,8 @@ pub use burn::tensor::Device;
 pub use checkpoint::{Checkpoint, CheckpointError, FORMAT as CHECKPOINT_FORMAT};
 pub use config::{ConfigError, ModelConfig};
 pub use decode::{
-    Decoding, Generation, SampleConfig, ScmoeConfig, StepCandidates, WeakMode, argmax, contrast_scores, generate,
-    generate_greedy, generate_streaming, last_logits,
+    Decoding, Generation, SampleConfig, ScmoeConfig, StepCandidates, WeakMode, all_logits, argmax, contrast_scores,
+    generate, generate_greedy, generate_streaming, last_logits, next_token_distributions, sample_probs,
 };
 pub use eval::{DomainEval, EvalOutput, eval_tokens};
 pub use layers::Dispatch;

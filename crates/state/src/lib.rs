@@ -18,7 +18,16 @@ use switchyard_model::{Decoding, Interventions, RouterSpec};
 pub use names::Named;
 
 /// Every panel, in tab order.
-pub const PANELS: [Panel; 5] = [Panel::Tokens, Panel::Grid, Panel::Heatmap, Panel::Load, Panel::Experts];
+pub const PANELS: [Panel; 8] = [
+    Panel::Tokens,
+    Panel::Grid,
+    Panel::Heatmap,
+    Panel::Load,
+    Panel::Capacity,
+    Panel::Experts,
+    Panel::Domains,
+    Panel::Compare,
+];
 pub use query::Problem;
 
 /// Version of the query format written by this build.
@@ -39,6 +48,47 @@ pub enum Panel {
     Load,
     /// What the experts learned: dictionary, consecutive-token rates, co-activation, affinity.
     Experts,
+    /// Capacity factor and priority: dropped tokens and drop rate by position bucket.
+    Capacity,
+    /// Domain × expert shares over the example prompts and the user's labelled prompts.
+    Domains,
+    /// Router A/B: this configuration against [`PlaygroundState::compare`] on the same tokens.
+    Compare,
+}
+
+/// A router configuration to compare with (the `b.` keys of the query): router and decoding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Variant {
+    /// Router and parameters of configuration B.
+    pub router: RouterSpec,
+    /// Decoding of configuration B (its next-token distribution; SCMoE contrasts two passes).
+    pub decoding: Decoding,
+}
+
+impl Variant {
+    /// Its query keys (`router=topk&k=2&norm=true&decode=greedy`), for a person and a link.
+    pub fn to_query(&self) -> String {
+        query::variant_query(self)
+    }
+}
+
+/// Most labelled prompts a state carries for the domain view.
+pub const MAX_LABELLED: usize = 8;
+
+/// A prompt the user added to the domain view under a label (`add.<label>=<text>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Labelled {
+    /// Domain label: 1 to 24 of `A-Z a-z 0-9 _ -`.
+    pub label: String,
+    /// The prompt.
+    pub text: String,
+}
+
+impl Labelled {
+    /// Whether `label` can be a domain label.
+    pub fn valid_label(label: &str) -> bool {
+        (1..=24).contains(&label.len()) && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    }
 }
 
 /// View settings that are part of a shared link.
@@ -91,6 +141,12 @@ pub struct PlaygroundState {
     pub prompt: String,
     /// View settings.
     pub view: View,
+    /// Router A/B: configuration B, run on the same tokens and seed.
+    #[serde(default)]
+    pub compare: Option<Variant>,
+    /// Prompts added to the domain view, with their labels.
+    #[serde(default)]
+    pub labelled: Vec<Labelled>,
 }
 
 impl Default for PlaygroundState {
@@ -105,6 +161,8 @@ impl Default for PlaygroundState {
             seed: 0,
             prompt: String::new(),
             view: View::default(),
+            compare: None,
+            labelled: Vec::new(),
         }
     }
 }
@@ -119,6 +177,11 @@ impl PlaygroundState {
     /// Never fails: unusable parts are listed as problems and replaced by defaults.
     pub fn from_query(input: &str) -> (Self, Vec<Problem>) {
         Self::from_query_bytes(input.as_bytes())
+    }
+
+    /// This state's own router configuration (A of a router A/B).
+    pub fn variant(&self) -> Variant {
+        Variant { router: self.router.clone(), decoding: self.decoding.clone() }
     }
 
     /// [`Self::from_query`] on raw bytes (invalid UTF-8 is decoded lossily).

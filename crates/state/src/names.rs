@@ -41,5 +41,5 @@ named!(Priority { Priority::Position => "position", Priority::ReversePosition =>
 named!(SecondPolicy { SecondPolicy::Random => "random", SecondPolicy::All => "all", SecondPolicy::Threshold => "threshold", SecondPolicy::None => "none" });
 named!(ThorMode { ThorMode::Token => "token", ThorMode::Sequence => "sequence", ThorMode::SequenceRef => "sequence_ref", ThorMode::Mean => "mean" });
 named!(SmoeDense { SmoeDense::Softmax => "softmax", SmoeDense::Uniform => "uniform" });
-named!(Panel { Panel::Tokens => "tokens", Panel::Grid => "grid", Panel::Heatmap => "heatmap", Panel::Load => "load", Panel::Experts => "experts" });
+named!(Panel { Panel::Tokens => "tokens", Panel::Grid => "grid", Panel::Heatmap => "heatmap", Panel::Load => "load", Panel::Capacity => "capacity", Panel::Experts => "experts", Panel::Domains => "domains", Panel::Compare => "compare" });
 named!(Control { Control::Prompt => "prompt", Control::Router => "router", Control::Layers => "layers" });

@@ -10,7 +10,7 @@ use switchyard_model::{
 };
 
 use crate::names::Named;
-use crate::{Control, Panel, PlaygroundState, VERSION, View};
+use crate::{Control, Labelled, MAX_LABELLED, Panel, PlaygroundState, VERSION, Variant, View};
 
 /// Something in a query string that could not be used as given.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,13 @@ impl fmt::Display for Problem {
 }
 
 // ---------- encoding ----------
+
+/// Prefix of configuration B's keys (router A/B).
+const B: &str = "b.";
+/// Prefix of a labelled prompt's key (`add.<label>=<text>`).
+const ADD: &str = "add.";
+/// Longest labelled prompt, in characters.
+const MAX_LABELLED_CHARS: usize = 4000;
 
 fn list(v: &[usize]) -> String {
     v.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
@@ -115,6 +122,14 @@ fn decoding_pairs(d: &Decoding, out: &mut Vec<(&'static str, String)>) {
     }
 }
 
+/// The query keys of a router and decoding (configuration A's or B's, without prefix).
+pub(crate) fn variant_query(v: &Variant) -> String {
+    let mut kv = Vec::new();
+    router_pairs(&v.router, &mut kv);
+    decoding_pairs(&v.decoding, &mut kv);
+    form_urlencoded::Serializer::new(String::new()).extend_pairs(kv).finish()
+}
+
 /// The canonical query string.
 pub(crate) fn encode(s: &PlaygroundState) -> String {
     let mut kv: Vec<(&'static str, String)> = vec![("v", VERSION.to_string()), ("ckpt", s.checkpoint.clone())];
@@ -131,22 +146,35 @@ pub(crate) fn encode(s: &PlaygroundState) -> String {
     kv.push(("seed", s.seed.to_string()));
     decoding_pairs(&s.decoding, &mut kv);
     kv.push(("gen", s.generate.to_string()));
-    kv.push(("layer", s.view.layer.to_string()));
-    kv.push(("panel", s.view.panel.name().into()));
+    let mut b = Vec::new();
+    if let Some(v) = &s.compare {
+        router_pairs(&v.router, &mut b);
+        decoding_pairs(&v.decoding, &mut b);
+    }
+    let mut view = vec![("layer", s.view.layer.to_string()), ("panel", s.view.panel.name().into())];
     if let Some(t) = s.view.token {
-        kv.push(("token", t.to_string()));
+        view.push(("token", t.to_string()));
     }
     if let Some(e) = s.view.embed {
-        kv.push(("embed", e.name().into()));
+        view.push(("embed", e.name().into()));
         if !s.view.show.is_empty() {
-            kv.push(("show", s.view.show.iter().map(|c| c.name()).collect::<Vec<_>>().join(",")));
+            view.push(("show", s.view.show.iter().map(|c| c.name()).collect::<Vec<_>>().join(",")));
         }
     }
-    kv.push(("prompt", s.prompt.clone()));
     let mut ser = form_urlencoded::Serializer::new(String::new());
     for (k, v) in &kv {
         ser.append_pair(k, v);
     }
+    for (k, v) in &b {
+        ser.append_pair(&format!("{B}{k}"), v);
+    }
+    for (k, v) in &view {
+        ser.append_pair(k, v);
+    }
+    for l in &s.labelled {
+        ser.append_pair(&format!("{ADD}{}", l.label), &l.text);
+    }
+    ser.append_pair("prompt", &s.prompt);
     ser.finish()
 }
 
@@ -345,6 +373,46 @@ fn read_decoding(r: &mut Reader) -> Decoding {
     }
 }
 
+/// Configuration B from the `b.` keys (absent when there are none).
+fn read_variant(r: &mut Reader) -> Option<Variant> {
+    let keys: Vec<String> = r.map.keys().filter(|k| k.starts_with(B)).cloned().collect();
+    if keys.is_empty() {
+        return None;
+    }
+    let map =
+        keys.into_iter().filter_map(|k| r.map.remove_entry(&k)).map(|(k, v)| (k[B.len()..].to_string(), v)).collect();
+    let mut sub = Reader { map, problems: Vec::new() };
+    let variant = Variant { router: read_router(&mut sub), decoding: read_decoding(&mut sub) };
+    let leftover: Vec<String> = std::mem::take(&mut sub.map).into_keys().collect();
+    for key in leftover {
+        sub.problem(&key, "not a parameter of configuration B's router or decoding; ignored".into());
+    }
+    r.problems.extend(sub.problems.into_iter().map(|p| Problem { param: format!("{B}{}", p.param), ..p }));
+    Some(variant)
+}
+
+/// The labelled prompts of the domain view (`add.<label>=<text>`), in label order.
+fn read_labelled(r: &mut Reader) -> Vec<Labelled> {
+    let keys: Vec<String> = r.map.keys().filter(|k| k.starts_with(ADD)).cloned().collect();
+    let mut out = Vec::new();
+    for key in keys {
+        let text = r.raw(&key).unwrap_or_default();
+        let label = &key[ADD.len()..];
+        if !Labelled::valid_label(label) {
+            r.problem(&key, "a label is 1 to 24 letters, digits, `_` or `-`; prompt ignored".into());
+        } else if text.trim().is_empty() {
+            r.problem(&key, "the prompt is empty; ignored".into());
+        } else if text.chars().count() > MAX_LABELLED_CHARS {
+            r.problem(&key, format!("the prompt is longer than {MAX_LABELLED_CHARS} characters; ignored"));
+        } else if out.len() == MAX_LABELLED {
+            r.problem(&key, format!("at most {MAX_LABELLED} labelled prompts; ignored"));
+        } else {
+            out.push(Labelled { label: label.to_string(), text });
+        }
+    }
+    out
+}
+
 /// Reads a query (or a URL holding one) into a valid state and its problems.
 pub(crate) fn decode(input: &[u8]) -> (PlaygroundState, Vec<Problem>) {
     let text = String::from_utf8_lossy(input);
@@ -384,6 +452,8 @@ pub(crate) fn decode(input: &[u8]) -> (PlaygroundState, Vec<Problem>) {
         |s| (4..=64).contains(&s.len()) && s.chars().all(|c| c.is_ascii_hexdigit()),
     );
     let router = read_router(&mut r);
+    let compare = read_variant(&mut r);
+    let labelled = read_labelled(&mut r);
     let interventions = Interventions { ablate: r.pairs("ablate"), force: r.pairs("force") };
     let seed = r.num("seed", 0u64, "a whole number from 0 to 18446744073709551615", |_| true);
     let decoding = read_decoding(&mut r);
@@ -425,6 +495,8 @@ pub(crate) fn decode(input: &[u8]) -> (PlaygroundState, Vec<Problem>) {
         seed,
         prompt,
         view,
+        compare,
+        labelled,
     };
     (state, r.problems)
 }

@@ -99,11 +99,13 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
         decoding(),
         (0usize..200, any::<u64>()),
         any::<String>(),
-        (0usize..8, 0usize..5, prop::option::of(0usize..300)),
+        (0usize..8, 0usize..PANELS.len(), prop::option::of(0usize..300)),
         (
-            prop::option::of(0usize..5),
+            prop::option::of(0usize..PANELS.len()),
             prop::sample::subsequence(vec![Control::Prompt, Control::Router, Control::Layers], 0..=3),
         ),
+        prop::option::of((router(), decoding())),
+        prop::collection::btree_map("[A-Za-z0-9_-]{1,24}", "\\p{L}\\PC{0,30}", 0..=MAX_LABELLED),
     )
         .prop_map(
             |(
@@ -116,6 +118,8 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
                 prompt,
                 (layer, p, token),
                 (embed, show),
+                compare,
+                labelled,
             )| {
                 PlaygroundState {
                     checkpoint,
@@ -133,6 +137,8 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
                         embed: embed.map(|e| PANELS[e]),
                         show: if embed.is_some() { show } else { Vec::new() },
                     },
+                    compare: compare.map(|(router, decoding)| Variant { router, decoding }),
+                    labelled: labelled.into_iter().map(|(label, text)| Labelled { label, text }).collect(),
                 }
             },
         )
@@ -232,4 +238,37 @@ fn the_state_serialises_to_json() {
     let s = PlaygroundState { decoding: Decoding::SelfContrast(ScmoeConfig::default()), ..PlaygroundState::default() };
     let json = serde_json::to_string(&s).unwrap();
     assert_eq!(serde_json::from_str::<PlaygroundState>(&json).unwrap(), s);
+}
+
+#[test]
+fn configuration_b_reads_its_own_keys_and_names_its_problems() {
+    let (s, p) = PlaygroundState::from_query(
+        "v=1&router=topk&k=2&b.router=thor&b.thor_mode=mean&b.decode=scmoe&b.beta=0.5&b.k=3&prompt=x",
+    );
+    let b = s.compare.expect("b.router makes a configuration B");
+    assert_eq!(b.router, RouterSpec::Thor { mode: ThorMode::Mean });
+    assert!(matches!(b.decoding, Decoding::SelfContrast(ref c) if c.beta == 0.5));
+    assert_eq!(s.router, RouterSpec::top_k(2, true), "A keeps its own router");
+    let text: Vec<String> = p.iter().map(ToString::to_string).collect();
+    assert_eq!(text, vec!["b.k: not a parameter of configuration B's router or decoding; ignored".to_string()]);
+    let (s, p) = PlaygroundState::from_query("v=1&b.router=topk&b.k=nine");
+    assert_eq!(s.compare.unwrap().router, RouterSpec::top_k(2, true));
+    assert_eq!(p[0].param, "b.k");
+    assert!(PlaygroundState::from_query("v=1&prompt=x").0.compare.is_none());
+}
+
+#[test]
+fn labelled_prompts_are_checked() {
+    let long = "a".repeat(4001);
+    let (s, p) = PlaygroundState::from_query(&format!(
+        "v=1&add.legal=The+party+of+the+first+part&add.bad%20label=x&add.empty=+&add.long={long}"
+    ));
+    assert_eq!(s.labelled, vec![Labelled { label: "legal".into(), text: "The party of the first part".into() }]);
+    let params: Vec<&str> = p.iter().map(|x| x.param.as_str()).collect();
+    assert_eq!(params, vec!["add.bad label", "add.empty", "add.long"]);
+    let many: String = (0..10).map(|i| format!("&add.d{i}=text")).collect();
+    let (s, p) = PlaygroundState::from_query(&format!("v=1{many}"));
+    assert_eq!(s.labelled.len(), MAX_LABELLED);
+    assert_eq!(p.len(), 2);
+    assert!(p[0].message.contains("at most 8"));
 }

@@ -3,6 +3,11 @@
 //! prints it (JSON, schema in `docs/trace.md`, or CSV) and the browser exports the same value,
 //! so the two can be compared with a diff tool.
 
+mod compare;
+mod domains;
+
+pub use compare::{Comparison, Side, compare};
+pub use domains::{DomainShares, DomainText, domain_shares};
 use serde::{Deserialize, Serialize};
 use switchyard_analysis::{
     ConsecutiveRate, LayerMetrics, Specialisation, co_activation, consecutive_rate, drop_rate_by_position,
@@ -277,3 +282,6 @@ pub fn write_csv(t: &Trace, out: impl std::io::Write) -> Result<(), csv::Error> 
     w.flush()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

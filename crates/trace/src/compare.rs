@@ -1,0 +1,71 @@
+//! Router A/B: the state's configuration (A) and its `compare` configuration (B) run on the
+//! same tokens with the same seed and interventions. B does not generate its own text: it reads
+//! A's tokens (prompt and A's generation), so every position can be compared.
+
+use serde::{Deserialize, Serialize};
+use switchyard_analysis::{LayerChange, compare_layer, js_divergence};
+use switchyard_model::{Model, RunOptions, next_token_distributions};
+use switchyard_state::{PlaygroundState, Variant};
+
+use crate::{TraceError, TraceLayer, layers};
+
+/// How many next-token candidates a side reports per position.
+const NEXT: usize = 5;
+
+/// One configuration of an A/B comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Side {
+    /// Its router and decoding as query keys.
+    pub query: String,
+    /// Its routing of the tokens, per layer (the strong pass under SCMoE).
+    pub layers: Vec<TraceLayer>,
+    /// The most likely next tokens after every position `[id, probability]`, under its decoding.
+    pub next: Vec<Vec<(u32, f32)>>,
+}
+
+/// Two configurations on one token sequence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// The state's own configuration.
+    pub a: Side,
+    /// The configuration compared with.
+    pub b: Side,
+    /// Per layer: changed experts and router JS divergence of every token.
+    pub layers: Vec<LayerChange>,
+    /// Per position: JS divergence (bits) of the two next-token distributions.
+    pub next_js: Vec<f64>,
+}
+
+fn top(p: &[f32]) -> Vec<(u32, f32)> {
+    switchyard_model::rank_experts(p).into_iter().take(NEXT).map(|i| (i as u32, p[i])).collect()
+}
+
+/// Runs A and B over `tokens` (teacher-forced) and compares them. `None` when the state has no
+/// configuration B.
+pub async fn compare(model: &Model, state: &PlaygroundState, tokens: &[u32]) -> Result<Option<Comparison>, TraceError> {
+    let Some(b) = &state.compare else { return Ok(None) };
+    let cfg = model.config();
+    b.router.validate(cfg.n_experts)?;
+    let run = |v: &Variant| RunOptions {
+        router: v.router.clone(),
+        dispatch: switchyard_model::Dispatch::Sparse,
+        seed: state.seed,
+        interventions: state.interventions.clone(),
+        jitter: None,
+        train_step: None,
+    };
+    let a = state.variant();
+    let (ra, pa) = next_token_distributions(model, tokens, &run(&a), &a.decoding).await?;
+    let (rb, pb) = next_token_distributions(model, tokens, &run(b), &b.decoding).await?;
+    let side = |v: &Variant, r, p: &[Vec<f32>]| Side {
+        query: v.to_query(),
+        layers: layers(r, tokens),
+        next: p.iter().map(|row| top(row)).collect(),
+    };
+    Ok(Some(Comparison {
+        layers: ra.layers.iter().zip(&rb.layers).map(|(x, y)| compare_layer(x, y)).collect(),
+        next_js: pa.iter().zip(&pb).map(|(x, y)| js_divergence(x, y)).collect(),
+        a: side(&a, &ra, &pa),
+        b: side(b, &rb, &pb),
+    }))
+}

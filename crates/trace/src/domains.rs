@@ -1,0 +1,69 @@
+//! Domain × expert shares (Mixtral fig. 7, spec §10.2) over a set of labelled prompts, under a
+//! state's router, interventions and seed: the page's live version of the model card's
+//! validation-set statistics.
+
+use serde::{Deserialize, Serialize};
+use switchyard_analysis::domain_distribution;
+use switchyard_model::{Model, RunOptions, Tokenizer};
+use switchyard_state::PlaygroundState;
+
+use crate::TraceError;
+
+/// One labelled text of the domain view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainText {
+    /// Domain label.
+    pub label: String,
+    /// Tokens it has.
+    pub tokens: usize,
+}
+
+/// Shares per layer, domain and expert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainShares {
+    /// The domains, in the order given (texts with the same label are pooled).
+    pub domains: Vec<DomainText>,
+    /// `shares[layer][domain][expert]` = `#{t ∈ D : e ∈ S_t} / (k·|D|)`; 1/E is uniform.
+    pub shares: Vec<Vec<Vec<f64>>>,
+}
+
+/// Runs every `(label, text)` through the model (no generation) and returns the shares.
+pub async fn domain_shares(
+    model: &Model,
+    tok: &Tokenizer,
+    state: &PlaygroundState,
+    texts: &[(String, String)],
+) -> Result<DomainShares, TraceError> {
+    let cfg = model.config();
+    state.router.validate(cfg.n_experts)?;
+    let opts = RunOptions {
+        router: state.router.clone(),
+        dispatch: switchyard_model::Dispatch::Sparse,
+        seed: state.seed,
+        interventions: state.interventions.clone(),
+        jitter: None,
+        train_step: None,
+    };
+    let mut domains: Vec<DomainText> = Vec::new();
+    let mut records = Vec::new();
+    for (label, text) in texts {
+        let mut ids = tok.encode(text);
+        ids.truncate(cfg.max_seq_len);
+        if ids.is_empty() {
+            continue;
+        }
+        let out = model.forward(&[ids.clone()], None, None, &opts).await?;
+        match domains.iter_mut().find(|d| &d.label == label) {
+            Some(d) => d.tokens += ids.len(),
+            None => domains.push(DomainText { label: label.clone(), tokens: ids.len() }),
+        }
+        records.push((label.clone(), out.routing));
+    }
+    let shares = (0..cfg.n_layers)
+        .map(|l| {
+            let by = domain_distribution(records.iter().map(|(d, r)| (d.as_str(), &r.layers[l])));
+            domains.iter().map(|d| by.get(&d.label).cloned().unwrap_or_default()).collect()
+        })
+        .collect();
+    Ok(DomainShares { domains, shares })
+}
