@@ -5,7 +5,7 @@
 //! superseded, and the page never draws a reply whose id is not the latest it sent.
 
 use serde::{Deserialize, Serialize};
-use switchyard_trace::Trace;
+use switchyard_trace::{Comparison, DomainShares, Trace};
 
 use crate::backend_check::Report;
 
@@ -118,8 +118,15 @@ pub enum Reply {
         run_ms: f64,
         /// Generated tokens per second, when tokens were generated.
         tokens_per_s: Option<f64>,
-        /// Printable text of the SCMoE candidate tokens (the page has no tokenizer).
-        candidate_text: std::collections::BTreeMap<u32, String>,
+        /// Printable text of the SCMoE candidate tokens and of the A/B next tokens (the page
+        /// has no tokenizer).
+        /// (A list, not a map: an internally tagged enum cannot read integer map keys back.)
+        candidate_text: Vec<(u32, String)>,
+        /// The router A/B, when the state has a configuration B and the compare view is open
+        /// (an error message when B cannot run; A's trace is still drawn).
+        comparison: Option<Result<Box<Comparison>, String>>,
+        /// Domain × expert shares, when the domain view is open.
+        domains: Option<Result<DomainShares, String>>,
     },
     /// A run that could not be done (the message says why).
     RunFailed {

@@ -12,7 +12,7 @@ use std::rc::Rc;
 use switchyard_model::{
     BpeTokenizer, ByteTokenizer, Checkpoint, Device, Model, ModelConfig, ModelError, Tokenizer, devices, init_from_seed,
 };
-use switchyard_state::PlaygroundState;
+use switchyard_state::{Panel, PlaygroundState};
 use switchyard_trace::TraceError;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
@@ -293,15 +293,39 @@ async fn run(id: u64, query: &str, ready: &Ready) -> Result<(), TraceError> {
     if with(|e| e.latest_run != id) {
         return Ok(()); // superseded: nobody will draw it
     }
-    let run_ms = now_ms() - t0;
     // Steady decoding speed: from the first generated token to the last.
     let tokens_per_s = first.filter(|_| count >= 2).map(|f| (count - 1) as f64 / ((last - f).max(1e-3) / 1000.0));
-    let candidate_text = trace
-        .steps
-        .iter()
-        .flat_map(|s| s.strong.iter().chain(&s.weak).chain(&s.contrast))
-        .map(|&(t, _)| (t, tok.display(t)))
-        .collect();
-    post(&Reply::Traced { id, trace: Box::new(trace), run_ms, tokens_per_s, candidate_text });
+    let ids: Vec<u32> = trace.tokens.iter().map(|t| t.id).collect();
+    let comparison = switchyard_trace::compare(&ready.model, &state, &ids).await;
+    let comparison = match comparison {
+        Ok(c) => c.map(|c| Ok(Box::new(c))),
+        Err(TraceError::Model(ModelError::Backend(e))) => return Err(TraceError::Model(ModelError::Backend(e))),
+        Err(e) => Some(Err(format!("configuration B could not run: {e}"))),
+    };
+    let domains = if state.view.panel == Panel::Domains {
+        let mut texts: Vec<(String, String)> =
+            crate::ui::EXAMPLES.iter().map(|e| (e.domain.to_string(), e.text.to_string())).collect();
+        texts.extend(state.labelled.iter().map(|l| (l.label.clone(), l.text.clone())));
+        match switchyard_trace::domain_shares(&ready.model, tok, &state, &texts).await {
+            Ok(d) => Some(Ok(d)),
+            Err(TraceError::Model(ModelError::Backend(e))) => return Err(TraceError::Model(ModelError::Backend(e))),
+            Err(e) => Some(Err(e.to_string())),
+        }
+    } else {
+        None
+    };
+    if with(|e| e.latest_run != id) {
+        return Ok(());
+    }
+    let run_ms = now_ms() - t0;
+    let mut shown: Vec<u32> =
+        trace.steps.iter().flat_map(|s| s.strong.iter().chain(&s.weak).chain(&s.contrast)).map(|&(t, _)| t).collect();
+    if let Some(Ok(c)) = &comparison {
+        shown.extend(c.a.next.iter().chain(&c.b.next).flatten().map(|&(t, _)| t));
+    }
+    shown.sort_unstable();
+    shown.dedup();
+    let candidate_text = shown.into_iter().map(|t| (t, tok.display(t))).collect();
+    post(&Reply::Traced { id, trace: Box::new(trace), run_ms, tokens_per_s, candidate_text, comparison, domains });
     Ok(())
 }

@@ -32,6 +32,8 @@ pub struct Cell {
 /// What to draw: row labels (with their colours) and column labels, cells by row.
 #[derive(Debug, Clone)]
 pub struct CellGrid {
+    /// Width of the row labels ([`LEFT`] unless they are long).
+    pub left: f64,
     /// `(label, background, text colour)` per row.
     pub rows: Vec<(String, String, &'static str)>,
     /// Label per column.
@@ -43,15 +45,15 @@ pub struct CellGrid {
 impl CellGrid {
     /// Size in CSS pixels.
     pub fn size(&self) -> (f64, f64) {
-        (LEFT + CELL * self.cols.len() as f64 + 2.0, HEAD + CELL * self.rows.len() as f64 + 2.0)
+        (self.left + CELL * self.cols.len() as f64 + 2.0, HEAD + CELL * self.rows.len() as f64 + 2.0)
     }
 
     /// `(row, col)` under a point in CSS pixels.
     pub fn hit(&self, x: f64, y: f64) -> Option<(usize, usize)> {
-        if x < LEFT || y < HEAD {
+        if x < self.left || y < HEAD {
             return None;
         }
-        let (c, r) = (((x - LEFT) / CELL) as usize, ((y - HEAD) / CELL) as usize);
+        let (c, r) = (((x - self.left) / CELL) as usize, ((y - HEAD) / CELL) as usize);
         (r < self.rows.len() && c < self.cols.len()).then_some((r, c))
     }
 
@@ -62,6 +64,7 @@ impl CellGrid {
         canvas.set_height((h * ratio) as u32);
         let _ = canvas.set_attribute("style", &format!("width:{w}px;height:{h}px"));
         let ctx: CanvasRenderingContext2d = canvas.get_context("2d").ok()??.dyn_into().ok()?;
+        let left = self.left;
         ctx.scale(ratio, ratio).ok()?;
         ctx.set_text_align("center");
         ctx.set_text_baseline("middle");
@@ -69,7 +72,7 @@ impl CellGrid {
         for (c, label) in self.cols.iter().enumerate() {
             let short: String = label.chars().take(9).collect();
             ctx.save();
-            ctx.translate(LEFT + CELL * (c as f64 + 0.5), HEAD - 4.0).ok()?;
+            ctx.translate(left + CELL * (c as f64 + 0.5), HEAD - 4.0).ok()?;
             ctx.rotate(-std::f64::consts::FRAC_PI_2).ok()?;
             ctx.set_text_align("left");
             ctx.set_fill_style_str("#5b6373");
@@ -80,14 +83,14 @@ impl CellGrid {
         for (r, (label, bg, fg)) in self.rows.iter().enumerate() {
             let y = HEAD + CELL * r as f64;
             ctx.set_fill_style_str(bg);
-            ctx.fill_rect(2.0, y + 2.0, LEFT - 6.0, CELL - 4.0);
+            ctx.fill_rect(2.0, y + 2.0, left - 6.0, CELL - 4.0);
             ctx.set_fill_style_str(fg);
-            ctx.fill_text(label, (LEFT - 4.0) / 2.0 + 1.0, y + CELL / 2.0).ok()?;
+            ctx.fill_text(label, (left - 4.0) / 2.0 + 1.0, y + CELL / 2.0).ok()?;
         }
         ctx.set_font("10px system-ui, sans-serif");
         for (r, row) in self.cells.iter().enumerate() {
             for (c, cell) in row.iter().enumerate() {
-                let (x, y) = (LEFT + CELL * c as f64, HEAD + CELL * r as f64);
+                let (x, y) = (left + CELL * c as f64, HEAD + CELL * r as f64);
                 let Some(cell) = cell else {
                     ctx.set_fill_style_str("#f1f2f6");
                     ctx.fill_rect(x + 0.5, y + 0.5, CELL - 1.0, CELL - 1.0);

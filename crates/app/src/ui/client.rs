@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use leptos::prelude::*;
-use switchyard_trace::Trace;
+use switchyard_trace::{Comparison, DomainShares, Trace};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 use web_sys::{ErrorEvent, MessageEvent, Worker};
@@ -70,8 +70,12 @@ pub struct RunResult {
     pub tokens_per_s: Option<f64>,
     /// Milliseconds from the request leaving the page to the reply arriving.
     pub round_trip_ms: f64,
-    /// Text of SCMoE candidate tokens.
+    /// Text of SCMoE candidate tokens and A/B next tokens.
     pub candidate_text: Arc<std::collections::BTreeMap<u32, String>>,
+    /// The router A/B (compare view), or why B could not run.
+    pub comparison: Option<Result<Arc<Comparison>, String>>,
+    /// Domain × expert shares (domain view), or why they could not be computed.
+    pub domains: Option<Result<Arc<DomainShares>, String>>,
 }
 
 /// Everything the engine reports, as signals (a context newtype).
@@ -286,7 +290,7 @@ impl EngineSignals {
                     self.streaming.update(|s| s.push(text));
                 }
             }
-            Reply::Traced { id, trace, run_ms, tokens_per_s, candidate_text } => {
+            Reply::Traced { id, trace, run_ms, tokens_per_s, candidate_text, comparison, domains } => {
                 // A stale result is never drawn.
                 if let Some(round_trip_ms) = Self::is_latest(id) {
                     self.running.set(false);
@@ -296,7 +300,9 @@ impl EngineSignals {
                         run_ms,
                         tokens_per_s,
                         round_trip_ms,
-                        candidate_text: Arc::new(candidate_text),
+                        candidate_text: Arc::new(candidate_text.into_iter().collect()),
+                        comparison: comparison.map(|c| c.map(Arc::from)),
+                        domains: domains.map(|d| d.map(Arc::new)),
                     }));
                 }
             }

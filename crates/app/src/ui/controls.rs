@@ -138,37 +138,45 @@ pub fn LoadStatus() -> impl IntoView {
     }
 }
 
-/// One control bound to one query parameter.
+/// One control bound to one query parameter (`prefix` + key: `b.` edits configuration B).
 #[component]
-fn ParamControl(control: Control) -> impl IntoView {
+pub fn ParamControl(
+    /// The control.
+    control: Control,
+    /// Key prefix.
+    #[prop(optional)]
+    prefix: &'static str,
+) -> impl IntoView {
     let ctl = ctl();
     let n_experts = move || ctl.engine.loaded.with(|l| l.as_ref().map_or(8, |l| l.n_experts));
-    let value = move || ctl.state.with(|s| params::param(s, control.key)).unwrap_or_default();
-    let key = control.key;
+    let key = StoredValue::new(format!("{prefix}{}", control.key));
+    let value = move || key.with_value(|k| ctl.state.with(|s| params::param(s, k))).unwrap_or_default();
+    let set = move |v: String, change: Change| key.with_value(|k| ctl.set_params(&[(k, Some(v))], change));
+    let testid = format!("param-{}", key.get_value());
     let input = match control.widget {
         Widget::Range { min, max, step } => view! {
             <div class="range">
                 <input type="range" min=min max=move || if max.is_nan() { n_experts() as f64 } else { max } step=step
-                    data-testid=format!("param-{key}")
+                    data-testid=testid
                     prop:value=value
-                    on:input=move |ev| ctl.set_params(&[(key, Some(event_target_value(&ev)))], Change::Drag)
+                    on:input=move |ev| set(event_target_value(&ev), Change::Drag)
                     on:change=move |_| ctl.end_drag() />
                 <output>{value}</output>
             </div>
         }.into_any(),
         Widget::Check => view! {
-            <input type="checkbox" data-testid=format!("param-{key}") prop:checked=move || value() == "true"
-                on:change=move |ev| ctl.set_params(&[(key, Some(event_target_checked(&ev).to_string()))], Change::Deliberate) />
+            <input type="checkbox" data-testid=testid prop:checked=move || value() == "true"
+                on:change=move |ev| set(event_target_checked(&ev).to_string(), Change::Deliberate) />
         }.into_any(),
         Widget::Select(choices) => view! {
-            <select data-testid=format!("param-{key}") prop:value=value
-                on:change=move |ev| ctl.set_params(&[(key, Some(event_target_value(&ev)))], Change::Deliberate)>
+            <select data-testid=testid prop:value=value
+                on:change=move |ev| set(event_target_value(&ev), Change::Deliberate)>
                 {choices.iter().map(|c| view! { <option value=*c>{*c}</option> }).collect_view()}
             </select>
         }.into_any(),
         Widget::Text => view! {
-            <input type="text" data-testid=format!("param-{key}") prop:value=value
-                on:change=move |ev| ctl.set_params(&[(key, Some(event_target_value(&ev)))], Change::Deliberate) />
+            <input type="text" data-testid=testid prop:value=value
+                on:change=move |ev| set(event_target_value(&ev), Change::Deliberate) />
         }.into_any(),
     };
     view! { <label class="param"><span>{control.label}</span>{input}</label> }

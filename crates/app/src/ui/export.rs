@@ -8,7 +8,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use super::Ctl;
 
 /// `new name(...args)` on the global object (Blob, URL helpers) without extra web-sys bindings.
-fn construct(name: &str, args: &js_sys::Array) -> Result<JsValue, JsValue> {
+pub(super) fn construct(name: &str, args: &js_sys::Array) -> Result<JsValue, JsValue> {
     let ctor: js_sys::Function = js_sys::Reflect::get(&js_sys::global(), &name.into())?.unchecked_into();
     js_sys::Reflect::construct(&ctor, args)
 }

@@ -3,18 +3,22 @@
 //! worker ([`client`]); every view is computed from the latest trace.
 
 mod canvas;
+mod capacity;
 pub mod client;
+mod compare;
 mod controls;
+mod domains;
 mod embed;
 mod examples;
 pub mod export;
 mod palette;
+mod snapshot;
 pub mod params;
 mod tokens;
 mod views;
 
 use leptos::prelude::*;
-use switchyard_state::{PlaygroundState, Problem, View};
+use switchyard_state::{Panel, PlaygroundState, Problem, View};
 use wasm_bindgen::JsValue;
 use wasm_bindgen::prelude::Closure;
 
@@ -145,9 +149,20 @@ fn drive_engine(ctl: Ctl) {
             engine.load(&want);
         }
     });
+    // What the engine runs: the state without its view, except that the compare view asks for
+    // configuration B and the domain view for the domain shares (and its labelled prompts).
     let run_query = Memo::new(move |_| {
         let mut s = ctl.state.get();
+        let open = s.view.embed.unwrap_or(s.view.panel);
         s.view = View::default();
+        if open == Panel::Domains {
+            s.view.panel = Panel::Domains;
+        } else {
+            s.labelled.clear();
+        }
+        if open != Panel::Compare {
+            s.compare = None;
+        }
         s.to_query()
     });
     let pending = StoredValue::new(0u64);

@@ -1,6 +1,7 @@
 //! The router panel's controls, described as data: each control edits one query parameter of
 //! the state codec, so defaults, validation and the URL stay in one place (`switchyard-state`).
 
+use switchyard_model::{Decoding, RouterSpec};
 use switchyard_state::{PlaygroundState, Problem};
 
 /// How a parameter is edited.
@@ -200,16 +201,22 @@ pub fn with_params(state: &PlaygroundState, changes: &[(&str, Option<String>)]) 
     PlaygroundState::from_query(&query)
 }
 
-/// Switches router: the new router with its defaults (the codec's), everything else kept.
+/// The router called `name` with its defaults (the codec's).
+pub fn default_router(name: &str) -> RouterSpec {
+    PlaygroundState::from_query(&format!("v=1&router={name}")).0.router
+}
+
+/// The decoding mode called `name` with its defaults.
+pub fn default_decoding(name: &str) -> Decoding {
+    PlaygroundState::from_query(&format!("v=1&decode={name}")).0.decoding
+}
+
+/// Switches router: the new router with its defaults, everything else kept.
 pub fn switch_router(state: &PlaygroundState, name: &str) -> PlaygroundState {
-    let mut next = state.clone();
-    next.router = PlaygroundState::from_query(&format!("v=1&router={name}")).0.router;
-    next
+    PlaygroundState { router: default_router(name), ..state.clone() }
 }
 
 /// Switches decoding mode with its defaults.
 pub fn switch_decoding(state: &PlaygroundState, name: &str) -> PlaygroundState {
-    let mut next = state.clone();
-    next.decoding = PlaygroundState::from_query(&format!("v=1&decode={name}")).0.decoding;
-    next
+    PlaygroundState { decoding: default_decoding(name), ..state.clone() }
 }

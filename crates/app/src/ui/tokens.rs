@@ -83,7 +83,7 @@ fn Strip(result: RunResult) -> impl IntoView {
     let selected = move || ctl.token.get();
     let l = layer_of(&trace, layer).cloned();
     view! {
-        <div class="strip" data-testid="token-strip" data-layer=layer on:click=move |ev| {
+        <div class="strip" data-testid="token-strip" data-snapshot="token-strip" data-layer=layer on:click=move |ev| {
             if let Some(index) = clicked(&ev, "button[data-index]", "data-index") {
                 ctl.view(|v| v.token = if v.token == Some(index) { None } else { Some(index) });
             }
@@ -91,15 +91,21 @@ fn Strip(result: RunResult) -> impl IntoView {
             {trace.tokens.iter().map(|t| {
                 let index = t.index;
                 let shown = l.as_ref().and_then(|l| shown_expert(l, index));
+                let drops = l.as_ref().and_then(|l| l.routing.get(index)).map_or(0, |r| r.dropped.iter().filter(|&&d| d).count());
+                let partial = shown.is_some_and(|s| !s.1) && drops > 0;
                 let style = shown.map_or("background:#eee;color:#555".to_string(), |(e, _)| expert_style(e));
                 let title = match shown {
-                    Some((e, dropped)) => format!("token {index} · id {} · expert {e}{}", t.id, if dropped { " (dropped)" } else { "" }),
+                    Some((e, dropped)) => format!("token {index} · id {} · expert {e}{}", t.id, match (dropped, drops) {
+                        (true, _) => " (every slot dropped by capacity)".to_string(),
+                        (false, 0) => String::new(),
+                        (false, d) => format!(" ({d} slot{} dropped by capacity)", if d == 1 { "" } else { "s" }),
+                    }),
                     None => format!("token {index} · id {} · not run through the model (last generated token)", t.id),
                 };
                 let text = t.text.clone();
                 let id = t.id;
                 view! {
-                    <button class="tok" class:generated=t.kind == "generated" class:dropped=shown.is_some_and(|s| s.1)
+                    <button class="tok" class:generated=t.kind == "generated" class:dropped=shown.is_some_and(|s| s.1) class:partial=partial
                         class:highlight=move || ctl.highlight.get() == Some(id)
                         class:selected=move || selected() == Some(index)
                         style=style title=title data-expert=shown.map(|s| s.0.to_string()).unwrap_or_default()
@@ -108,6 +114,7 @@ fn Strip(result: RunResult) -> impl IntoView {
                     </button>
                 }
             }).collect_view()}
+            <super::snapshot::PngButton name="token-strip" />
         </div>
     }
 }

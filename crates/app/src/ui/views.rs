@@ -5,8 +5,9 @@ use leptos::prelude::*;
 use switchyard_state::Panel;
 use switchyard_trace::Trace;
 
-use super::canvas::{Cell, CellCanvas, CellGrid};
+use super::canvas::{Cell, CellCanvas, CellGrid, LEFT};
 use super::palette::{expert_bg, expert_fg, expert_style, prob_colours};
+use super::snapshot::PngButton;
 use super::tokens::shown_expert;
 use super::{Change, Ctl};
 
@@ -15,7 +16,10 @@ const TABS: &[(Panel, &str)] = &[
     (Panel::Grid, "All layers"),
     (Panel::Heatmap, "Heatmap"),
     (Panel::Load, "Load & metrics"),
+    (Panel::Capacity, "Capacity"),
     (Panel::Experts, "Experts"),
+    (Panel::Domains, "Domains"),
+    (Panel::Compare, "Router A/B"),
 ];
 
 /// Tabs and the open view.
@@ -45,7 +49,7 @@ pub fn PanelView(
     let ctl = expect_context::<Ctl>();
     move || {
         ctl.engine.result.get().map(|r| {
-            let t = r.trace;
+            let t = r.trace.clone();
             let layer = ctl.layer.get().min(t.layers.len().saturating_sub(1));
             match panel.get() {
                 Panel::Tokens => view! {
@@ -56,6 +60,9 @@ pub fn PanelView(
                 Panel::Heatmap => view! { <Heatmap trace=t layer=layer /> }.into_any(),
                 Panel::Load => view! { <LoadBars trace=t.clone() layer=layer /><Metrics trace=t /> }.into_any(),
                 Panel::Experts => view! { <Experts trace=t layer=layer /> }.into_any(),
+                Panel::Capacity => view! { <super::capacity::CapacityView trace=t layer=layer /> }.into_any(),
+                Panel::Domains => view! { <super::domains::DomainsView shares=r.domains.clone() layer=layer /> }.into_any(),
+                Panel::Compare => view! { <super::compare::CompareView result=r /> }.into_any(),
             }
         })
     }
@@ -67,6 +74,7 @@ fn Grid(trace: std::sync::Arc<Trace>) -> impl IntoView {
     let ctl = expect_context::<Ctl>();
     let n = trace.tokens.len();
     let grid = CellGrid {
+        left: LEFT,
         rows: trace.layers.iter().map(|l| (format!("L{}", l.layer), "#eceef3".to_string(), "#1d2330")).collect(),
         cols: trace.tokens.iter().map(|t| t.text.clone()).collect(),
         cells: trace
@@ -103,6 +111,7 @@ fn Heatmap(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView {
     let Some(l) = trace.layers.get(layer).cloned() else { return ().into_any() };
     let n_experts = l.routing.first().map_or(0, |r| r.probs.len());
     let grid = CellGrid {
+        left: LEFT,
         rows: (0..n_experts).map(|e| (format!("E{e}"), expert_bg(e).to_string(), expert_fg(e))).collect(),
         cols: trace.tokens.iter().take(l.routing.len()).map(|t| t.text.clone()).collect(),
         cells: (0..n_experts)
@@ -145,8 +154,8 @@ fn LoadBars(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView {
     let top = fr.iter().copied().fold(1.0 / n as f64, f64::max) * 1.1;
     let balanced = 100.0 / n as f64 / top;
     view! {
-        <div class="load" data-testid="load-bars">
-            <h3>{format!("Load at layer {layer} (share of routed slots; the line is 1/E)")}</h3>
+        <div class="load" data-testid="load-bars" data-snapshot="load-bars">
+            <h3>{format!("Load at layer {layer} (share of routed slots; the line is 1/E)")} <PngButton name="load-bars" /></h3>
             {fr.into_iter().enumerate().map(|(e, f)| {
                 let ablated = move || ctl.state.with(|s| s.interventions.ablate.contains(&(layer, e)));
                 let forced = move || ctl.state.with(|s| s.interventions.force.contains(&(layer, e)));
@@ -179,7 +188,8 @@ fn LoadBars(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView {
 #[component]
 fn Metrics(trace: std::sync::Arc<Trace>) -> impl IntoView {
     view! {
-        <div class="scroll">
+        <div class="scroll" data-snapshot="metrics">
+            <PngButton name="metrics" />
             <table class="metrics" data-testid="metrics">
                 <thead><tr>
                     <th>"layer"</th><th title="E·Σ f_e·P̄_e, k under balance">"LBL (top-k)"</th><th title="first choice, 1 under balance">"LBL (Switch)"</th>
@@ -223,6 +233,7 @@ fn Experts(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView {
         .map(|(e, top)| (e, top.iter().map(|&(id, share)| (id, text(id), share)).collect()))
         .collect();
     let matrix = |m: &[Vec<f64>], baseline: f64| CellGrid {
+        left: LEFT,
         rows: (0..m.len()).map(|e| (format!("E{e}"), expert_bg(e).to_string(), expert_fg(e))).collect(),
         cols: (0..m.first().map_or(0, Vec::len)).map(|e| format!("E{e}")).collect(),
         cells: m
@@ -247,6 +258,7 @@ fn Experts(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView {
             <p class="hint" data-testid="specialisation">{format!(
                 "Token-ID specialisation {:.3} (random routing: {:.3}). Share = the fraction of that token's routing slots (k per occurrence) that went to the expert.",
                 spec.score, spec.baseline)}</p>
+            <div data-snapshot="dictionary"><PngButton name="dictionary" />
             <table class="dictionary" data-testid="dictionary">
                 <tbody>
                 {rows.into_iter().map(|(e, top)| view! {
@@ -262,6 +274,7 @@ fn Experts(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView {
                 }).collect_view()}
                 </tbody>
             </table>
+            </div>
             <h3>"Consecutive tokens on the same expert"</h3>
             <p data-testid="consecutive">{format!(
                 "First choice equal for {:.1}% of {} adjacent pairs (random: {:.1}%); any shared expert {:.1}% (random: {:.1}%).",
