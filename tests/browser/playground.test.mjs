@@ -343,3 +343,152 @@ test('embedding: two views in iframes of the example page, driven and heard thro
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+/** The numbers a canvas chart drew, as rows of strings. */
+const cells = async (page, id) =>
+  (await page.locator(`[data-testid="${id}"]`).getAttribute('data-cells')).split(';').map((r) => r.split(','));
+
+/** Clicks a PNG button and checks that a real PNG of a sensible size downloads. */
+async function savePng(page, name) {
+  const [png] = await Promise.all([page.waitForEvent('download'), page.locator(`[data-testid="png-${name}"]`).first().click()]);
+  assert.equal(png.suggestedFilename(), `switchyard-${name}.png`);
+  const bytes = await readFile(await png.path());
+  assert.deepEqual([...bytes.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], `${name}: a PNG file`);
+  const [w, h] = [bytes.readUInt32BE(16), bytes.readUInt32BE(20)];
+  assert.ok(w > 60 && h > 20, `${name}: ${w}×${h}`);
+  return bytes;
+}
+
+const DICKENS = 'It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the season of Light, it was the season of Darkness.';
+
+test('the capacity view: dropped tokens in the strip, drop rate by position, following the capacity factor; PNG of DOM views', async () => {
+  const { page, errors } = await open(browser, `${server.url}?v=1&ckpt=topk&router=hash&layer=1&panel=capacity&prompt=${encodeURIComponent(DICKENS)}`);
+  await strip(page);
+  // A router without capacity says so and offers one.
+  await page.locator('[data-testid="capacity-off"]').waitFor();
+  await page.locator('[data-testid="capacity-on"]').click();
+  await page.waitForFunction(() => new URL(location.href).searchParams.get('cf') === '1.25');
+  const summary = page.locator('[data-testid="capacity-summary"] tbody tr');
+  await summary.first().waitFor({ timeout: SLOW });
+  await strip(page);
+  const rate = async () => Number((await summary.nth(1).locator('td').nth(1).textContent()).replace('%', ''));
+  const at125 = await rate();
+  assert.ok(at125 > 10, `top-2 at capacity factor 1.25 drops slots: ${at125}%`);
+  const buckets = await cells(page, 'drop-by-position');
+  assert.equal(buckets.length, 4, 'one row per layer');
+  const dropped = await page.locator('[data-testid="token"].dropped, [data-testid="token"].partial').count();
+  assert.ok(dropped > 0, 'dropped tokens are marked in the strip');
+  assert.match(await page.locator('[data-testid="dropped-tokens"]').textContent(), /\d\/2/);
+  // Position priority drops towards the end: the last full bucket loses more than the first.
+  const layer1 = buckets[1].map(Number);
+  assert.ok(layer1[0] < layer1[layer1.length - 2], `drop-towards-the-end: ${layer1}`);
+  const before = await page.locator('[data-testid="dropped-tokens"]').textContent();
+  await page.locator('.capacity [data-testid="param-priority"]').selectOption('reverse_position');
+  await page.waitForFunction((b) => document.querySelector('[data-testid="dropped-tokens"]')?.textContent !== b, before, { timeout: SLOW });
+  const reversed = (await cells(page, 'drop-by-position'))[1].map(Number);
+  assert.ok(reversed[0] > reversed[reversed.length - 2], `reverse priority drops towards the start: ${reversed}`);
+  await page.locator('.capacity [data-testid="param-cf"]').fill('4');
+  await page.waitForFunction(() => new URL(location.href).searchParams.get('cf') === '4');
+  await page.waitForFunction((r) => Number(document.querySelectorAll('[data-testid="capacity-summary"] tbody tr')[1]?.children[1].textContent.replace('%', '')) < r, at125, { timeout: SLOW });
+  await page.locator('.capacity [data-testid="param-cf"]').fill('1');
+  await page.waitForFunction(() => new URL(location.href).searchParams.get('cf') === '1');
+  await strip(page);
+  await shot(page, 'playground-capacity');
+  await savePng(page, 'token-strip');
+  await savePng(page, 'capacity-summary');
+  await savePng(page, 'drop-by-position');
+  await page.locator('[data-testid="tab-Load & metrics"]').click();
+  await savePng(page, 'load-bars');
+  await savePng(page, 'metrics');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('the domain view: example prompts and a labelled prompt of ours beside the model card, following the router', async () => {
+  const { page, errors } = await open(browser, `${server.url}?v=1&ckpt=topk&router=topk&k=2&layer=2&panel=domains&prompt=${encodeURIComponent(DICKENS)}`);
+  await strip(page);
+  const grid = page.locator('[data-testid="domain-grid"]');
+  await grid.waitFor({ timeout: SLOW });
+  assert.equal(await grid.getAttribute('data-rows'), '12', 'one row per example prompt (one per corpus domain)');
+  for (const row of await cells(page, 'domain-grid')) {
+    const sum = row.reduce((a, b) => a + Number(b), 0);
+    assert.ok(Math.abs(sum - 100) <= 5, `a domain's shares add up to 100%: ${row}`);
+  }
+  const card = page.locator('[data-testid="card-domain-grid"]');
+  await card.waitFor({ timeout: SLOW });
+  assert.equal(await card.getAttribute('data-rows'), '12', 'the card has the 12 validation domains');
+  await page.locator('[data-testid="add-label"]').fill('legal');
+  await page.locator('[data-testid="add-text"]').fill('The party of the first part shall indemnify the party of the second part against all claims.');
+  await page.locator('[data-testid="add-prompt"]').click();
+  await page.waitForFunction(() => new URL(location.href).searchParams.get('add.legal')?.startsWith('The party'));
+  await page.waitForFunction(() => document.querySelector('[data-testid="domain-grid"]')?.dataset.rows === '13', null, { timeout: SLOW });
+  // A bad label is refused with a message, nothing else changes.
+  await page.locator('[data-testid="add-label"]').fill('not a label!');
+  await page.locator('[data-testid="add-prompt"]').click();
+  assert.match(await page.locator('.add-prompt [role="alert"]').textContent(), /A label is 1 to 24 letters/);
+  await shot(page, 'playground-domains');
+  const topk = await grid.getAttribute('data-cells');
+  await page.locator('[data-testid="router"]').selectOption('hash');
+  await page.waitForFunction((b) => document.querySelector('[data-testid="domain-grid"]')?.dataset.cells !== b, topk, { timeout: SLOW });
+  assert.equal(await card.getAttribute('data-cells') !== null, true, 'the card stays beside it');
+  await savePng(page, 'domain-grid');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('router A/B: changed experts, router divergence and both next-token distributions, SCMoE included', async () => {
+  const { page, errors } = await open(browser, `${server.url}?v=1&ckpt=topk&router=topk&k=2&gen=4&panel=compare&prompt=${encodeURIComponent(DICKENS)}`);
+  await strip(page);
+  await page.locator('[data-testid="compare-preset"]', { hasText: 'top-1' }).click();
+  await page.waitForFunction(() => new URL(location.href).searchParams.get('b.k') === '1');
+  const summary = page.locator('[data-testid="compare-summary"] tbody tr');
+  await summary.first().waitFor({ timeout: SLOW });
+  assert.equal(await summary.count(), 4);
+  for (let l = 0; l < 4; l++) {
+    assert.equal(await summary.nth(l).locator('td').nth(1).textContent(), '100.0%', 'top-1 keeps one expert where top-2 keeps two');
+  }
+  // Layer 0 sees the same input under both, so its first choice cannot change; deeper layers see
+  // what top-1 made of the previous layers.
+  assert.equal(await summary.nth(0).locator('td').nth(2).textContent(), '0.0%');
+  assert.equal(await page.locator('[data-testid="compare-grid"]').getAttribute('data-rows'), String(4 * 3 + 1));
+  assert.equal(await page.locator('[data-testid="next-a"] tr').count(), 5);
+  // B = the same router with SCMoE decoding: routing equal, next-token distributions not.
+  await page.locator('[data-testid="b-router"]').selectOption('topk');
+  await page.locator('[data-testid="param-b.k"]').fill('2');
+  await page.waitForFunction(() => new URL(location.href).searchParams.get('b.k') === '2');
+  await page.locator('[data-testid="b-decode"]').selectOption('scmoe');
+  await page.waitForFunction(() => new URL(location.href).searchParams.get('b.decode') === 'scmoe');
+  await page.waitForFunction(() => document.querySelector('[data-testid="compare-summary"] tbody tr td:nth-child(2)')?.textContent === '0.0%', null, { timeout: SLOW });
+  const heading = await page.locator('[data-testid="next-tokens"] h3').first().textContent();
+  const js = Number(heading.match(/JS divergence ([\d.]+) bits/)[1]);
+  assert.ok(js > 0.01, `SCMoE's contrast changes the next-token distribution: ${heading}`);
+  const [a, b] = await Promise.all(['next-a', 'next-b'].map((id) => page.locator(`[data-testid="${id}"]`).textContent()));
+  assert.notEqual(a, b);
+  assert.doesNotMatch(b, /#\d/, 'next tokens are shown as text');
+  await shot(page, 'playground-compare');
+  await savePng(page, 'next-tokens');
+  // B = THOR with greedy decoding (SCMoE routes by its own rank lists): the experts change and
+  // the router rows diverge.
+  assert.match(await page.locator('[data-testid="b-scmoe-note"]').textContent(), /rank lists/);
+  await page.locator('[data-testid="b-decode"]').selectOption('greedy');
+  await page.locator('[data-testid="b-router"]').selectOption('thor');
+  await page.waitForFunction(() => document.querySelector('[data-testid="compare-summary"] tbody tr td:nth-child(2)')?.textContent !== '0.0%', null, { timeout: SLOW });
+  const thorJs = Number(await summary.nth(0).locator('td').nth(3).textContent());
+  assert.ok(thorJs > 0.05, `learned router vs THOR's uniform rows: ${thorJs}`);
+  // Swap: THOR becomes A (the router panel), top-k with SCMoE becomes B.
+  await page.locator('[data-testid="compare-swap"]').click();
+  await page.waitForFunction(() => new URL(location.href).searchParams.get('router') === 'thor' && new URL(location.href).searchParams.get('b.router') === 'topk');
+  assert.equal(await page.locator('[data-testid="router"]').inputValue(), 'thor');
+  // SCMoE generation in the page: the token detail lists the candidates as text.
+  await page.locator('[data-testid="compare-remove"]').click();
+  await page.locator('[data-testid="router"]').selectOption('topk');
+  await page.locator('[data-testid="decoding"]').selectOption('scmoe');
+  await page.waitForFunction(() => new URL(location.href).searchParams.get('decode') === 'scmoe');
+  await strip(page);
+  await page.locator('[data-testid="token"].generated').first().click();
+  const candidates = await page.locator('[data-testid="scmoe-candidates"]').textContent({ timeout: SLOW });
+  assert.match(candidates, /strong: .+ 0\.\d\d/);
+  assert.doesNotMatch(candidates, /#\d/);
+  assert.deepEqual(errors, []);
+  await page.close();
+});

@@ -135,6 +135,13 @@ pub fn CellCanvas(
     });
     let rows = grid.rows.len();
     let cols = grid.cols.len();
+    // The numbers drawn, row by row (`-` for an empty cell): what a test or a screen reader can read.
+    let cells = grid
+        .cells
+        .iter()
+        .map(|r| r.iter().map(|c| c.as_ref().map_or("-", |c| c.text.as_str())).collect::<Vec<_>>().join(","))
+        .collect::<Vec<_>>()
+        .join(";");
     let png = move |_| {
         if let Some(c) = canvas.get_untracked()
             && let Ok(url) = c.to_data_url()
@@ -144,7 +151,7 @@ pub fn CellCanvas(
     };
     view! {
         <div class="canvas-box">
-            <canvas node_ref=canvas role="img" aria-label=label data-testid=testid data-rows=rows data-cols=cols
+            <canvas node_ref=canvas role="img" aria-label=label data-testid=testid data-rows=rows data-cols=cols data-cells=cells
                 on:click=move |ev| {
                     if let Some((r, c)) = grid.hit(f64::from(ev.offset_x()), f64::from(ev.offset_y())) {
                         on_cell(r, c);

@@ -18,7 +18,8 @@ pub fn CapacityView(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView
     let ctl = expect_context::<Ctl>();
     let router = Memo::new(move |_| ctl.state.with(params::router_name));
     let has_cf = Memo::new(move |_| ctl.state.with(|s| params::param(s, "cf").is_some()));
-    let controls = move || match (router.get().as_str(), has_cf.get()) {
+    let controls = move || {
+        match (router.get().as_str(), has_cf.get()) {
         ("topk", true) => CAPACITY.iter().map(|c| view! { <ParamControl control=*c /> }).collect_view().into_any(),
         ("gshard" | "expert_choice", _) => view! {
             <ParamControl control=CAPACITY[0] />
@@ -34,8 +35,10 @@ pub fn CapacityView(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView
             }>"Use top-2 with capacity factor 1.25 (the training value)"</button>
         }
         .into_any(),
+    }
     };
-    let buckets: Vec<u32> = trace.layers.first().map(|l| l.drop_rate_by_position.iter().map(|b| b.0).collect()).unwrap_or_default();
+    let buckets: Vec<u32> =
+        trace.layers.first().map(|l| l.drop_rate_by_position.iter().map(|b| b.0).collect()).unwrap_or_default();
     let width = 16;
     let grid = CellGrid {
         left: LEFT,
@@ -62,7 +65,14 @@ pub fn CapacityView(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView
             l.routing
                 .iter()
                 .filter(|r| r.dropped.iter().any(|&d| d))
-                .map(|r| (r.token, trace.tokens[r.token].text.clone(), r.dropped.iter().filter(|&&d| d).count(), r.dropped.len()))
+                .map(|r| {
+                    (
+                        r.token,
+                        trace.tokens[r.token].text.clone(),
+                        r.dropped.iter().filter(|&&d| d).count(),
+                        r.dropped.len(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();

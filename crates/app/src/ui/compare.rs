@@ -103,6 +103,9 @@ fn BConfig() -> impl IntoView {
                     </select>
                 </label>
                 {move || DECODINGS.iter().find(|d| d.0 == decode.get()).map(|d| d.2.iter().map(|c| view! { <ParamControl control=*c prefix="b." /> }).collect_view())}
+                {move || (decode.get() == "scmoe").then(|| view! {
+                    <p class="hint" data-testid="b-scmoe-note">"SCMoE routes by its own rank lists (strong and weak), so B's router above is not used; B's routing is the strong pass."</p>
+                })}
                 <button class="small" data-testid="compare-swap" title="make B the router on the left and A the one compared with"
                     on:click=move |_| ctl.edit(|s| if let Some(b) = s.compare.take() {
                         let a = s.variant();
@@ -118,7 +121,11 @@ fn BConfig() -> impl IntoView {
 
 /// The comparison: per-layer summary, the token × layer chart, the next-token distributions.
 #[component]
-fn Results(trace: Arc<Trace>, comparison: Arc<Comparison>, text: Arc<std::collections::BTreeMap<u32, String>>) -> impl IntoView {
+fn Results(
+    trace: Arc<Trace>,
+    comparison: Arc<Comparison>,
+    text: Arc<std::collections::BTreeMap<u32, String>>,
+) -> impl IntoView {
     let ctl = expect_context::<Ctl>();
     let c = comparison;
     let n = trace.tokens.len();

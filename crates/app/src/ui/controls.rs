@@ -163,21 +163,25 @@ pub fn ParamControl(
                     on:change=move |_| ctl.end_drag() />
                 <output>{value}</output>
             </div>
-        }.into_any(),
+        }
+        .into_any(),
         Widget::Check => view! {
             <input type="checkbox" data-testid=testid prop:checked=move || value() == "true"
                 on:change=move |ev| set(event_target_checked(&ev).to_string(), Change::Deliberate) />
-        }.into_any(),
+        }
+        .into_any(),
         Widget::Select(choices) => view! {
             <select data-testid=testid prop:value=value
                 on:change=move |ev| set(event_target_value(&ev), Change::Deliberate)>
                 {choices.iter().map(|c| view! { <option value=*c>{*c}</option> }).collect_view()}
             </select>
-        }.into_any(),
+        }
+        .into_any(),
         Widget::Text => view! {
             <input type="text" data-testid=testid prop:value=value
                 on:change=move |ev| set(event_target_value(&ev), Change::Deliberate) />
-        }.into_any(),
+        }
+        .into_any(),
     };
     view! { <label class="param"><span>{control.label}</span>{input}</label> }
 }
@@ -289,6 +293,9 @@ pub fn RouterPanel() -> impl IntoView {
                 on:change=move |ev| { let v = event_target_value(&ev); ctl.set(params::switch_router(&ctl.state.get_untracked(), &v), Change::Deliberate) }>
                 {ROUTERS.iter().map(|r| view! { <option value=r.name>{r.title}</option> }).collect_view()}
             </select>
+            {move || (ctl.state.with(|s| matches!(s.decoding, switchyard_model::Decoding::SelfContrast(_)))).then(|| view! {
+                <p class="hint" data-testid="scmoe-router-note">"SCMoE decoding routes by its own rank lists (strong and weak passes); the router chosen here is not used while it is on."</p>
+            })}
             {move || info().map(|r| view! {
                 <p class="explain" data-testid="router-explain">{r.explain}</p>
                 <p class="formula">{r.formula}</p>

@@ -84,7 +84,9 @@ pub fn DomainsView(shares: Option<Result<Arc<DomainShares>, String>>, layer: usi
     let ctl = expect_context::<Ctl>();
     let card = LocalResource::new(move || fetch_card(ctl.state.with(|s| s.checkpoint.clone())));
     let live = match shares {
-        None => view! { <p class="pending" data-testid="domains-waiting">"Running the example prompts…"</p> }.into_any(),
+        None => {
+            view! { <p class="pending" data-testid="domains-waiting">"Running the example prompts…"</p> }.into_any()
+        }
         Some(Err(e)) => view! { <p class="error" role="alert">{e}</p> }.into_any(),
         Some(Ok(d)) => {
             let rows: Vec<(String, Vec<f64>)> = d

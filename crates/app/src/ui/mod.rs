@@ -12,8 +12,8 @@ mod embed;
 mod examples;
 pub mod export;
 mod palette;
-mod snapshot;
 pub mod params;
+mod snapshot;
 mod tokens;
 mod views;
 

@@ -30,7 +30,11 @@ fn page_css(document: &web_sys::Document) -> String {
         let Ok(rules) = get(&sheet, "cssRules") else { continue };
         let m = get(&rules, "length").ok().and_then(|v| v.as_f64()).unwrap_or(0.0) as u32;
         for j in 0..m {
-            if let Some(text) = js_sys::Reflect::get_u32(&rules, j).ok().and_then(|r| get(&r, "cssText").ok()).and_then(|t| t.as_string()) {
+            if let Some(text) = js_sys::Reflect::get_u32(&rules, j)
+                .ok()
+                .and_then(|r| get(&r, "cssText").ok())
+                .and_then(|t| t.as_string())
+            {
                 css.push_str(&text);
                 css.push('\n');
             }
@@ -89,7 +93,9 @@ pub fn PngButton(
         };
         leptos::task::spawn_local(async move {
             let result = snapshot(&el, &format!("switchyard-{name}.png")).await;
-            set_error.set(result.err().map(|e| format!("PNG failed: {}", e.as_string().unwrap_or_else(|| format!("{e:?}")))));
+            set_error.set(
+                result.err().map(|e| format!("PNG failed: {}", e.as_string().unwrap_or_else(|| format!("{e:?}")))),
+            );
         });
     };
     view! {

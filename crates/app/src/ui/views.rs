@@ -61,7 +61,9 @@ pub fn PanelView(
                 Panel::Load => view! { <LoadBars trace=t.clone() layer=layer /><Metrics trace=t /> }.into_any(),
                 Panel::Experts => view! { <Experts trace=t layer=layer /> }.into_any(),
                 Panel::Capacity => view! { <super::capacity::CapacityView trace=t layer=layer /> }.into_any(),
-                Panel::Domains => view! { <super::domains::DomainsView shares=r.domains.clone() layer=layer /> }.into_any(),
+                Panel::Domains => {
+                    view! { <super::domains::DomainsView shares=r.domains.clone() layer=layer /> }.into_any()
+                }
                 Panel::Compare => view! { <super::compare::CompareView result=r /> }.into_any(),
             }
         })
