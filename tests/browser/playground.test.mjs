@@ -492,3 +492,31 @@ test('router A/B: changed experts, router divergence and both next-token distrib
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test('the overview, all-layers grid, heatmap and load views render and follow a router change', async () => {
+  const { page, errors } = await open(browser, `${server.url}?v=1&ckpt=topk&router=topk&k=2&layer=1&prompt=${encodeURIComponent(DICKENS)}`);
+  await strip(page);
+  const views = [
+    ['Overview', () => page.locator('[data-testid="grid"]').getAttribute('data-cells')],
+    ['All layers', () => page.locator('[data-testid="grid"]').getAttribute('data-cells')],
+    ['Heatmap', () => page.locator('[data-testid="heatmap-canvas"]').getAttribute('data-cells')],
+    ['Load & metrics', () => page.locator('[data-testid="load-bars"]').textContent()],
+  ];
+  let router = 'topk';
+  for (const [tab, read] of views) {
+    await page.locator(`[data-testid="tab-${tab}"]`).click();
+    const before = await read();
+    assert.ok(before && before.length > 20, `${tab} renders`);
+    router = router === 'topk' ? 'hash' : 'topk';
+    await page.locator('[data-testid="router"]').selectOption(router);
+    const deadline = Date.now() + SLOW;
+    while ((await read()) === before) {
+      assert.ok(Date.now() < deadline, `${tab} did not follow the router change to ${router}`);
+      await page.waitForTimeout(100);
+    }
+  }
+  await page.locator('[data-testid="tab-All layers"]').click();
+  await shot(page, 'playground-grid');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
