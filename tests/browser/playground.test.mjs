@@ -121,6 +121,7 @@ test('a person types, switches routers, inspects a token, switches an expert off
   await page.locator('[data-testid="tab-Heatmap"]').click();
   await page.locator('[data-testid="heatmap"]').waitFor();
   await shot(page, 'playground-token-detail-heatmap');
+  await savePng(page, 'token-detail');
 
   // Switch off the most used expert of layer 0: no token goes to it any more.
   await page.locator('[data-testid="layer-0"]').click();

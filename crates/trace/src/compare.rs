@@ -4,10 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 use switchyard_analysis::{LayerChange, compare_layer, js_divergence};
-use switchyard_model::{Model, RunOptions, next_token_distributions};
+use switchyard_model::{Model, next_token_distributions};
 use switchyard_state::{PlaygroundState, Variant};
 
-use crate::{TraceError, TraceLayer, layers};
+use crate::{TraceError, TraceLayer, layers, run_options};
 
 /// How many next-token candidates a side reports per position.
 const NEXT: usize = 5;
@@ -46,14 +46,7 @@ pub async fn compare(model: &Model, state: &PlaygroundState, tokens: &[u32]) -> 
     let Some(b) = &state.compare else { return Ok(None) };
     let cfg = model.config();
     b.router.validate(cfg.n_experts)?;
-    let run = |v: &Variant| RunOptions {
-        router: v.router.clone(),
-        dispatch: switchyard_model::Dispatch::Sparse,
-        seed: state.seed,
-        interventions: state.interventions.clone(),
-        jitter: None,
-        train_step: None,
-    };
+    let run = |v: &Variant| run_options(state, &v.router);
     let a = state.variant();
     let (ra, pa) = next_token_distributions(model, tokens, &run(&a), &a.decoding).await?;
     let (rb, pb) = next_token_distributions(model, tokens, &run(b), &b.decoding).await?;

@@ -4,10 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 use switchyard_analysis::domain_distribution;
-use switchyard_model::{Model, RunOptions, Tokenizer};
+use switchyard_model::{Model, Tokenizer};
 use switchyard_state::PlaygroundState;
 
-use crate::TraceError;
+use crate::{TraceError, run_options};
 
 /// One labelled text of the domain view.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,14 +36,7 @@ pub async fn domain_shares(
 ) -> Result<DomainShares, TraceError> {
     let cfg = model.config();
     state.router.validate(cfg.n_experts)?;
-    let opts = RunOptions {
-        router: state.router.clone(),
-        dispatch: switchyard_model::Dispatch::Sparse,
-        seed: state.seed,
-        interventions: state.interventions.clone(),
-        jitter: None,
-        train_step: None,
-    };
+    let opts = run_options(state, &state.router);
     let mut domains: Vec<DomainText> = Vec::new();
     let mut records = Vec::new();
     for (label, text) in texts {

@@ -167,6 +167,19 @@ pub enum TraceError {
     Model(#[from] ModelError),
 }
 
+/// How a state runs `router`: sparse dispatch, the state's seed and interventions, no training
+/// options.
+fn run_options(state: &PlaygroundState, router: &switchyard_model::RouterSpec) -> RunOptions {
+    RunOptions {
+        router: router.clone(),
+        dispatch: switchyard_model::Dispatch::Sparse,
+        seed: state.seed,
+        interventions: state.interventions.clone(),
+        jitter: None,
+        train_step: None,
+    }
+}
+
 /// Training-only router options (jitter and the step it is keyed by); not part of a state.
 pub type TrainOptions = (Option<Jitter>, Option<u64>);
 
@@ -189,14 +202,7 @@ pub async fn trace(
     }
     state.router.validate(cfg.n_experts)?;
     state.interventions.validate(cfg.n_layers, cfg.n_experts)?;
-    let opts = RunOptions {
-        router: state.router.clone(),
-        dispatch: switchyard_model::Dispatch::Sparse,
-        seed: state.seed,
-        interventions: state.interventions.clone(),
-        jitter: train.0,
-        train_step: train.1,
-    };
+    let opts = RunOptions { jitter: train.0, train_step: train.1, ..run_options(state, &state.router) };
     let g: Generation = generate_streaming(model, &prompt, state.generate, &opts, &state.decoding, on_token).await?;
     let mut offset = 0;
     let tokens = g

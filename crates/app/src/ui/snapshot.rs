@@ -49,7 +49,7 @@ pub async fn snapshot(el: &web_sys::Element, file: &str) -> Result<(), JsValue> 
     let document = window.document().ok_or("no document")?;
     let (w, h) = (f64::from(el.scroll_width().max(1)) + 16.0, f64::from(el.scroll_height().max(1)) + 16.0);
     let copy = call(el, "cloneNode", &[JsValue::TRUE])?;
-    let buttons = call(&copy, "querySelectorAll", &[".png, .png-error".into()])?;
+    let buttons = call(&copy, "querySelectorAll", &[".png, .png-error, [data-snapshot-skip]".into()])?;
     let n = get(&buttons, "length")?.as_f64().unwrap_or(0.0) as u32;
     for i in 0..n {
         call(&js_sys::Reflect::get_u32(&buttons, i)?, "remove", &[])?;

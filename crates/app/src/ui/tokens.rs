@@ -131,10 +131,11 @@ fn Detail(result: RunResult, token: usize) -> impl IntoView {
     let step = trace.steps.iter().find(|s| s.token == token).cloned();
     let layers = trace.layers.clone();
     view! {
-        <div class="detail" data-testid="token-detail">
+        <div class="detail" data-testid="token-detail" data-snapshot="token-detail">
             <div class="card-head">
                 <h3>{format!("Token {token}: “{}” (id {}, {})", tok.text, tok.id, tok.kind)}</h3>
-                <button class="small" on:click=move |_| ctl.view(|v| v.token = None)>"close"</button>
+                <span><super::snapshot::PngButton name="token-detail" />
+                <button class="small" data-snapshot-skip="" on:click=move |_| ctl.view(|v| v.token = None)>"close"</button></span>
             </div>
             <table class="dist">
                 <thead><tr><th>"layer"</th><th>"router distribution (bar height = probability; outlined = chosen)"</th><th>"chosen: weight"</th></tr></thead>
