@@ -151,13 +151,13 @@ pub fn CellCanvas(
     };
     view! {
         <div class="canvas-box">
+            <button class="small png" data-testid=format!("png-{testid}") title="download this chart as a PNG" on:click=png>"PNG"</button>
             <canvas node_ref=canvas role="img" aria-label=label data-testid=testid data-rows=rows data-cols=cols data-cells=cells
                 on:click=move |ev| {
                     if let Some((r, c)) = grid.hit(f64::from(ev.offset_x()), f64::from(ev.offset_y())) {
                         on_cell(r, c);
                     }
                 }></canvas>
-            <button class="small png" data-testid=format!("png-{testid}") title="download this chart as a PNG" on:click=png>"PNG"</button>
         </div>
     }
 }

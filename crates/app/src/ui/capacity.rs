@@ -40,10 +40,11 @@ pub fn CapacityView(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView
     let buckets: Vec<u32> =
         trace.layers.first().map(|l| l.drop_rate_by_position.iter().map(|b| b.0).collect()).unwrap_or_default();
     let width = 16;
+    let last = trace.layers.first().and_then(|l| l.routing.last()).map_or(0, |r| r.token as u32);
     let grid = CellGrid {
         left: LEFT,
         rows: trace.layers.iter().map(|l| (format!("L{}", l.layer), "#eceef3".to_string(), "#1d2330")).collect(),
-        cols: buckets.iter().map(|b| format!("{b}–{}", b + width - 1)).collect(),
+        cols: buckets.iter().map(|&b| format!("{b}–{}", (b + width - 1).min(last))).collect(),
         cells: trace
             .layers
             .iter()
