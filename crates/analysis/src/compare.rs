@@ -5,6 +5,8 @@
 use serde::{Deserialize, Serialize};
 use switchyard_record::LayerRouting;
 
+use crate::corpus::kept;
+
 /// Jensen–Shannon divergence in bits between two distributions of the same length: symmetric,
 /// 0 when they are equal, 1 when their supports are disjoint. Inputs are renormalised; an
 /// all-zero input counts as uniform.
@@ -30,7 +32,7 @@ pub struct TokenChange {
     pub only_b: Vec<usize>,
     /// Whether the first kept expert differs.
     pub first_changed: bool,
-    /// JS divergence (bits) of the two router probability rows.
+    /// JS divergence (bits) of the two router probability rows (0 when either side has none).
     pub js: f64,
 }
 
@@ -52,12 +54,11 @@ pub struct LayerChange {
     pub changed_rate: f64,
     /// Share of tokens whose first kept expert changed.
     pub first_changed_rate: f64,
-    /// Mean JS divergence of the router rows.
+    /// Mean JS divergence of the router rows (0 when not comparable).
     pub mean_js: f64,
-}
-
-fn kept(rec: &LayerRouting, t: usize) -> Vec<usize> {
-    rec.slots(t).filter(|s| !s.dropped).map(|s| s.expert).collect()
+    /// Whether both sides have router probabilities: THOR, hash and random routers report
+    /// uniform placeholder rows, and a divergence against those measures nothing.
+    pub js_comparable: bool,
 }
 
 /// Compares two records of one layer over the same tokens (the shorter length is used).
@@ -70,12 +71,18 @@ pub fn compare_layer(a: &LayerRouting, b: &LayerRouting) -> LayerChange {
                 only_a: ka.iter().copied().filter(|e| !kb.contains(e)).collect(),
                 only_b: kb.iter().copied().filter(|e| !ka.contains(e)).collect(),
                 first_changed: ka.first() != kb.first(),
-                js: js_divergence(a.probs_row(t), b.probs_row(t)),
+                js: if a.probs_are_uniform || b.probs_are_uniform {
+                    0.0
+                } else {
+                    js_divergence(a.probs_row(t), b.probs_row(t))
+                },
             }
         })
         .collect();
     let nf = n.max(1) as f64;
+    let js_comparable = !a.probs_are_uniform && !b.probs_are_uniform;
     LayerChange {
+        js_comparable,
         layer: a.layer,
         changed_rate: tokens.iter().filter(|c| c.changed()).count() as f64 / nf,
         first_changed_rate: tokens.iter().filter(|c| c.first_changed).count() as f64 / nf,
@@ -148,6 +155,12 @@ mod tests {
         assert!((c.first_changed_rate - 1.0 / 3.0).abs() < 1e-12);
         assert_eq!(c.tokens[0].js, 0.0);
         assert!(c.tokens[2].js > 0.0 && (c.mean_js - c.tokens[2].js / 3.0).abs() < 1e-12);
+        // Against a router without probabilities there is no divergence to report.
+        let mut u = b.clone();
+        u.probs_are_uniform = true;
+        let c = compare_layer(&a, &u);
+        assert!(!c.js_comparable && c.mean_js == 0.0 && c.changed_rate > 0.0);
+        assert!(compare_layer(&a, &b).js_comparable);
         // A dropped slot is not a kept expert.
         let mut d = a.clone();
         d.dropped[1] = true;

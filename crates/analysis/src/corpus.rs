@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use switchyard_record::LayerRouting;
 
-fn kept(rec: &LayerRouting, t: usize) -> Vec<usize> {
+/// The experts token `t` kept (dropped slots left out), in slot order.
+pub(crate) fn kept(rec: &LayerRouting, t: usize) -> Vec<usize> {
     rec.slots(t).filter(|s| !s.dropped).map(|s| s.expert).collect()
 }
 

@@ -135,7 +135,8 @@ pub async fn last_logits(logits: Tensor<3>) -> Result<Vec<f32>, ModelError> {
         .map_err(|e| ModelError::Backend(format!("{e:?}")))
 }
 
-fn top_candidates(p: &[f32]) -> Vec<(u32, f32)> {
+/// The most likely tokens of a distribution with their probabilities, best first.
+pub fn top_candidates(p: &[f32]) -> Vec<(u32, f32)> {
     crate::router::rank_experts(p).into_iter().take(CANDIDATES).map(|i| (i as u32, p[i])).collect()
 }
 
@@ -243,7 +244,7 @@ pub async fn generate_streaming(
     if total > model.config().max_seq_len {
         return Err(ModelError::Context { len: total, max: model.config().max_seq_len });
     }
-    let (strong_opts, weak_opts) = passes(opts, decoding);
+    let (strong_opts, weak_opts) = decoding_passes(opts, decoding);
     let mut strong = Pass::new(model, &strong_opts);
     let mut weak = weak_opts.as_ref().map(|o| Pass::new(model, o));
     let mut tokens = prompt.to_vec();
@@ -291,7 +292,7 @@ pub async fn generate_streaming(
 
 /// The router and pass options a decoding runs with: SCMoE replaces the router by its strong
 /// rank list and adds a weak pass; the other modes use `opts` as given.
-fn passes(opts: &RunOptions, decoding: &Decoding) -> (RunOptions, Option<RunOptions>) {
+pub fn decoding_passes(opts: &RunOptions, decoding: &Decoding) -> (RunOptions, Option<RunOptions>) {
     match decoding {
         Decoding::SelfContrast(c) => {
             let strong = RunOptions { router: RouterSpec::Ranks { ranks: c.strong_ranks.clone() }, ..opts.clone() };
@@ -329,7 +330,7 @@ pub async fn next_token_distributions(
     opts: &RunOptions,
     decoding: &Decoding,
 ) -> Result<(RoutingRecord, Vec<Vec<f32>>), ModelError> {
-    let (strong_opts, weak_opts) = passes(opts, decoding);
+    let (strong_opts, weak_opts) = decoding_passes(opts, decoding);
     let strong = model.forward(&[tokens.to_vec()], None, None, &strong_opts).await?;
     let zs = all_logits(strong.logits).await?;
     let dists = match (decoding, weak_opts) {

@@ -26,7 +26,8 @@ pub use checkpoint::{Checkpoint, CheckpointError, FORMAT as CHECKPOINT_FORMAT};
 pub use config::{ConfigError, ModelConfig};
 pub use decode::{
     Decoding, Generation, SampleConfig, ScmoeConfig, StepCandidates, WeakMode, all_logits, argmax, contrast_scores,
-    generate, generate_greedy, generate_streaming, last_logits, next_token_distributions, sample_probs,
+    decoding_passes, generate, generate_greedy, generate_streaming, last_logits, next_token_distributions,
+    sample_probs, top_candidates,
 };
 pub use eval::{DomainEval, EvalOutput, eval_tokens};
 pub use layers::Dispatch;

@@ -75,6 +75,9 @@ impl Variant {
 /// Most labelled prompts a state carries for the domain view.
 pub const MAX_LABELLED: usize = 8;
 
+/// Longest labelled prompt, in characters.
+pub const MAX_LABELLED_CHARS: usize = 4000;
+
 /// A prompt the user added to the domain view under a label (`add.<label>=<text>`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Labelled {

@@ -10,7 +10,7 @@ use switchyard_model::{
 };
 
 use crate::names::Named;
-use crate::{Control, Labelled, MAX_LABELLED, Panel, PlaygroundState, VERSION, Variant, View};
+use crate::{Control, Labelled, MAX_LABELLED, MAX_LABELLED_CHARS, Panel, PlaygroundState, VERSION, Variant, View};
 
 /// Something in a query string that could not be used as given.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,8 +33,6 @@ impl fmt::Display for Problem {
 const B: &str = "b.";
 /// Prefix of a labelled prompt's key (`add.<label>=<text>`).
 const ADD: &str = "add.";
-/// Longest labelled prompt, in characters.
-const MAX_LABELLED_CHARS: usize = 4000;
 
 fn list(v: &[usize]) -> String {
     v.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
@@ -377,6 +375,13 @@ fn read_decoding(r: &mut Reader) -> Decoding {
 fn read_variant(r: &mut Reader) -> Option<Variant> {
     let keys: Vec<String> = r.map.keys().filter(|k| k.starts_with(B)).cloned().collect();
     if keys.is_empty() {
+        return None;
+    }
+    if !r.map.contains_key("b.router") && !r.map.contains_key("b.decode") {
+        for key in keys {
+            r.map.remove(&key);
+            r.problem(&key, "configuration B starts with b.router or b.decode; ignored".into());
+        }
         return None;
     }
     let map =

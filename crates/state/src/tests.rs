@@ -255,6 +255,11 @@ fn configuration_b_reads_its_own_keys_and_names_its_problems() {
     assert_eq!(s.compare.unwrap().router, RouterSpec::top_k(2, true));
     assert_eq!(p[0].param, "b.k");
     assert!(PlaygroundState::from_query("v=1&prompt=x").0.compare.is_none());
+    // A stray `b.` key does not make a configuration B.
+    let (s, p) = PlaygroundState::from_query("v=1&b.foo=1&b.k=2");
+    assert!(s.compare.is_none());
+    assert_eq!(p.len(), 2);
+    assert!(p[0].message.contains("starts with b.router"));
 }
 
 #[test]

@@ -1,16 +1,16 @@
 //! Router A/B: the state's configuration (A) and its `compare` configuration (B) run on the
 //! same tokens with the same seed and interventions. B does not generate its own text: it reads
-//! A's tokens (prompt and A's generation), so every position can be compared.
+//! A's tokens (prompt and A's generation), so every position can be compared. Both sides run the
+//! whole text as one forward pass: for routers whose groups share a capacity (top-k with
+//! capacity, GShard, expert choice) the whole text is one group, as in a prompt-only trace, and
+//! a position's next-token distribution then depends on the tokens after it.
 
 use serde::{Deserialize, Serialize};
 use switchyard_analysis::{LayerChange, compare_layer, js_divergence};
-use switchyard_model::{Model, next_token_distributions};
+use switchyard_model::{Model, next_token_distributions, top_candidates};
 use switchyard_state::{PlaygroundState, Variant};
 
 use crate::{TraceError, TraceLayer, layers, run_options};
-
-/// How many next-token candidates a side reports per position.
-const NEXT: usize = 5;
 
 /// One configuration of an A/B comparison.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,10 +36,6 @@ pub struct Comparison {
     pub next_js: Vec<f64>,
 }
 
-fn top(p: &[f32]) -> Vec<(u32, f32)> {
-    switchyard_model::rank_experts(p).into_iter().take(NEXT).map(|i| (i as u32, p[i])).collect()
-}
-
 /// Runs A and B over `tokens` (teacher-forced) and compares them. `None` when the state has no
 /// configuration B.
 pub async fn compare(model: &Model, state: &PlaygroundState, tokens: &[u32]) -> Result<Option<Comparison>, TraceError> {
@@ -53,7 +49,7 @@ pub async fn compare(model: &Model, state: &PlaygroundState, tokens: &[u32]) -> 
     let side = |v: &Variant, r, p: &[Vec<f32>]| Side {
         query: v.to_query(),
         layers: layers(r, tokens),
-        next: p.iter().map(|row| top(row)).collect(),
+        next: p.iter().map(|row| top_candidates(row)).collect(),
     };
     Ok(Some(Comparison {
         layers: ra.layers.iter().zip(&rb.layers).map(|(x, y)| compare_layer(x, y)).collect(),

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use switchyard_analysis::domain_distribution;
-use switchyard_model::{Model, Tokenizer};
+use switchyard_model::{Model, Tokenizer, decoding_passes};
 use switchyard_state::PlaygroundState;
 
 use crate::{TraceError, run_options};
@@ -36,7 +36,9 @@ pub async fn domain_shares(
 ) -> Result<DomainShares, TraceError> {
     let cfg = model.config();
     state.router.validate(cfg.n_experts)?;
-    let opts = run_options(state, &state.router);
+    state.interventions.validate(cfg.n_layers, cfg.n_experts)?;
+    // Route as the trace does: under SCMoE that is the strong pass's rank list.
+    let opts = decoding_passes(&run_options(state, &state.router), &state.decoding).0;
     let mut domains: Vec<DomainText> = Vec::new();
     let mut records = Vec::new();
     for (label, text) in texts {

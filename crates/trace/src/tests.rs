@@ -63,8 +63,15 @@ fn another_router_changes_experts_and_scmoe_changes_the_next_token_distribution(
         "{:?}",
         c.layers.iter().map(|l| l.changed_rate).collect::<Vec<_>>()
     );
-    assert!(c.layers.iter().all(|l| l.mean_js > 0.0), "learned router rows against THOR's uniform rows");
+    assert!(c.layers.iter().all(|l| !l.js_comparable && l.mean_js == 0.0), "THOR has no router probabilities");
     assert!(c.b.query.starts_with("router=thor"));
+    let smoe = RouterSpec::SmoeDropout { k: 2, init_std: 0.02, dense: switchyard_model::SmoeDense::Softmax };
+    s.compare = Some(Variant { router: smoe, decoding: Decoding::Greedy });
+    let c = block_on(compare(&m, &s, &ids)).unwrap().unwrap();
+    assert!(
+        c.layers.iter().all(|l| l.js_comparable && l.mean_js > 0.0),
+        "learned rows against the frozen random router's"
+    );
     s.compare = Some(Variant { router: s.router.clone(), decoding: Decoding::SelfContrast(ScmoeConfig::default()) });
     let c = block_on(compare(&m, &s, &ids)).unwrap().unwrap();
     // A seed-initialised model is nearly uniform, so the contrast moves it only a little.

@@ -256,6 +256,16 @@ async fn run_and_report(id: u64, query: &str) {
     }
 }
 
+/// The result of a view's extra computation: its error goes to that view as text, except a
+/// backend error, which is returned (the engine then moves to the CPU as for any run).
+fn view_result<T>(r: Result<T, TraceError>, what: &str) -> Result<Result<T, String>, TraceError> {
+    match r {
+        Err(TraceError::Model(ModelError::Backend(e))) => Err(TraceError::Model(ModelError::Backend(e))),
+        Err(e) => Ok(Err(format!("{what}{e}"))),
+        Ok(v) => Ok(Ok(v)),
+    }
+}
+
 async fn run(id: u64, query: &str, ready: &Ready) -> Result<(), TraceError> {
     let (state, _) = PlaygroundState::from_query(query);
     if let Some(prefix) = &state.checkpoint_hash
@@ -296,21 +306,20 @@ async fn run(id: u64, query: &str, ready: &Ready) -> Result<(), TraceError> {
     // Steady decoding speed: from the first generated token to the last.
     let tokens_per_s = first.filter(|_| count >= 2).map(|f| (count - 1) as f64 / ((last - f).max(1e-3) / 1000.0));
     let ids: Vec<u32> = trace.tokens.iter().map(|t| t.id).collect();
-    let comparison = switchyard_trace::compare(&ready.model, &state, &ids).await;
-    let comparison = match comparison {
-        Ok(c) => c.map(|c| Ok(Box::new(c))),
-        Err(TraceError::Model(ModelError::Backend(e))) => return Err(TraceError::Model(ModelError::Backend(e))),
-        Err(e) => Some(Err(format!("configuration B could not run: {e}"))),
-    };
+    // The extras of the open view (A's trace is drawn even when they fail).
+    let comparison =
+        view_result(switchyard_trace::compare(&ready.model, &state, &ids).await, "configuration B could not run: ")?
+            .transpose()
+            .map(|c| c.map(Box::new));
+    yield_now().await;
+    if with(|e| e.latest_run != id) {
+        return Ok(());
+    }
     let domains = if state.view.panel == Panel::Domains {
         let mut texts: Vec<(String, String)> =
             crate::ui::EXAMPLES.iter().map(|e| (e.domain.to_string(), e.text.to_string())).collect();
         texts.extend(state.labelled.iter().map(|l| (l.label.clone(), l.text.clone())));
-        match switchyard_trace::domain_shares(&ready.model, tok, &state, &texts).await {
-            Ok(d) => Some(Ok(d)),
-            Err(TraceError::Model(ModelError::Backend(e))) => return Err(TraceError::Model(ModelError::Backend(e))),
-            Err(e) => Some(Err(e.to_string())),
-        }
+        Some(view_result(switchyard_trace::domain_shares(&ready.model, tok, &state, &texts).await, "")?)
     } else {
         None
     };

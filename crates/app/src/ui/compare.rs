@@ -13,7 +13,7 @@ use super::canvas::{Cell, CellCanvas, CellGrid};
 use super::client::RunResult;
 use super::controls::ParamControl;
 use super::palette::{expert_bg, expert_fg, prob_colours};
-use super::params::{self, DECODINGS, ROUTERS};
+use super::params::{self, CAPACITY, DECODINGS, ROUTERS};
 use super::snapshot::PngButton;
 use super::tokens::shown_expert;
 use super::{Change, Ctl};
@@ -24,15 +24,15 @@ const PRESETS: &[(&str, &str, &str)] = &[
     ("THOR (random expert)", "thor", ""),
     ("hash", "hash", ""),
     ("third-best expert alone", "ranks&ranks=2", ""),
+    ("top-2 with capacity factor 1", "topk&cf=1", ""),
     ("SCMoE decoding, same router", "", "scmoe"),
 ];
 
 fn preset(state: &PlaygroundState, router: &str, decode: &str) -> Variant {
     let a = state.variant();
-    let q = |key: &str, v: &str| PlaygroundState::from_query(&format!("v=1&{key}={v}")).0;
     Variant {
-        router: if router.is_empty() { a.router } else { q("router", router).router },
-        decoding: if decode.is_empty() { a.decoding } else { q("decode", decode).decoding },
+        router: if router.is_empty() { a.router } else { params::default_router(router) },
+        decoding: if decode.is_empty() { a.decoding } else { params::default_decoding(decode) },
     }
 }
 
@@ -76,6 +76,9 @@ fn BConfig() -> impl IntoView {
     let router = Memo::new(move |_| ctl.state.with(|s| params::param(s, "b.router")).unwrap_or_default());
     let decode = Memo::new(move |_| ctl.state.with(|s| params::param(s, "b.decode")).unwrap_or_default());
     let a_query = move || ctl.state.with(|s| readable(&s.variant().to_query()));
+    let b_query = move || ctl.state.with(|s| s.compare.as_ref().map(|b| readable(&b.to_query())).unwrap_or_default());
+    let b_capacity =
+        Memo::new(move |_| ctl.state.with(|s| params::param(s, "b.cf").is_some()) && router.get() == "topk");
     let edit_b = move |f: Box<dyn FnOnce(&mut Variant)>| {
         ctl.edit(
             |s| {
@@ -89,6 +92,7 @@ fn BConfig() -> impl IntoView {
     view! {
         <div class="ab-config">
             <p><strong>"A: "</strong><code data-testid="compare-a">{a_query}</code></p>
+            <p><strong>"B: "</strong><code data-testid="compare-b">{b_query}</code></p>
             <div class="b-panel">
                 <strong>"B:"</strong>
                 <select data-testid="b-router" aria-label="router of B" prop:value=move || router.get()
@@ -96,6 +100,7 @@ fn BConfig() -> impl IntoView {
                     {ROUTERS.iter().map(|r| view! { <option value=r.name>{r.title}</option> }).collect_view()}
                 </select>
                 {move || ROUTERS.iter().find(|r| r.name == router.get()).map(|r| r.controls.iter().map(|c| view! { <ParamControl control=*c prefix="b." /> }).collect_view())}
+                {move || b_capacity.get().then(|| CAPACITY.iter().map(|c| view! { <ParamControl control=*c prefix="b." /> }).collect_view())}
                 <label class="param"><span>"decoding of B"</span>
                     <select data-testid="b-decode" prop:value=move || decode.get()
                         on:change=move |ev| { let v = event_target_value(&ev); edit_b(Box::new(move |b| b.decoding = params::default_decoding(&v))) }>
@@ -155,7 +160,7 @@ fn Results(
         cells.push(
             (0..n)
                 .map(|t| {
-                    change.tokens.get(t).map(|x| {
+                    change.tokens.get(t).filter(|_| change.js_comparable).map(|x| {
                         let (bg, fg) = prob_colours(x.js as f32);
                         Cell { bg, fg, text: format!("{:.0}", 100.0 * x.js), outline: false, dashed: false }
                     })
@@ -177,6 +182,9 @@ fn Results(
     let grid = CellGrid { left: 48.0, rows, cols: trace.tokens.iter().map(|t| t.text.clone()).collect(), cells };
     let position = move || ctl.token.get().unwrap_or(n.saturating_sub(1)).min(n.saturating_sub(1));
     let summary = c.layers.clone();
+    let group_level = ctl
+        .state
+        .with_untracked(|s| s.router.is_group_level() || s.compare.as_ref().is_some_and(|b| b.router.is_group_level()));
     let c2 = c.clone();
     let tokens = trace.clone();
     view! {
@@ -186,14 +194,17 @@ fn Results(
                 <tbody>
                 {summary.into_iter().map(|l| view! { <tr>
                     <td>{l.layer}</td><td>{format!("{:.1}%", 100.0 * l.changed_rate)}</td>
-                    <td>{format!("{:.1}%", 100.0 * l.first_changed_rate)}</td><td>{format!("{:.3}", l.mean_js)}</td>
+                    <td>{format!("{:.1}%", 100.0 * l.first_changed_rate)}</td>
+                    <td title=(!l.js_comparable).then_some("one side has no router probabilities (THOR, hash, random): nothing to compare")>
+                        {if l.js_comparable { format!("{:.3}", l.mean_js) } else { "n/a".to_string() }}</td>
                 </tr> }).collect_view()}
                 </tbody>
             </table>
             <p class="hint">{format!("Mean JS divergence of the next-token distributions: {:.3} bits.", c.next_js.iter().sum::<f64>() / c.next_js.len().max(1) as f64)}</p>
             <PngButton name="compare-summary" />
         </div>
-        <p class="hint">"Per layer: A's and B's first expert (B outlined where its experts differ from A's), and the router JS divergence ×100; the last row is the JS divergence ×100 of the next-token distributions. Click a token for its next-token distributions."</p>
+        <p class="hint">"Per layer: A's and B's first expert (B outlined where its experts differ from A's), and the router JS divergence ×100 (empty when a side has no router probabilities); the last row is the JS divergence ×100 of the next-token distributions. Click a token for its next-token distributions. Each side's distribution is the one its decoding chooses from (greedy: the softmax; sampling: after its filters; SCMoE: the contrast over its plausible set), so a change of decoding moves it even where the routing is equal."</p>
+        {group_level.then(|| view! { <p class="hint" data-testid="compare-group-note">"A router with a shared capacity or expert choice routes the whole text as one group here (as a prompt-only run does), so a position's routing and next-token distribution also depend on the tokens after it."</p> })}
         <div class="scroll">
             <CellCanvas grid=grid testid="compare-grid" label="A and B experts and divergences per token".to_string()
                 on_cell=move |_, t| ctl.view(|v| v.token = Some(t)) />

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use leptos::prelude::*;
-use switchyard_state::{Labelled, MAX_LABELLED};
+use switchyard_state::{Labelled, MAX_LABELLED, MAX_LABELLED_CHARS};
 use switchyard_trace::DomainShares;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -41,8 +41,22 @@ fn grid(rows: &[(String, Vec<f64>)]) -> CellGrid {
     }
 }
 
-/// The shipped card's `eval` section, or why there is none.
-async fn fetch_card(checkpoint: String) -> Result<serde_json::Value, String> {
+thread_local! {
+    /// The last card fetched, by checkpoint: the view is redrawn after every run.
+    static CARD: std::cell::RefCell<Option<(String, Result<serde_json::Value, String>)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The shipped card's `eval` section, or why there is none (fetched once per checkpoint).
+async fn card_eval(checkpoint: String) -> Result<serde_json::Value, String> {
+    if let Some(hit) = CARD.with_borrow(|c| c.as_ref().filter(|c| c.0 == checkpoint).map(|c| c.1.clone())) {
+        return hit;
+    }
+    let card = fetch_card(&checkpoint).await;
+    CARD.with_borrow_mut(|c| *c = Some((checkpoint, card.clone())));
+    card
+}
+
+async fn fetch_card(checkpoint: &str) -> Result<serde_json::Value, String> {
     if checkpoint == "seed-init" {
         return Err("seed-init is not a trained checkpoint: it has no model card".into());
     }
@@ -82,7 +96,7 @@ fn card_rows(eval: &serde_json::Value, layer: usize, order: &[String]) -> Vec<(S
 #[component]
 pub fn DomainsView(shares: Option<Result<Arc<DomainShares>, String>>, layer: usize) -> impl IntoView {
     let ctl = expect_context::<Ctl>();
-    let card = LocalResource::new(move || fetch_card(ctl.state.with(|s| s.checkpoint.clone())));
+    let card = LocalResource::new(move || card_eval(ctl.state.with(|s| s.checkpoint.clone())));
     let live = match shares {
         None => {
             view! { <p class="pending" data-testid="domains-waiting">"Running the example prompts…"</p> }.into_any()
@@ -151,6 +165,8 @@ fn AddPrompt() -> impl IntoView {
             Some("A label is 1 to 24 letters, digits, `_` or `-`.".to_string())
         } else if t.trim().is_empty() {
             Some("Type the prompt to add.".to_string())
+        } else if t.chars().count() > MAX_LABELLED_CHARS {
+            Some(format!("A prompt of your own has at most {MAX_LABELLED_CHARS} characters."))
         } else if count >= MAX_LABELLED {
             Some(format!("At most {MAX_LABELLED} prompts of your own; remove one first."))
         } else {
@@ -176,7 +192,7 @@ fn AddPrompt() -> impl IntoView {
             <div class="add-row">
                 <input type="text" placeholder="label, e.g. legal" maxlength="24" data-testid="add-label" aria-label="domain label"
                     prop:value=label on:input=move |ev| set_label.set(event_target_value(&ev)) />
-                <textarea rows="2" placeholder="a prompt from that domain" data-testid="add-text" aria-label="prompt to add"
+                <textarea rows="2" placeholder="a prompt from that domain" data-testid="add-text" aria-label="prompt to add" maxlength=MAX_LABELLED_CHARS
                     prop:value=text on:input=move |ev| set_text.set(event_target_value(&ev))></textarea>
                 <button data-testid="add-prompt" on:click=add>"Add"</button>
             </div>
