@@ -13,7 +13,7 @@ use switchyard_model::{
     BpeTokenizer, ByteTokenizer, Checkpoint, Device, Model, ModelConfig, ModelError, Tokenizer, devices, init_from_seed,
 };
 use switchyard_state::{Panel, PlaygroundState};
-use switchyard_trace::TraceError;
+use switchyard_trace::{DomainShares, TraceError};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 use web_sys::MessageEvent;
@@ -48,6 +48,9 @@ struct Engine {
     pending_check: bool,
     latest_run: u64,
     busy: bool,
+    /// The last domain shares, by what they depend on (checkpoint hash and the state without
+    /// prompt and generation): typing a prompt with the domain view open does not redo them.
+    domains: Option<(String, DomainShares)>,
 }
 
 thread_local! {
@@ -319,7 +322,21 @@ async fn run(id: u64, query: &str, ready: &Ready) -> Result<(), TraceError> {
         let mut texts: Vec<(String, String)> =
             crate::ui::EXAMPLES.iter().map(|e| (e.domain.to_string(), e.text.to_string())).collect();
         texts.extend(state.labelled.iter().map(|l| (l.label.clone(), l.text.clone())));
-        Some(view_result(switchyard_trace::domain_shares(&ready.model, tok, &state, &texts).await, "")?)
+        let key = {
+            let mut s = PlaygroundState { prompt: String::new(), generate: 0, ..state.clone() };
+            s.view = Default::default();
+            format!("{}|{}", ready.info.hash, s.to_query())
+        };
+        match with(|e| e.domains.clone()).filter(|(k, _)| *k == key) {
+            Some((_, shares)) => Some(Ok(shares)),
+            None => {
+                let shares = view_result(switchyard_trace::domain_shares(&ready.model, tok, &state, &texts).await, "")?;
+                if let Ok(d) = &shares {
+                    with(|e| e.domains = Some((key, d.clone())));
+                }
+                Some(shares)
+            }
+        }
     } else {
         None
     };

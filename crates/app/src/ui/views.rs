@@ -28,7 +28,7 @@ pub fn ViewTabs() -> impl IntoView {
     let ctl = expect_context::<Ctl>();
     let panel = move || ctl.panel.get();
     view! {
-        <section class="card">
+        <section class="card" class:stale=move || ctl.engine.running.get()>
             <div class="tabs" role="tablist">
                 {TABS.iter().map(|&(p, label)| view! {
                     <button role="tab" class="tab" class:active=move || panel() == p aria-selected=move || (panel() == p).to_string()
