@@ -455,6 +455,30 @@ test('router A/B: changed experts, router divergence and both next-token distrib
   assert.equal(await page.locator('[data-testid="next-a"] tr').count(), 5);
   const routerJs = Number(await summary.nth(0).locator('td').nth(3).textContent());
   assert.ok(routerJs === 0, `top-1 and top-2 share layer 0's router distribution: ${routerJs}`);
+  // The A/B exported in the page equals `switchyard compare` for the same link.
+  const [download] = await Promise.all([page.waitForEvent('download'), page.locator('[data-testid="export-compare"]').click()]);
+  assert.equal(download.suggestedFilename(), 'switchyard-compare.json');
+  const web = JSON.parse(await readFile(await download.path(), 'utf8'));
+  const cli = JSON.parse(switchyard(['compare', '--url', `?${web.query}`]));
+  assert.deepEqual(web.tokens, cli.tokens);
+  assert.equal(web.b.query, cli.b.query);
+  let worst = 0;
+  web.layers.forEach((l, i) => l.tokens.forEach((t, j) => {
+    const c = cli.layers[i].tokens[j];
+    assert.deepEqual([t.only_a, t.only_b], [c.only_a, c.only_b], `layer ${i} token ${j}`);
+    worst = Math.max(worst, Math.abs(t.js - c.js));
+  }));
+  web.next_js.forEach((d, i) => { worst = Math.max(worst, Math.abs(d - cli.next_js[i])); });
+  for (const side of ['a', 'b']) {
+    web[side].next.forEach((row, i) => {
+      const other = new Map(cli[side].next[i]);
+      const shared = row.filter(([id]) => other.has(id));
+      assert.ok(shared.length >= 4, `position ${i}: the same next tokens`);
+      for (const [id, p] of shared) worst = Math.max(worst, Math.abs(p - other.get(id)));
+    });
+  }
+  console.log(`page vs CLI A/B: ${web.tokens.length} tokens, max |Δ| = ${worst.toExponential(2)}`);
+  assert.ok(worst <= 1e-5, `the page's A/B differs from the CLI's by ${worst}`);
   // B = the same router with SCMoE decoding: routing equal, next-token distributions not.
   await page.locator('[data-testid="b-router"]').selectOption('topk');
   await page.locator('[data-testid="param-b.k"]').fill('2');

@@ -55,6 +55,12 @@ enum Command {
         #[arg(long)]
         csv: bool,
     },
+    /// Router A/B of a link with a configuration B (`b.router=…`): A's trace is run, then A and B
+    /// read its tokens; prints the comparison as JSON (the page's A/B export has the same form).
+    Compare {
+        #[command(flatten)]
+        job: Job,
+    },
     /// Train a byte-level BPE tokenizer on a corpus's training split.
     Tokenizer(train_cmd::TokenizerArgs),
     /// Print the tokens of a text as JSON: the tokenizer id, the ids and their printable pieces.
@@ -516,6 +522,18 @@ fn main() -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&t)?);
                 Ok(())
             }
+        }
+        Command::Compare { job } => {
+            let (state, model, hash, backend, tok) = job.resolve()?;
+            if state.compare.is_none() {
+                bail!("the link has no configuration B: add b.router=… (and its parameters) or b.decode=…");
+            }
+            let train = job.run.routing.training()?;
+            let t = block_on(switchyard_trace::trace(&model, &tok, &state, &hash, &backend, train, async |_| true))?;
+            let ids: Vec<u32> = t.tokens.iter().map(|x| x.id).collect();
+            let c = block_on(switchyard_trace::compare(&model, &state, &ids))?;
+            println!("{}", serde_json::to_string_pretty(&c)?);
+            Ok(())
         }
         Command::Tokenizer(args) => train_cmd::tokenizer(args),
         Command::Tokenize { tokenizer, text } => {

@@ -26,6 +26,10 @@ pub struct Side {
 /// Two configurations on one token sequence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
+    /// The canonical query of the state compared (configuration B included).
+    pub query: String,
+    /// The token ids both sides read.
+    pub tokens: Vec<u32>,
     /// The state's own configuration.
     pub a: Side,
     /// The configuration compared with.
@@ -52,6 +56,8 @@ pub async fn compare(model: &Model, state: &PlaygroundState, tokens: &[u32]) -> 
         next: p.iter().map(|row| top_candidates(row)).collect(),
     };
     Ok(Some(Comparison {
+        query: state.to_query(),
+        tokens: tokens.to_vec(),
         layers: ra.layers.iter().zip(&rb.layers).map(|(x, y)| compare_layer(x, y)).collect(),
         next_js: pa.iter().zip(&pb).map(|(x, y)| js_divergence(x, y)).collect(),
         a: side(&a, &ra, &pa),

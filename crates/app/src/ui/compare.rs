@@ -186,6 +186,8 @@ fn Results(
         .state
         .with_untracked(|s| s.router.is_group_level() || s.compare.as_ref().is_some_and(|b| b.router.is_group_level()));
     let c2 = c.clone();
+    let c3 = c.clone();
+    let (export_error, set_export_error) = signal(None::<String>);
     let tokens = trace.clone();
     view! {
         <div data-snapshot="compare-summary">
@@ -202,6 +204,12 @@ fn Results(
             </table>
             <p class="hint">{format!("Mean JS divergence of the next-token distributions: {:.3} bits.", c.next_js.iter().sum::<f64>() / c.next_js.len().max(1) as f64)}</p>
             <PngButton name="compare-summary" />
+            <button class="small" data-testid="export-compare" title="the comparison as JSON (the form of `switchyard compare`)"
+                on:click=move |_| match serde_json::to_vec_pretty(&*c3) {
+                    Ok(bytes) => set_export_error.set(super::export::save_bytes(&bytes, "application/json", "switchyard-compare.json").err().map(|e| format!("export failed: {e:?}"))),
+                    Err(e) => set_export_error.set(Some(e.to_string())),
+                }>"A/B JSON"</button>
+            {move || export_error.get().map(|e| view! { <span class="error">{e}</span> })}
         </div>
         <p class="hint">"Per layer: A's and B's first expert (B outlined where its experts differ from A's), and the router JS divergence ×100 (empty when a side has no router probabilities); the last row is the JS divergence ×100 of the next-token distributions. Click a token for its next-token distributions. Each side's distribution is the one its decoding chooses from (greedy: the softmax; sampling: after its filters; SCMoE: the contrast over its plausible set), so a change of decoding moves it even where the routing is equal."</p>
         {group_level.then(|| view! { <p class="hint" data-testid="compare-group-note">"A router with a shared capacity or expert choice routes the whole text as one group here (as a prompt-only run does), so a position's routing and next-token distribution also depend on the tokens after it."</p> })}

@@ -36,7 +36,7 @@ pub fn save_data_url(url: &str, file: &str) -> Result<(), JsValue> {
 }
 
 /// Saves bytes as a file.
-fn save_bytes(bytes: &[u8], mime: &str, file: &str) -> Result<(), JsValue> {
+pub(super) fn save_bytes(bytes: &[u8], mime: &str, file: &str) -> Result<(), JsValue> {
     let options = js_sys::Object::new();
     js_sys::Reflect::set(&options, &"type".into(), &mime.into())?;
     let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes));
