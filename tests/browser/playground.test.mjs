@@ -506,6 +506,16 @@ test('router A/B: changed experts, router divergence and both next-token distrib
   await page.locator('[data-testid="compare-swap"]').click();
   await page.waitForFunction(() => new URL(location.href).searchParams.get('router') === 'thor' && new URL(location.href).searchParams.get('b.router') === 'topk');
   assert.equal(await page.locator('[data-testid="router"]').inputValue(), 'thor');
+  // Embedded, the A/B view reports its comparison to the page around it.
+  const host = await browser.newPage();
+  await host.setContent(`<iframe id="ab" width="700" height="500" src="${server.url}?v=1&ckpt=topk&router=topk&k=2&b.router=topk&b.k=1&embed=compare&prompt=Hello+world"></iframe>
+    <script>window.heard = []; addEventListener('message', (e) => { if (e.data?.type === 'switchyard:routing') window.heard.push(e.data); });</script>`);
+  await host.waitForFunction(() => window.heard.some((m) => m.comparison), null, { timeout: SLOW });
+  const heard = await host.evaluate(() => window.heard.find((m) => m.comparison).comparison);
+  assert.match(heard.b, /k=1/);
+  assert.deepEqual(heard.changed_rate, [1, 1, 1, 1], 'top-1 against top-2: every token changes its expert set');
+  assert.equal(heard.router_js.length, 4);
+  await host.close();
   // SCMoE generation in the page: the token detail lists the candidates as text.
   await page.locator('[data-testid="compare-remove"]').click();
   await page.locator('[data-testid="router"]').selectOption('topk');

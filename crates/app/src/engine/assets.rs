@@ -24,7 +24,9 @@ fn url(file: &str) -> String {
 /// The cache, when this context has one (the Cache API needs a secure context: https or
 /// localhost).
 async fn cache() -> Option<Cache> {
-    let caches = global().caches().ok()?;
+    // `caches` is undefined outside a secure context and in some embedded (partitioned or
+    // opaque-origin) frames; web-sys would call `open` on undefined and kill the worker.
+    let caches = global().caches().ok().filter(|c| !c.is_undefined() && !c.is_null())?;
     JsFuture::from(caches.open(CACHE)).await.ok()?.dyn_into().ok()
 }
 

@@ -3,7 +3,9 @@
 //!
 //! To the iframe: `{type: "switchyard:set", prompt?: string, query?: string}` (a query replaces
 //! the state; the embed settings are kept). From the iframe, after every run:
-//! `{type: "switchyard:routing", query, tokens: [text], experts: [[expert per token] per layer]}`.
+//! `{type: "switchyard:routing", query, tokens: [text], experts: [[expert per token] per layer]}`,
+//! and in the router A/B view also `comparison: {a, b, changed_rate: [per layer],
+//! router_js: [per layer, null where not comparable], next_js_mean}`.
 //! `www/embed.html` is a worked example.
 
 use leptos::prelude::*;
@@ -22,6 +24,18 @@ struct Routing<'a> {
     query: &'a str,
     tokens: Vec<&'a str>,
     experts: Vec<Vec<Option<usize>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comparison: Option<AbSummary>,
+}
+
+/// The router A/B in a routing message: what a tutorial needs to narrate it.
+#[derive(Serialize)]
+struct AbSummary {
+    a: String,
+    b: String,
+    changed_rate: Vec<f64>,
+    router_js: Vec<Option<f64>>,
+    next_js_mean: f64,
 }
 
 /// Follows messages from the parent page and reports every run to it.
@@ -66,6 +80,13 @@ pub fn listen(ctl: Ctl) {
                 .iter()
                 .map(|l| (0..t.tokens.len()).map(|i| tokens::shown_expert(l, i).map(|e| e.0)).collect())
                 .collect(),
+            comparison: r.comparison.as_ref().and_then(|c| c.as_ref().ok()).map(|c| AbSummary {
+                a: c.a.query.clone(),
+                b: c.b.query.clone(),
+                changed_rate: c.layers.iter().map(|l| l.changed_rate).collect(),
+                router_js: c.layers.iter().map(|l| l.js_comparable.then_some(l.mean_js)).collect(),
+                next_js_mean: c.next_js.iter().sum::<f64>() / c.next_js.len().max(1) as f64,
+            }),
         };
         if let Ok(json) = serde_json::to_string(&message)
             && let Ok(value) = js_sys::JSON::parse(&json)
