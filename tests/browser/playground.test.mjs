@@ -318,7 +318,7 @@ test('the experts view: dictionary, consecutive rates, co-activation and affinit
   await page.close();
 });
 
-test('embedding: two views in iframes of the example page, driven and heard through postMessage', async () => {
+test('embedding: three views in iframes of the example page (one a router A/B), driven and heard through postMessage', async () => {
   const page = await browser.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
@@ -336,6 +336,10 @@ test('embedding: two views in iframes of the example page, driven and heard thro
   await page.locator('#french').click();
   await page.waitForFunction(() => (document.getElementById('log').textContent.match(/Le chat dort sur le canapé\./g) ?? []).length >= 2, null, { timeout: SLOW });
   assert.equal(await strip.locator('[data-testid="token"]').evaluateAll((els) => els.map((e) => e.textContent).join('')), 'Le chat dort sur le canapé.');
+  // The third view, a router A/B, reports its comparison; a button changes its B.
+  await page.waitForFunction(() => /ab: B = router=topk&k=1.* experts changed per layer 100% 100% 100% 100%/.test(document.getElementById('log').textContent), null, { timeout: SLOW });
+  await page.locator('#b-scmoe').click();
+  await page.waitForFunction(() => /ab: B = .*decode=scmoe.* experts changed per layer 0% 0% 0% 0%/.test(document.getElementById('log').textContent), null, { timeout: SLOW });
   await page.locator('#thor').click();
   await heat.locator('[data-testid="router"]').evaluate((el) => el.value).then((v) => assert.equal(v, 'thor'));
   await page.setViewportSize({ width: 520, height: 900 });

@@ -46,10 +46,16 @@ fn readable(query: &str) -> String {
 pub fn CompareView(result: RunResult) -> impl IntoView {
     let ctl = expect_context::<Ctl>();
     let has_b = Memo::new(move |_| ctl.state.with(|s| s.compare.is_some()));
+    // Embedded, B is edited only where the author shows the router controls (`show=router`).
+    let editable = Memo::new(move |_| {
+        ctl.state.with(|s| s.view.embed.is_none() || s.view.show.contains(&switchyard_state::Control::Router))
+    });
     view! {
         <div class="compare" data-testid="compare">
             {move || if has_b.get() {
-                view! { <BConfig /> }.into_any()
+                view! { <BConfig editable=editable /> }.into_any()
+            } else if !editable.get() {
+                view! { <p class="hint">"This link has no configuration B (b.router=…) to compare with."</p> }.into_any()
             } else {
                 view! {
                     <p class="hint">"Compare this router (A, the panel on the left) with another configuration (B) on the same tokens, seed and interventions. B reads A's text, so every token and layer can be compared. Pick a B:"</p>
@@ -71,7 +77,10 @@ pub fn CompareView(result: RunResult) -> impl IntoView {
 
 /// Configuration B's router and decoding, edited through the `b.` keys of the codec.
 #[component]
-fn BConfig() -> impl IntoView {
+fn BConfig(
+    /// Whether B's controls are shown (else only the two configurations are written out).
+    editable: Memo<bool>,
+) -> impl IntoView {
     let ctl = expect_context::<Ctl>();
     let router = Memo::new(move |_| ctl.state.with(|s| params::param(s, "b.router")).unwrap_or_default());
     let decode = Memo::new(move |_| ctl.state.with(|s| params::param(s, "b.decode")).unwrap_or_default());
@@ -93,7 +102,7 @@ fn BConfig() -> impl IntoView {
         <div class="ab-config">
             <p><strong>"A: "</strong><code data-testid="compare-a">{a_query}</code></p>
             <p><strong>"B: "</strong><code data-testid="compare-b">{b_query}</code></p>
-            <div class="b-panel">
+            <div class="b-panel" class:hidden=move || !editable.get()>
                 <strong>"B:"</strong>
                 <select data-testid="b-router" aria-label="router of B" prop:value=move || router.get()
                     on:change=move |ev| { let v = event_target_value(&ev); edit_b(Box::new(move |b| b.router = params::default_router(&v))) }>
