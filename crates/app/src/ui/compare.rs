@@ -12,10 +12,10 @@ use switchyard_trace::{Comparison, Trace};
 use super::canvas::{Cell, CellCanvas, CellGrid};
 use super::client::RunResult;
 use super::controls::ParamControl;
-use super::palette::{expert_bg, expert_fg, prob_colours};
+use super::palette::prob_colours;
 use super::params::{self, CAPACITY, DECODINGS, ROUTERS};
 use super::snapshot::PngButton;
-use super::tokens::shown_expert;
+use super::views::expert_row;
 use super::{Change, Ctl};
 
 /// One-click configurations B, as `(label, router, decoding)` (empty: A's own).
@@ -147,24 +147,11 @@ fn Results(
     let mut cells = Vec::new();
     for (i, change) in c.layers.iter().enumerate() {
         let (la, lb) = (&c.a.layers[i], &c.b.layers[i]);
-        let side = |l: &switchyard_trace::TraceLayer, outline: &dyn Fn(usize) -> bool| -> Vec<Option<Cell>> {
-            (0..n)
-                .map(|t| {
-                    shown_expert(l, t).map(|(e, dropped)| Cell {
-                        bg: expert_bg(e).to_string(),
-                        fg: expert_fg(e),
-                        text: e.to_string(),
-                        outline: outline(t) || dropped,
-                        dashed: dropped,
-                    })
-                })
-                .collect()
-        };
         let changed = |t: usize| change.tokens.get(t).is_some_and(|x| x.changed());
         rows.push((format!("L{} A", change.layer), "#eceef3".to_string(), "#1d2330"));
-        cells.push(side(la, &|_| false));
+        cells.push(expert_row(la, n, |_| false));
         rows.push((format!("L{} B", change.layer), "#eceef3".to_string(), "#1d2330"));
-        cells.push(side(lb, &changed));
+        cells.push(expert_row(lb, n, changed));
         rows.push((format!("L{} JS", change.layer), "#ffffff".to_string(), "#5b6373"));
         cells.push(
             (0..n)

@@ -70,6 +70,26 @@ pub fn PanelView(
     }
 }
 
+/// One layer's row of a token chart: each token's shown expert in its colour, outlined where
+/// `outline(token)` or dropped (dashed).
+pub(super) fn expert_row(
+    layer: &switchyard_trace::TraceLayer,
+    n: usize,
+    outline: impl Fn(usize) -> bool,
+) -> Vec<Option<Cell>> {
+    (0..n)
+        .map(|t| {
+            shown_expert(layer, t).map(|(e, dropped)| Cell {
+                bg: expert_bg(e).to_string(),
+                fg: expert_fg(e),
+                text: e.to_string(),
+                outline: outline(t) || dropped,
+                dashed: dropped,
+            })
+        })
+        .collect()
+}
+
 /// Token × layer: each cell is the token's top expert at that layer (click: that token and layer).
 #[component]
 fn Grid(trace: std::sync::Arc<Trace>) -> impl IntoView {
@@ -79,23 +99,7 @@ fn Grid(trace: std::sync::Arc<Trace>) -> impl IntoView {
         left: LEFT,
         rows: trace.layers.iter().map(|l| (format!("L{}", l.layer), "#eceef3".to_string(), "#1d2330")).collect(),
         cols: trace.tokens.iter().map(|t| t.text.clone()).collect(),
-        cells: trace
-            .layers
-            .iter()
-            .map(|l| {
-                (0..n)
-                    .map(|t| {
-                        shown_expert(l, t).map(|(e, dropped)| Cell {
-                            bg: expert_bg(e).to_string(),
-                            fg: expert_fg(e),
-                            text: e.to_string(),
-                            outline: dropped,
-                            dashed: dropped,
-                        })
-                    })
-                    .collect()
-            })
-            .collect(),
+        cells: trace.layers.iter().map(|l| expert_row(l, n, |_| false)).collect(),
     };
     let layers: Vec<usize> = trace.layers.iter().map(|l| l.layer).collect();
     view! {
