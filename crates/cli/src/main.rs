@@ -314,19 +314,29 @@ fn info(path: &PathBuf) -> Result<()> {
     Ok(())
 }
 
+/// A job's state run to its trace, with what it ran on.
+struct Traced {
+    trace: switchyard_trace::Trace,
+    state: PlaygroundState,
+    model: Model,
+    hash: String,
+    backend: String,
+    tok: Tokenizer,
+}
+
 impl Job {
-    /// Runs the job's state and returns its trace with the state, checkpoint hash, backend and
-    /// tokenizer.
-    fn trace(&self) -> Result<(switchyard_trace::Trace, PlaygroundState, String, String, Tokenizer)> {
+    /// Runs the job's state and returns its trace with the state, model, checkpoint hash,
+    /// backend and tokenizer.
+    fn trace(&self) -> Result<Traced> {
         let (state, model, hash, backend, tok) = self.resolve()?;
         let train = self.run.routing.training()?;
-        let t = block_on(switchyard_trace::trace(&model, &tok, &state, &hash, &backend, train, async |_| true))?;
-        Ok((t, state, hash, backend, tok))
+        let trace = block_on(switchyard_trace::trace(&model, &tok, &state, &hash, &backend, train, async |_| true))?;
+        Ok(Traced { trace, state, model, hash, backend, tok })
     }
 }
 
 fn run(job: &Job) -> Result<()> {
-    let (t, state, hash, backend, tok) = job.trace()?;
+    let Traced { trace: t, state, hash, backend, tok, .. } = job.trace()?;
     println!("model: {} (hash {}) on {backend}", state.checkpoint, &hash[..12]);
     println!("link:  ?{}", t.query);
     print!("{:>4} {:>6} {:<8}", "pos", "kind", "token");
@@ -515,7 +525,7 @@ fn main() -> Result<()> {
         }
         Command::Run { job } => run(job),
         Command::Trace { job, csv } => {
-            let (t, ..) = job.trace()?;
+            let t = job.trace()?.trace;
             if *csv {
                 switchyard_trace::write_csv(&t, std::io::stdout().lock()).map_err(Into::into)
             } else {
@@ -524,14 +534,11 @@ fn main() -> Result<()> {
             }
         }
         Command::Compare { job } => {
-            let (state, model, hash, backend, tok) = job.resolve()?;
-            if state.compare.is_none() {
+            let Traced { trace, state, model, .. } = job.trace()?;
+            let ids: Vec<u32> = trace.tokens.iter().map(|x| x.id).collect();
+            let Some(c) = block_on(switchyard_trace::compare(&model, &state, &ids))? else {
                 bail!("the link has no configuration B: add b.router=… (and its parameters) or b.decode=…");
-            }
-            let train = job.run.routing.training()?;
-            let t = block_on(switchyard_trace::trace(&model, &tok, &state, &hash, &backend, train, async |_| true))?;
-            let ids: Vec<u32> = t.tokens.iter().map(|x| x.id).collect();
-            let c = block_on(switchyard_trace::compare(&model, &state, &ids))?;
+            };
             println!("{}", serde_json::to_string_pretty(&c)?);
             Ok(())
         }

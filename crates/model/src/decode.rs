@@ -121,18 +121,25 @@ pub fn argmax(row: &[f32]) -> usize {
     row.iter().enumerate().fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
 }
 
-/// The logits of the last position of the first sequence, read back to the host.
-pub async fn last_logits(logits: Tensor<3>) -> Result<Vec<f32>, ModelError> {
-    let [_, s, v] = logits.dims();
+/// The positions `[from, from + n)` of the first sequence's logits, read back to the host as
+/// one flat `n × V` vector.
+async fn logits_to_host(logits: Tensor<3>, from: usize, n: usize) -> Result<Vec<f32>, ModelError> {
+    let v = logits.dims()[2];
     logits
         .narrow(0, 0, 1)
-        .narrow(1, s - 1, 1)
-        .reshape([v])
+        .narrow(1, from, n)
+        .reshape([n * v])
         .into_data_async()
         .await
         .map_err(|e| ModelError::Backend(format!("{e:?}")))?
         .try_into_vec::<f32>()
         .map_err(|e| ModelError::Backend(format!("{e:?}")))
+}
+
+/// The logits of the last position of the first sequence, read back to the host.
+pub async fn last_logits(logits: Tensor<3>) -> Result<Vec<f32>, ModelError> {
+    let s = logits.dims()[1];
+    logits_to_host(logits, s - 1, 1).await
 }
 
 /// The most likely tokens of a distribution with their probabilities, best first.
@@ -309,14 +316,7 @@ pub fn decoding_passes(opts: &RunOptions, decoding: &Decoding) -> (RunOptions, O
 /// The logits of every position of the first sequence, `[S][V]`, read back to the host.
 pub async fn all_logits(logits: Tensor<3>) -> Result<Vec<Vec<f32>>, ModelError> {
     let [_, s, v] = logits.dims();
-    let flat = logits
-        .narrow(0, 0, 1)
-        .reshape([s * v])
-        .into_data_async()
-        .await
-        .map_err(|e| ModelError::Backend(format!("{e:?}")))?
-        .try_into_vec::<f32>()
-        .map_err(|e| ModelError::Backend(format!("{e:?}")))?;
+    let flat = logits_to_host(logits, 0, s).await?;
     Ok(flat.chunks(v).map(<[f32]>::to_vec).collect())
 }
 

@@ -87,10 +87,38 @@ pub struct Labelled {
     pub text: String,
 }
 
+/// Why a labelled prompt cannot be added (the link reader and the page word it each their way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelledRefusal {
+    /// The label is not 1 to 24 of `A-Z a-z 0-9 _ -`.
+    Label,
+    /// The prompt is blank.
+    Empty,
+    /// The prompt is longer than [`MAX_LABELLED_CHARS`].
+    TooLong,
+    /// There are [`MAX_LABELLED`] already.
+    TooMany,
+}
+
 impl Labelled {
     /// Whether `label` can be a domain label.
     pub fn valid_label(label: &str) -> bool {
         (1..=24).contains(&label.len()) && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    }
+
+    /// Checks a labelled prompt to add next to `others` prompts already kept.
+    pub fn check(label: &str, text: &str, others: usize) -> Result<(), LabelledRefusal> {
+        if !Self::valid_label(label) {
+            Err(LabelledRefusal::Label)
+        } else if text.trim().is_empty() {
+            Err(LabelledRefusal::Empty)
+        } else if text.chars().count() > MAX_LABELLED_CHARS {
+            Err(LabelledRefusal::TooLong)
+        } else if others >= MAX_LABELLED {
+            Err(LabelledRefusal::TooMany)
+        } else {
+            Ok(())
+        }
     }
 }
 

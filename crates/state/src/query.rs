@@ -10,7 +10,10 @@ use switchyard_model::{
 };
 
 use crate::names::Named;
-use crate::{Control, Labelled, MAX_LABELLED, MAX_LABELLED_CHARS, Panel, PlaygroundState, VERSION, Variant, View};
+use crate::{
+    Control, Labelled, LabelledRefusal, MAX_LABELLED, MAX_LABELLED_CHARS, Panel, PlaygroundState, VERSION, Variant,
+    View,
+};
 
 /// Something in a query string that could not be used as given.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -403,17 +406,19 @@ fn read_labelled(r: &mut Reader) -> Vec<Labelled> {
     for key in keys {
         let text = r.raw(&key).unwrap_or_default();
         let label = &key[ADD.len()..];
-        if !Labelled::valid_label(label) {
-            r.problem(&key, "a label is 1 to 24 letters, digits, `_` or `-`; prompt ignored".into());
-        } else if text.trim().is_empty() {
-            r.problem(&key, "the prompt is empty; ignored".into());
-        } else if text.chars().count() > MAX_LABELLED_CHARS {
-            r.problem(&key, format!("the prompt is longer than {MAX_LABELLED_CHARS} characters; ignored"));
-        } else if out.len() == MAX_LABELLED {
-            r.problem(&key, format!("at most {MAX_LABELLED} labelled prompts; ignored"));
-        } else {
-            out.push(Labelled { label: label.to_string(), text });
-        }
+        let message = match Labelled::check(label, &text, out.len()) {
+            Ok(()) => {
+                out.push(Labelled { label: label.to_string(), text });
+                continue;
+            }
+            Err(LabelledRefusal::Label) => "a label is 1 to 24 letters, digits, `_` or `-`; prompt ignored".into(),
+            Err(LabelledRefusal::Empty) => "the prompt is empty; ignored".into(),
+            Err(LabelledRefusal::TooLong) => {
+                format!("the prompt is longer than {MAX_LABELLED_CHARS} characters; ignored")
+            }
+            Err(LabelledRefusal::TooMany) => format!("at most {MAX_LABELLED} labelled prompts; ignored"),
+        };
+        r.problem(&key, message);
     }
     out
 }

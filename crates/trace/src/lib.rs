@@ -20,6 +20,9 @@ use switchyard_state::PlaygroundState;
 /// Version of the trace schema.
 pub const TRACE_FORMAT: &str = "switchyard-trace/1";
 
+/// Positions per bucket of [`TraceLayer::drop_rate_by_position`].
+pub const DROP_BUCKET: usize = 16;
+
 /// One token of the traced sequence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TraceToken {
@@ -140,7 +143,7 @@ fn layer(rec: &LayerRouting, next: Option<&LayerRouting>, ids: &[u32]) -> TraceL
         probs_are_uniform: rec.probs_are_uniform,
         aux: rec.aux.clone(),
         metrics: layer_metrics(rec),
-        drop_rate_by_position: drop_rate_by_position(rec, 16),
+        drop_rate_by_position: drop_rate_by_position(rec, DROP_BUCKET),
         consecutive: consecutive_rate(rec),
         co_activation: co_activation(rec),
         affinity_to_next: next.map(|n| expert_affinity(rec, n)),

@@ -29,6 +29,14 @@ pub struct Cell {
     pub dashed: bool,
 }
 
+impl Cell {
+    /// A share or probability cell: shaded by `shade` in `[0, 1]`, labelled `value` in percent.
+    pub fn percent(shade: f64, value: f64, outline: bool) -> Self {
+        let (bg, fg) = super::palette::prob_colours(shade as f32);
+        Self { bg, fg, text: format!("{:.0}", 100.0 * value), outline, dashed: false }
+    }
+}
+
 /// What to draw: row labels (with their colours) and column labels, cells by row.
 #[derive(Debug, Clone)]
 pub struct CellGrid {
@@ -127,6 +135,8 @@ pub fn CellCanvas(
     testid: &'static str,
 ) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
+    // One grid for the draw effect and the click handler (thousands of cells: no copy).
+    let grid = std::rc::Rc::new(grid);
     let drawn = grid.clone();
     Effect::new(move || {
         if let Some(c) = canvas.get() {

@@ -7,7 +7,6 @@ use switchyard_trace::Trace;
 
 use super::canvas::{Cell, CellCanvas, CellGrid, LEFT};
 use super::controls::ParamControl;
-use super::palette::prob_colours;
 use super::params::{self, CAPACITY};
 use super::snapshot::PngButton;
 use super::{Change, Ctl};
@@ -30,7 +29,7 @@ pub fn CapacityView(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView
             <p class="hint" data-testid="capacity-off">{format!("The {} router runs without a capacity limit, so nothing is dropped.", router.get())}</p>
             <button data-testid="capacity-on" on:click=move |_| {
                 let mut s = params::switch_router(&ctl.state.get_untracked(), "topk");
-                s = params::with_params(&s, &[("cf", Some("1.25".into())), ("priority", Some("position".into()))]).0;
+                s = params::with_params(&s, &[("cf", Some(params::TRAINING_CF.into())), ("priority", Some("position".into()))]).0;
                 ctl.set(s, Change::Deliberate);
             }>"Use top-2 with capacity factor 1.25 (the training value)"</button>
         }
@@ -39,7 +38,7 @@ pub fn CapacityView(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView
     };
     let buckets: Vec<u32> =
         trace.layers.first().map(|l| l.drop_rate_by_position.iter().map(|b| b.0).collect()).unwrap_or_default();
-    let width = 16;
+    let width = switchyard_trace::DROP_BUCKET as u32;
     let last = trace.layers.first().and_then(|l| l.routing.last()).map_or(0, |r| r.token as u32);
     let grid = CellGrid {
         left: LEFT,
@@ -48,15 +47,7 @@ pub fn CapacityView(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView
         cells: trace
             .layers
             .iter()
-            .map(|l| {
-                l.drop_rate_by_position
-                    .iter()
-                    .map(|&(_, rate)| {
-                        let (bg, fg) = prob_colours(rate as f32);
-                        Some(Cell { bg, fg, text: format!("{:.0}", 100.0 * rate), outline: false, dashed: false })
-                    })
-                    .collect()
-            })
+            .map(|l| l.drop_rate_by_position.iter().map(|&(_, rate)| Some(Cell::percent(rate, rate, false))).collect())
             .collect(),
     };
     let dropped: Vec<(usize, String, usize, usize)> = trace
@@ -100,7 +91,7 @@ pub fn CapacityView(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView
                 </table>
                 <PngButton name="capacity-summary" />
             </div>
-            <h3>"Drop rate by position (buckets of 16 tokens, %)"</h3>
+            <h3>{format!("Drop rate by position (buckets of {} tokens, %)", switchyard_trace::DROP_BUCKET)}</h3>
             <p class="hint">"OpenMoE's drop-towards-the-end: with position priority the late buckets lose the most. Try reverse_position or bpr."</p>
             <CellCanvas grid=grid testid="drop-by-position" label="slot drop rate per layer and position bucket".to_string() on_cell=|_, _| {} />
             <h3>{format!("Dropped at layer {layer}: {n_dropped} tokens lost a slot (in the token strip: dashed = every slot dropped, red underline = some)")}</h3>

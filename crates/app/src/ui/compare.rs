@@ -12,7 +12,6 @@ use switchyard_trace::{Comparison, Trace};
 use super::canvas::{Cell, CellCanvas, CellGrid};
 use super::client::RunResult;
 use super::controls::ParamControl;
-use super::palette::prob_colours;
 use super::params::{self, CAPACITY, DECODINGS, ROUTERS};
 use super::snapshot::PngButton;
 use super::views::expert_row;
@@ -156,25 +155,13 @@ fn Results(
         cells.push(
             (0..n)
                 .map(|t| {
-                    change.tokens.get(t).filter(|_| change.js_comparable).map(|x| {
-                        let (bg, fg) = prob_colours(x.js as f32);
-                        Cell { bg, fg, text: format!("{:.0}", 100.0 * x.js), outline: false, dashed: false }
-                    })
+                    change.tokens.get(t).filter(|_| change.js_comparable).map(|x| Cell::percent(x.js, x.js, false))
                 })
                 .collect(),
         );
     }
     rows.push(("next".to_string(), "#1d2330".to_string(), "#ffffff"));
-    cells.push(
-        (0..n)
-            .map(|t| {
-                c.next_js.get(t).map(|&d| {
-                    let (bg, fg) = prob_colours(d as f32);
-                    Cell { bg, fg, text: format!("{:.0}", 100.0 * d), outline: false, dashed: false }
-                })
-            })
-            .collect(),
-    );
+    cells.push((0..n).map(|t| c.next_js.get(t).map(|&d| Cell::percent(d, d, false))).collect());
     let grid = CellGrid { left: 48.0, rows, cols: trace.tokens.iter().map(|t| t.text.clone()).collect(), cells };
     let position = move || ctl.token.get().unwrap_or(n.saturating_sub(1)).min(n.saturating_sub(1));
     let summary = c.layers.clone();

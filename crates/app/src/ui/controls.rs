@@ -12,9 +12,9 @@ use crate::protocol::Source;
 /// the router their recipe runs at inference (picking a checkpoint selects it; any router can
 /// then be applied to any checkpoint).
 const CHECKPOINTS: &[(&str, &str, Option<&str>)] = &[
-    ("topk", "topk — trained with top-2 routing", Some("router=topk&k=2")),
-    ("thor", "thor — trained with random experts", Some("router=thor&thor_mode=token")),
-    ("smoe-dropout", "smoe-dropout — frozen random router", Some("router=smoe_dropout&k=8")),
+    ("topk", "topk — trained with top-2 routing", Some("topk&k=2")),
+    ("thor", "thor — trained with random experts", Some("thor&thor_mode=token")),
+    ("smoe-dropout", "smoe-dropout — frozen random router", Some("smoe_dropout&k=8")),
     ("seed-init", "seed-init — untrained (seed 0, bytes)", None),
 ];
 
@@ -207,7 +207,7 @@ pub fn PromptPanel() -> impl IntoView {
                         let router = CHECKPOINTS.iter().find(|c| c.0 == v).and_then(|c| c.2);
                         ctl.edit(|s| {
                             if let Some(q) = router {
-                                s.router = PlaygroundState::from_query(&format!("v=1&{q}")).0.router;
+                                s.router = params::router_from(q);
                             }
                             s.checkpoint = v;
                             s.checkpoint_hash = None;
@@ -306,7 +306,7 @@ pub fn RouterPanel() -> impl IntoView {
                     <input type="checkbox" data-testid="param-capacity" prop:checked=move || capacity_on.get()
                         on:change=move |ev| {
                             let on = event_target_checked(&ev);
-                            let changes: Vec<(&str, Option<String>)> = if on { vec![("cf", Some("1.25".into()))] } else { CAPACITY.iter().map(|c| (c.key, None)).collect() };
+                            let changes: Vec<(&str, Option<String>)> = if on { vec![("cf", Some(params::TRAINING_CF.into()))] } else { CAPACITY.iter().map(|c| (c.key, None)).collect() };
                             ctl.set_params(&changes, Change::Deliberate);
                         } />
                 </label>

@@ -5,13 +5,12 @@
 use std::sync::Arc;
 
 use leptos::prelude::*;
-use switchyard_state::{Labelled, MAX_LABELLED, MAX_LABELLED_CHARS};
+use switchyard_state::{Labelled, LabelledRefusal, MAX_LABELLED, MAX_LABELLED_CHARS};
 use switchyard_trace::DomainShares;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use super::canvas::{Cell, CellCanvas, CellGrid};
-use super::palette::prob_colours;
 use super::{Change, Ctl};
 
 /// Width of the domain labels.
@@ -30,11 +29,8 @@ fn grid(rows: &[(String, Vec<f64>)]) -> CellGrid {
             .map(|(_, shares)| {
                 shares
                     .iter()
-                    .map(|&s| {
-                        // Colour scale: 0 to 4× uniform.
-                        let (bg, fg) = prob_colours((s / (4.0 * uniform)) as f32);
-                        Some(Cell { bg, fg, text: format!("{:.0}", 100.0 * s), outline: s > uniform, dashed: false })
-                    })
+                    // Colour scale: 0 to 4× uniform.
+                    .map(|&s| Some(Cell::percent(s / (4.0 * uniform), s, s > uniform)))
                     .collect()
             })
             .collect(),
@@ -161,17 +157,12 @@ fn AddPrompt() -> impl IntoView {
     let add = move |_| {
         let (l, t) = (label.get_untracked().trim().to_string(), text.get_untracked());
         let count = ctl.state.with_untracked(|s| s.labelled.iter().filter(|x| x.label != l).count());
-        let why = if !Labelled::valid_label(&l) {
-            Some("A label is 1 to 24 letters, digits, `_` or `-`.".to_string())
-        } else if t.trim().is_empty() {
-            Some("Type the prompt to add.".to_string())
-        } else if t.chars().count() > MAX_LABELLED_CHARS {
-            Some(format!("A prompt of your own has at most {MAX_LABELLED_CHARS} characters."))
-        } else if count >= MAX_LABELLED {
-            Some(format!("At most {MAX_LABELLED} prompts of your own; remove one first."))
-        } else {
-            None
-        };
+        let why = Labelled::check(&l, &t, count).err().map(|refusal| match refusal {
+            LabelledRefusal::Label => "A label is 1 to 24 letters, digits, `_` or `-`.".to_string(),
+            LabelledRefusal::Empty => "Type the prompt to add.".to_string(),
+            LabelledRefusal::TooLong => format!("A prompt of your own has at most {MAX_LABELLED_CHARS} characters."),
+            LabelledRefusal::TooMany => format!("At most {MAX_LABELLED} prompts of your own; remove one first."),
+        });
         set_error.set(why.clone());
         if why.is_none() {
             ctl.edit(

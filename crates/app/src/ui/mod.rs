@@ -93,7 +93,7 @@ fn state_from(query: &str) -> (PlaygroundState, Vec<Problem>) {
 impl Ctl {
     /// Replaces the state and records it in the URL.
     pub fn set(self, next: PlaygroundState, change: Change) {
-        if next == self.state.get_untracked() {
+        if self.state.with_untracked(|s| *s == next) {
             return;
         }
         let push = match change {

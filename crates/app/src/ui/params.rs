@@ -57,6 +57,9 @@ pub struct RouterInfo {
     pub controls: &'static [Control],
 }
 
+/// The capacity factor a capacity limit starts at (the training value of spec §1.6).
+pub const TRAINING_CF: &str = "1.25";
+
 /// Capacity keys of the top-k router (present only when capacity is on).
 pub const CAPACITY: &[Control] = &[
     c("cf", "capacity factor", CF),
@@ -177,9 +180,15 @@ pub fn router_name(state: &PlaygroundState) -> String {
     param(state, "router").unwrap_or_else(|| "topk".into())
 }
 
-/// The value of one query parameter of the state's canonical query.
+/// The value of one router or decoding parameter as the codec writes it (`b.`-prefixed keys:
+/// configuration B's). Only the router and decoding are encoded, not the whole state (this runs
+/// in reactive closures on every keystroke).
 pub fn param(state: &PlaygroundState, key: &str) -> Option<String> {
-    form_urlencoded::parse(state.to_query().as_bytes()).find(|(k, _)| k == key).map(|(_, v)| v.into_owned())
+    let (query, key) = match key.strip_prefix("b.") {
+        Some(k) => (state.compare.as_ref()?.to_query(), k),
+        None => (state.variant().to_query(), key),
+    };
+    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == key).map(|(_, v)| v.into_owned())
 }
 
 /// The state with parameters set (`Some`) or removed (`None`), through the codec.
@@ -201,9 +210,14 @@ pub fn with_params(state: &PlaygroundState, changes: &[(&str, Option<String>)]) 
     PlaygroundState::from_query(&query)
 }
 
+/// The router of a router query (`topk&k=1`), the codec's defaults for what it leaves out.
+pub fn router_from(query: &str) -> RouterSpec {
+    PlaygroundState::from_query(&format!("v=1&router={query}")).0.router
+}
+
 /// The router called `name` with its defaults (the codec's).
 pub fn default_router(name: &str) -> RouterSpec {
-    PlaygroundState::from_query(&format!("v=1&router={name}")).0.router
+    router_from(name)
 }
 
 /// The decoding mode called `name` with its defaults.

@@ -6,7 +6,7 @@ use switchyard_state::Panel;
 use switchyard_trace::Trace;
 
 use super::canvas::{Cell, CellCanvas, CellGrid, LEFT};
-use super::palette::{expert_bg, expert_fg, expert_style, prob_colours};
+use super::palette::{expert_bg, expert_fg, expert_style};
 use super::snapshot::PngButton;
 use super::tokens::shown_expert;
 use super::{Change, Ctl};
@@ -125,16 +125,9 @@ fn Heatmap(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView {
                 l.routing
                     .iter()
                     .map(|r| {
-                        let p = r.probs[e];
-                        let (bg, fg) = prob_colours(p);
+                        let p = f64::from(r.probs[e]);
                         let slot = r.experts.iter().position(|&x| x == e);
-                        Some(Cell {
-                            bg,
-                            fg,
-                            text: format!("{:.0}", 100.0 * p),
-                            outline: slot.is_some(),
-                            dashed: slot.is_some_and(|i| r.dropped[i]),
-                        })
+                        Some(Cell { dashed: slot.is_some_and(|i| r.dropped[i]), ..Cell::percent(p, p, slot.is_some()) })
                     })
                     .collect()
             })
@@ -242,17 +235,7 @@ fn Experts(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView {
         left: LEFT,
         rows: (0..m.len()).map(|e| (format!("E{e}"), expert_bg(e).to_string(), expert_fg(e))).collect(),
         cols: (0..m.first().map_or(0, Vec::len)).map(|e| format!("E{e}")).collect(),
-        cells: m
-            .iter()
-            .map(|row| {
-                row.iter()
-                    .map(|&v| {
-                        let (bg, fg) = prob_colours(v as f32);
-                        Some(Cell { bg, fg, text: format!("{:.0}", 100.0 * v), outline: v > baseline, dashed: false })
-                    })
-                    .collect()
-            })
-            .collect(),
+        cells: m.iter().map(|row| row.iter().map(|&v| Some(Cell::percent(v, v, v > baseline))).collect()).collect(),
     };
     let (co, co_base) = l.co_activation.clone();
     let co_grid = matrix(&co, co_base);
