@@ -158,8 +158,10 @@ fn BackendCard(
 
 /// Runs the whole check (in the engine worker).
 pub async fn report() -> Report {
-    let mut report =
-        Report { cpu: Some(run_on(devices::cpu(), "cpu", "burn flex (CPU, wasm)".into()).await), ..Report::default() };
+    let mut report = Report {
+        cpu: Some(run_on(devices::cpu(), "cpu", crate::engine::CPU_ADAPTER.into()).await),
+        ..Report::default()
+    };
     report.tokenizer = Some(check_tokenizer().await);
     report.webgpu = Some(run_webgpu().await);
     compare(&mut report);

@@ -30,9 +30,31 @@ async fn cache() -> Option<Cache> {
     JsFuture::from(caches.open(CACHE)).await.ok()?.dyn_into().ok()
 }
 
+/// `assets/<file>` read by `check`: a downloaded copy that passes is cached for the next visit; a
+/// cached copy that fails is forgotten and downloaded again; a downloaded copy that fails is the
+/// error.
+pub async fn get_checked<T>(file: &str, check: impl Fn(&[u8]) -> Result<T, String>) -> Result<(T, Source), String> {
+    let (bytes, source) = get(file).await?;
+    let bytes = match (check(&bytes), source) {
+        (Ok(value), Source::Cache) => return Ok((value, source)),
+        (Ok(value), _) => {
+            store(file, &bytes).await;
+            return Ok((value, source));
+        }
+        (Err(_), Source::Cache) => {
+            forget(file).await;
+            download(file, &url(file)).await?
+        }
+        (Err(e), _) => return Err(e),
+    };
+    let value = check(&bytes)?;
+    store(file, &bytes).await;
+    Ok((value, Source::Network))
+}
+
 /// The bytes of `assets/<file>`: from the cache when present, otherwise downloaded with
 /// progress messages.
-pub async fn get(file: &str) -> Result<(Vec<u8>, Source), String> {
+async fn get(file: &str) -> Result<(Vec<u8>, Source), String> {
     let url = url(file);
     if let Some(cache) = cache().await
         && let Ok(hit) = JsFuture::from(cache.match_with_str(&url)).await
@@ -87,7 +109,7 @@ async fn download(file: &str, url: &str) -> Result<Vec<u8>, String> {
 
 /// Keeps checked bytes for the next visit (best effort: a full or missing cache only costs a
 /// download next time).
-pub async fn store(file: &str, bytes: &[u8]) {
+async fn store(file: &str, bytes: &[u8]) {
     let Some(cache) = cache().await else { return };
     let array = js_sys::Uint8Array::from(bytes);
     let Ok(response) = Response::new_with_opt_buffer_source(Some(&array)) else { return };
@@ -95,7 +117,7 @@ pub async fn store(file: &str, bytes: &[u8]) {
 }
 
 /// Forgets a cached file (it was corrupt or the wrong version).
-pub async fn forget(file: &str) {
+async fn forget(file: &str) {
     if let Some(cache) = cache().await {
         let _: Result<JsValue, JsValue> = JsFuture::from(cache.delete_with_str(&url(file))).await;
     }

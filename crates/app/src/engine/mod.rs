@@ -24,7 +24,7 @@ use scope::{post, yield_now};
 use crate::protocol::{Loaded, Reply, Request, Source};
 
 /// How the CPU backend is described in the page.
-const CPU_ADAPTER: &str = "burn flex (CPU, wasm)";
+pub(crate) const CPU_ADAPTER: &str = "burn flex (CPU, wasm)";
 
 /// The checkpoint initialised from a seed instead of loaded.
 pub const SEED_INIT: &str = "seed-init";
@@ -155,49 +155,32 @@ async fn load_and_report(name: &str, webgpu: bool) {
 /// The checkpoint's file, checked; a corrupt cached copy is forgotten and downloaded again.
 async fn checkpoint_file(name: &str) -> Result<(Checkpoint, Source), String> {
     let file = format!("{name}.safetensors");
-    let (bytes, source) = assets::get(&file).await?;
-    match Checkpoint::from_bytes(&bytes) {
-        Ok(c) => {
-            if source == Source::Network {
-                assets::store(&file, &bytes).await;
-            }
-            Ok((c, source))
-        }
-        Err(_) if source == Source::Cache => {
-            assets::forget(&file).await;
-            Box::pin(checkpoint_file(name)).await
-        }
-        Err(e) => Err(format!("assets/{file} is not a usable checkpoint: {e}")),
-    }
+    assets::get_checked(&file, |bytes| {
+        Checkpoint::from_bytes(bytes).map_err(|e| format!("assets/{file} is not a usable checkpoint: {e}"))
+    })
+    .await
 }
 
 async fn tokenizer_for(ckpt: &Checkpoint) -> Result<Tokenizer, String> {
     if ckpt.tokenizer == "byte" {
         return Ok(Tokenizer::Byte(ByteTokenizer));
     }
-    let (bytes, source) = assets::get("tokenizer.json").await?;
-    let tok = BpeTokenizer::from_json(&bytes)
-        .map(Tokenizer::Bpe)
-        .map_err(|e| format!("assets/tokenizer.json is not a usable tokenizer: {e}"));
-    match tok {
-        Ok(t) if t.id() == ckpt.tokenizer => {
-            if source == Source::Network {
-                assets::store("tokenizer.json", &bytes).await;
-            }
+    let check = |bytes: &[u8]| {
+        let t = BpeTokenizer::from_json(bytes)
+            .map(Tokenizer::Bpe)
+            .map_err(|e| format!("assets/tokenizer.json is not a usable tokenizer: {e}"))?;
+        if t.id() == ckpt.tokenizer {
             Ok(t)
+        } else {
+            Err(format!(
+                "assets/tokenizer.json ({}) is not the tokenizer checkpoint `{}` was trained with ({})",
+                t.id(),
+                ckpt.name,
+                ckpt.tokenizer
+            ))
         }
-        _ if source == Source::Cache => {
-            assets::forget("tokenizer.json").await;
-            Box::pin(tokenizer_for(ckpt)).await
-        }
-        Ok(t) => Err(format!(
-            "assets/tokenizer.json ({}) is not the tokenizer checkpoint `{}` was trained with ({})",
-            t.id(),
-            ckpt.name,
-            ckpt.tokenizer
-        )),
-        Err(e) => Err(e),
-    }
+    };
+    Ok(assets::get_checked("tokenizer.json", check).await?.0)
 }
 
 async fn load(name: &str, webgpu: bool, t0: f64) -> Result<Ready, String> {
@@ -319,17 +302,17 @@ async fn run(id: u64, query: &str, ready: &Ready) -> Result<(), TraceError> {
         return Ok(());
     }
     let domains = if state.view.panel == Panel::Domains {
-        let mut texts: Vec<(String, String)> =
-            crate::ui::EXAMPLES.iter().map(|e| (e.domain.to_string(), e.text.to_string())).collect();
-        texts.extend(state.labelled.iter().map(|l| (l.label.clone(), l.text.clone())));
         let key = {
             let mut s = PlaygroundState { prompt: String::new(), generate: 0, ..state.clone() };
             s.view = Default::default();
             format!("{}|{}", ready.info.hash, s.to_query())
         };
-        match with(|e| e.domains.clone()).filter(|(k, _)| *k == key) {
-            Some((_, shares)) => Some(Ok(shares)),
+        match with(|e| e.domains.as_ref().filter(|(k, _)| *k == key).map(|(_, d)| d.clone())) {
+            Some(shares) => Some(Ok(shares)),
             None => {
+                let mut texts: Vec<(String, String)> =
+                    crate::ui::EXAMPLES.iter().map(|e| (e.domain.to_string(), e.text.to_string())).collect();
+                texts.extend(state.labelled.iter().map(|l| (l.label.clone(), l.text.clone())));
                 let shares = view_result(switchyard_trace::domain_shares(&ready.model, tok, &state, &texts).await, "")?;
                 if let Ok(d) = &shares {
                     with(|e| e.domains = Some((key, d.clone())));

@@ -29,23 +29,13 @@ fn start_worker() -> Result<Worker, String> {
     let source = format!(
         "self.SWITCHYARD_BASE = new URL('.', {base:?}).href;\nimport init from {js:?};\nawait init({{ module_or_path: {wasm:?} }});\n"
     );
-    let global = js_sys::global();
-    let construct = |name: &str, args: &js_sys::Array| -> Result<wasm_bindgen::JsValue, String> {
-        let ctor: js_sys::Function =
-            js_sys::Reflect::get(&global, &name.into()).map_err(|e| format!("{e:?}"))?.unchecked_into();
-        js_sys::Reflect::construct(&ctor, args).map_err(|e| format!("{e:?}"))
-    };
-    let options = js_sys::Object::new();
-    let _ = js_sys::Reflect::set(&options, &"type".into(), &"text/javascript".into());
-    let blob = construct("Blob", &js_sys::Array::of2(&js_sys::Array::of1(&source.into()), &options))?;
-    let url_class = js_sys::Reflect::get(&global, &"URL".into()).map_err(|e| format!("{e:?}"))?;
-    let create: js_sys::Function =
-        js_sys::Reflect::get(&url_class, &"createObjectURL".into()).map_err(|e| format!("{e:?}"))?.unchecked_into();
-    let url = create.call1(&url_class, &blob).map_err(|e| format!("{e:?}"))?;
+    let url = super::export::object_url(&js_sys::Array::of1(&source.into()), "text/javascript")
+        .map_err(|e| format!("{e:?}"))?;
     let options = js_sys::Object::new();
     let _ = js_sys::Reflect::set(&options, &"type".into(), &"module".into());
     let _ = js_sys::Reflect::set(&options, &"name".into(), &"switchyard-engine".into());
-    Ok(construct("Worker", &js_sys::Array::of2(&url, &options))?.unchecked_into())
+    let worker = super::export::construct("Worker", &js_sys::Array::of2(&url.into(), &options));
+    Ok(worker.map_err(|e| format!("{e:?}"))?.unchecked_into())
 }
 
 /// Download progress of one file.
@@ -109,8 +99,9 @@ struct Inner {
     _on_error: Closure<dyn FnMut(ErrorEvent)>,
     latest: u64,
     sent_at: f64,
-    last_load: Option<Request>,
-    last_run: Option<Request>,
+    /// The last checkpoint asked for and the last run's query, replayed by a new worker.
+    last_checkpoint: Option<String>,
+    last_query: Option<String>,
     webgpu: bool,
     /// Requests waiting for the worker to start listening (`None` once it has).
     queue: Option<Vec<String>>,
@@ -166,9 +157,9 @@ impl EngineSignals {
         worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
         let previous = CLIENT.with(|c| c.borrow_mut().take());
-        let (latest, last_load, last_run) = previous.map_or((0, None, None), |p| {
+        let (latest, last_checkpoint, last_query) = previous.map_or((0, None, None), |p| {
             p.worker.terminate();
-            (p.latest, p.last_load, p.last_run)
+            (p.latest, p.last_checkpoint, p.last_query)
         });
         CLIENT.with(|c| {
             *c.borrow_mut() = Some(Inner {
@@ -177,17 +168,17 @@ impl EngineSignals {
                 _on_error: on_error,
                 latest,
                 sent_at: now_ms(),
-                last_load: None,
-                last_run: None,
+                last_checkpoint: None,
+                last_query: None,
                 webgpu,
                 queue: Some(Vec::new()),
             });
         });
         // Replay what the dead worker was doing, on the CPU this time.
-        if let Some(Request::Load { checkpoint, .. }) = last_load {
+        if let Some(checkpoint) = last_checkpoint {
             self.load(&checkpoint);
         }
-        if let Some(Request::Run { query, .. }) = last_run {
+        if let Some(query) = last_query {
             self.run(query);
         }
     }
@@ -227,17 +218,19 @@ impl EngineSignals {
 
     /// Loads a checkpoint (the views keep the old result until the new one runs).
     pub fn load(self, checkpoint: &str) {
-        let webgpu = CLIENT.with(|c| c.borrow().as_ref().is_none_or(|i| i.webgpu));
-        let request = Request::Load { checkpoint: checkpoint.into(), webgpu };
+        let webgpu = CLIENT.with(|c| {
+            let mut c = c.borrow_mut();
+            let inner = c.as_mut();
+            let webgpu = inner.as_ref().is_none_or(|i| i.webgpu);
+            if let Some(inner) = inner {
+                inner.last_checkpoint = Some(checkpoint.into());
+            }
+            webgpu
+        });
         self.loading.set(Some(checkpoint.into()));
         self.load_error.set(None);
         self.progress.set(None);
-        Self::send(&request);
-        CLIENT.with(|c| {
-            if let Some(inner) = c.borrow_mut().as_mut() {
-                inner.last_load = Some(request);
-            }
-        });
+        Self::send(&Request::Load { checkpoint: checkpoint.into(), webgpu });
     }
 
     /// Runs a state (its query); supersedes every earlier run.
@@ -247,9 +240,8 @@ impl EngineSignals {
             let inner = c.as_mut()?;
             inner.latest += 1;
             inner.sent_at = now_ms();
-            let request = Request::Run { id: inner.latest, query };
-            inner.last_run = Some(request.clone());
-            Some(request)
+            inner.last_query = Some(query.clone());
+            Some(Request::Run { id: inner.latest, query })
         });
         if let Some(request) = request {
             self.running.set(true);

@@ -53,8 +53,8 @@ async fn card_eval(checkpoint: String) -> Result<serde_json::Value, String> {
 }
 
 async fn fetch_card(checkpoint: &str) -> Result<serde_json::Value, String> {
-    if checkpoint == "seed-init" {
-        return Err("seed-init is not a trained checkpoint: it has no model card".into());
+    if let Some(why) = super::export::no_card(checkpoint) {
+        return Err(why.into());
     }
     let url = format!("assets/{checkpoint}.card.json");
     let window = web_sys::window().ok_or("no window")?;

@@ -35,16 +35,25 @@ pub fn save_data_url(url: &str, file: &str) -> Result<(), JsValue> {
     save_bytes(&bytes, mime, file)
 }
 
-/// Saves bytes as a file.
-pub(super) fn save_bytes(bytes: &[u8], mime: &str, file: &str) -> Result<(), JsValue> {
+/// A `blob:` URL for `parts` (strings or byte arrays) of type `mime`.
+pub(super) fn object_url(parts: &js_sys::Array, mime: &str) -> Result<String, JsValue> {
     let options = js_sys::Object::new();
     js_sys::Reflect::set(&options, &"type".into(), &mime.into())?;
-    let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes));
-    let blob = construct("Blob", &js_sys::Array::of2(&parts, &options))?;
+    let blob = construct("Blob", &js_sys::Array::of2(parts, &options))?;
     let url_class = js_sys::Reflect::get(&js_sys::global(), &"URL".into())?;
     let create: js_sys::Function = js_sys::Reflect::get(&url_class, &"createObjectURL".into())?.unchecked_into();
-    let href = create.call1(&url_class, &blob)?.as_string().unwrap_or_default();
+    Ok(create.call1(&url_class, &blob)?.as_string().unwrap_or_default())
+}
+
+/// Saves bytes as a file.
+pub(super) fn save_bytes(bytes: &[u8], mime: &str, file: &str) -> Result<(), JsValue> {
+    let href = object_url(&js_sys::Array::of1(&js_sys::Uint8Array::from(bytes)), mime)?;
     save_href(&href, file)
+}
+
+/// Why a checkpoint has no model card, when it has none.
+pub(super) fn no_card(checkpoint: &str) -> Option<&'static str> {
+    (checkpoint == crate::engine::SEED_INIT).then_some("seed-init is not a trained checkpoint: it has no model card")
 }
 
 /// The export buttons for the latest run.
@@ -71,8 +80,8 @@ pub fn ExportButtons() -> impl IntoView {
     };
     let card = move |_| {
         let Some(name) = engine.loaded.with_untracked(|l| l.as_ref().map(|l| l.checkpoint.clone())) else { return };
-        if name == crate::engine::SEED_INIT {
-            set_error.set(Some("seed-init is not a trained checkpoint: it has no model card".into()));
+        if let Some(why) = no_card(&name) {
+            set_error.set(Some(why.into()));
             return;
         }
         report(save_href(&format!("assets/{name}.card.md"), &format!("{name}.card.md")));
