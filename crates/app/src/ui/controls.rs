@@ -192,11 +192,7 @@ pub fn PromptPanel() -> impl IntoView {
     let ctl = ctl();
     let engine = ctl.engine;
     let decode_name = Memo::new(move |_| ctl.state.with(|s| params::param(s, "decode")).unwrap_or_default());
-    let run_now = move |_| {
-        let mut s = ctl.state.get_untracked();
-        s.view = Default::default();
-        engine.run(s.to_query());
-    };
+    let run_now = move |_| engine.run(ctl.state.with_untracked(super::run_query));
     view! {
         <section class="panel">
             <h2>"Model and prompt"</h2>

@@ -137,6 +137,23 @@ impl Ctl {
     }
 }
 
+/// What the engine runs for a state: the state without its view, except that the compare view
+/// asks for configuration B and the domain view for the domain shares (and its labelled prompts).
+pub fn run_query(state: &PlaygroundState) -> String {
+    let mut s = state.clone();
+    let open = s.view.embed.unwrap_or(s.view.panel);
+    s.view = View::default();
+    if open == Panel::Domains {
+        s.view.panel = Panel::Domains;
+    } else {
+        s.labelled.clear();
+    }
+    if open != Panel::Compare {
+        s.compare = None;
+    }
+    s.to_query()
+}
+
 /// Loads the state's checkpoint whenever it changes, and runs the state (debounced) whenever
 /// anything but the view changes and the right checkpoint is loaded.
 fn drive_engine(ctl: Ctl) {
@@ -149,22 +166,7 @@ fn drive_engine(ctl: Ctl) {
             engine.load(&want);
         }
     });
-    // What the engine runs: the state without its view, except that the compare view asks for
-    // configuration B and the domain view for the domain shares (and its labelled prompts).
-    let run_query = Memo::new(move |_| {
-        let mut s = ctl.state.get();
-        let open = s.view.embed.unwrap_or(s.view.panel);
-        s.view = View::default();
-        if open == Panel::Domains {
-            s.view.panel = Panel::Domains;
-        } else {
-            s.labelled.clear();
-        }
-        if open != Panel::Compare {
-            s.compare = None;
-        }
-        s.to_query()
-    });
+    let run_query = Memo::new(move |_| ctl.state.with(run_query));
     let pending = StoredValue::new(0u64);
     Effect::new(move || {
         let query = run_query.get();
