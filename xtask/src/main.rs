@@ -71,10 +71,14 @@ fn cargo() -> Command {
 /// trunk, building into `<target dir>/wasm`: the wasm build keeps its own cargo target directory
 /// so that it never waits on (or invalidates) the native build's lock and artifacts.
 fn trunk() -> Command {
-    let base = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
     let mut cmd = Command::new("trunk");
-    cmd.env("CARGO_TARGET_DIR", base.join("wasm"));
+    cmd.env("CARGO_TARGET_DIR", target_dir().join("wasm"));
     cmd
+}
+
+/// `CARGO_TARGET_DIR`, or `target/` in the repository.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
 }
 
 fn ensure_web_tools() -> Result {
@@ -226,14 +230,24 @@ fn cards(recipes: &[&str]) -> Result {
     for (name, _, own, query) in RECIPES.iter().filter(|(n, ..)| recipes.is_empty() || recipes.contains(n)) {
         let runs = root().join("runs").join(name);
         let ckpt = root().join("assets").join(format!("{name}.safetensors"));
-        let trained = std::fs::read(runs.join(format!("{name}.safetensors")))
-            .map_err(|e| format!("runs/{name}/{name}.safetensors: {e} (run `cargo xtask train` first)"))?;
-        if std::fs::read(&ckpt).ok().as_ref() != Some(&trained) {
-            std::fs::write(&ckpt, &trained).map_err(|e| format!("{}: {e}", ckpt.display()))?;
+        let card = root().join("assets").join(format!("{name}.card.json"));
+        // Without the training run, re-evaluate the shipped checkpoint and keep its card's
+        // training part; the reports go to the target directory then.
+        let from_card = !runs.exists() && card.exists() && ckpt.exists();
+        let reports = if from_card { target_dir().join("cards").join(name) } else { runs.clone() };
+        if from_card {
+            say(&format!("no runs/{name}: re-evaluating assets/{name}.safetensors, keeping its card's training part"));
+            std::fs::create_dir_all(&reports).map_err(|e| format!("{}: {e}", reports.display()))?;
+        } else {
+            let trained = std::fs::read(runs.join(format!("{name}.safetensors")))
+                .map_err(|e| format!("runs/{name}/{name}.safetensors: {e} (run `cargo xtask train` first)"))?;
+            if std::fs::read(&ckpt).ok().as_ref() != Some(&trained) {
+                std::fs::write(&ckpt, &trained).map_err(|e| format!("{}: {e}", ckpt.display()))?;
+            }
         }
         let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
         let eval = |label: &str, flags: &[&str]| -> Result<PathBuf> {
-            let json = runs.join(format!("eval-{label}.json"));
+            let json = reports.join(format!("eval-{label}.json"));
             // A report newer than the checkpoint is reused (delete it to force a new one).
             if let (Some(report), Some(weights)) = (modified(&json), modified(&ckpt))
                 && report > weights
@@ -252,7 +266,13 @@ fn cards(recipes: &[&str]) -> Result {
         };
         let main = eval("own", own)?;
         let mut cmd = switchyard();
-        cmd.arg("card").arg("--run").arg(&runs).arg("--eval").arg(&main).args(["--query", query]);
+        cmd.arg("card");
+        if from_card {
+            cmd.arg("--from-card").arg(&card);
+        } else {
+            cmd.arg("--run").arg(&runs);
+        }
+        cmd.arg("--eval").arg(&main).args(["--query", query]);
         // How the runs shared the machine, for the card's wall-time line.
         if let Ok(note) = std::env::var("SWITCHYARD_CARD_NOTE") {
             cmd.args(["--note", &note]);

@@ -251,8 +251,13 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
 #[derive(Args)]
 pub struct CardArgs {
     /// The run's output folder (train.json, log.jsonl).
+    #[arg(long, required_unless_present = "from_card", conflicts_with = "from_card")]
+    run: Option<PathBuf>,
+    /// Instead of a run folder: an earlier card's JSON, whose training part (summary, curves,
+    /// note) is kept while the evaluations are replaced (re-evaluating a shipped checkpoint
+    /// without its training run).
     #[arg(long)]
-    run: PathBuf,
+    from_card: Option<PathBuf>,
     /// The eval report of the checkpoint with its own router (from `switchyard eval --json`).
     #[arg(long)]
     eval: PathBuf,
@@ -290,17 +295,42 @@ pub struct Card {
     pub note: Option<String>,
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &PathBuf) -> Result<T> {
+fn read_json<T: for<'de> Deserialize<'de>>(path: &std::path::Path) -> Result<T> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
 /// Writes the Markdown and JSON card.
 pub fn card(args: &CardArgs) -> Result<()> {
-    let training: TrainSummary = read_json(&args.run.join("train.json"))?;
     let eval: EvalReport = read_json(&args.eval)?;
-    let other_routers: Vec<EvalReport> = args.also.iter().map(read_json).collect::<Result<_>>()?;
-    let log = load_log(&args.run.join("log.jsonl"))?;
+    let other_routers: Vec<EvalReport> = args.also.iter().map(|p| read_json(p)).collect::<Result<_>>()?;
+    let (training, train_curve, validation_curve, note) = match (&args.run, &args.from_card) {
+        (Some(run), _) => {
+            let (training, train_curve, validation_curve) = curves(run)?;
+            (training, train_curve, validation_curve, args.note.clone())
+        }
+        (None, Some(path)) => {
+            let old: Card = read_json(path)?;
+            (old.training, old.train_curve, old.validation_curve, args.note.clone().or(old.note))
+        }
+        (None, None) => bail!("give --run or --from-card"),
+    };
+    let card = Card { training, train_curve, validation_curve, eval, other_routers, query: args.query.clone(), note };
+    let md = markdown(&card);
+    let stem = args.output.display().to_string();
+    std::fs::write(format!("{stem}.md"), md)?;
+    std::fs::write(format!("{stem}.json"), serde_json::to_string_pretty(&card)?)?;
+    println!("wrote {stem}.md and {stem}.json");
+    Ok(())
+}
+
+/// A training curve sampled at about 40 points and the periodic validations.
+type Curves = (TrainSummary, Vec<(u64, u64, f32, f64)>, Vec<(u64, u64, f32, f64, f64)>);
+
+/// The run's summary and curves from its folder (`train.json`, `log.jsonl`).
+fn curves(run: &std::path::Path) -> Result<Curves> {
+    let training: TrainSummary = read_json(&run.join("train.json"))?;
+    let log = load_log(&run.join("log.jsonl"))?;
     let every = (training.train.steps / 40).max(1);
     let mut train_curve = Vec::new();
     let mut validation_curve = Vec::new();
@@ -326,21 +356,7 @@ pub fn card(args: &CardArgs) -> Result<()> {
             }
         }
     }
-    let card = Card {
-        training,
-        train_curve,
-        validation_curve,
-        eval,
-        other_routers,
-        query: args.query.clone(),
-        note: args.note.clone(),
-    };
-    let md = markdown(&card);
-    let stem = args.output.display().to_string();
-    std::fs::write(format!("{stem}.md"), md)?;
-    std::fs::write(format!("{stem}.json"), serde_json::to_string_pretty(&card)?)?;
-    println!("wrote {stem}.md and {stem}.json");
-    Ok(())
+    Ok((training, train_curve, validation_curve))
 }
 
 /// `top_k (k 2, norm_topk_prob true)` from the router's JSON.
@@ -358,6 +374,24 @@ fn router_label(v: &serde_json::Value) -> String {
         })
         .collect();
     if params.is_empty() { kind.to_string() } else { format!("{kind} ({})", params.join(", ")) }
+}
+
+/// What a recipe does differently from the reference code it follows (spec §2, §3), for the
+/// card; the playground's router notes say the same.
+pub fn departures(recipe: &str) -> &'static [&'static str] {
+    match recipe {
+        "thor" => &[
+            "THOR is in every layer: the reference (`microsoft/Stochastic-Mixture-of-Experts`) makes only even-indexed layers expert layers; here every layer is an MoE layer, as in the rest of the playground.",
+            "No label smoothing (the reference's IWSLT script uses 0.1): the card reports likelihoods.",
+            "No dropout (the reference uses 0.3); each pass's randomness is only its expert draw.",
+            "The losses are token means (CE₁ + CE₂ + α·KL with α = 1) where fairseq sums over tokens and divides the gradient by the token count: the same gradient.",
+        ],
+        "smoe-dropout" => &[
+            "SwiGLU experts without dropout: the reference (`VITA-Group/Random-MoE-as-Dropout`) uses ReLU experts with dropout.",
+            "The frozen router is rounded to f16 before training, so the file holds exactly the router the model learned with.",
+        ],
+        _ => &[],
+    }
 }
 
 fn markdown(c: &Card) -> String {
@@ -403,6 +437,14 @@ fn markdown(c: &Card) -> String {
         if m.tie_embeddings { "embedding tied to" } else { "embedding separate from" },
         t.parameters
     );
+    let departures = departures(t.train.recipe.name());
+    if !departures.is_empty() {
+        let _ = writeln!(s, "## Where this departs from the reference\n");
+        for d in departures {
+            let _ = writeln!(s, "- {d}");
+        }
+        let _ = writeln!(s);
+    }
     let _ = writeln!(s, "## Training\n");
     let _ = writeln!(s, "| | |\n|---|---|");
     let _ = writeln!(s, "| recipe | `{}` |", serde_json::to_string(&t.train.recipe).unwrap_or_default());
@@ -487,6 +529,12 @@ fn markdown(c: &Card) -> String {
             l.specialisation_baseline
         );
     }
+    let _ = writeln!(
+        s,
+        "\nThe specialisation baseline is the score a router that ignores the token would get: each occurrence's \
+         experts drawn uniformly at random, as many as it kept (simulated with the seeded generator). A score near \
+         its baseline means no token-ID specialisation."
+    );
     for l in &c.eval.layers {
         let e = l.load.fraction.len();
         let _ = writeln!(s, "\n### Layer {}: share of each domain's slots per expert (%)\n", l.layer);

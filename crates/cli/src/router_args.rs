@@ -179,8 +179,8 @@ impl RouterArgs {
             force: self.force.iter().map(|s| pair(s)).collect::<Result<_>>()?,
         };
         interventions.validate(cfg.n_layers, cfg.n_experts)?;
-        if kind == RouterKind::ExpertChoice {
-            eprintln!("note: expert choice is non-causal: each token's experts depend on later tokens");
+        if let Some(why) = router.non_causal() {
+            eprintln!("note: {why}");
         }
         if self.capacity_factor.is_some()
             && !matches!(kind, RouterKind::Topk | RouterKind::Gshard | RouterKind::ExpertChoice)
@@ -279,45 +279,26 @@ impl DecodeArgs {
         use switchyard_model::{Decoding, SampleConfig, ScmoeConfig, WeakMode};
         Ok(match self.decode {
             DecodeMode::Greedy => Decoding::Greedy,
-            DecodeMode::Sample => {
-                if !(self.temperature.is_finite() && self.temperature > 0.0) {
-                    bail!("--temperature must be positive");
-                }
-                if !(self.sample_p > 0.0 && self.sample_p <= 1.0) {
-                    bail!("--sample-p must be in (0, 1]");
-                }
-                Decoding::Sample(SampleConfig {
-                    temperature: self.temperature,
-                    top_k: self.sample_k,
-                    top_p: self.sample_p,
-                })
-            }
-            DecodeMode::Scmoe => {
-                let valid = self.alpha > 0.0
-                    && self.alpha <= 1.0
-                    && self.beta.is_finite()
-                    && self.beta >= 0.0
-                    && self.tau_s > 0.0
-                    && self.tau_w > 0.0;
-                if !valid {
-                    bail!("SCMoE needs 0 < alpha <= 1, beta >= 0 and positive temperatures");
-                }
-                Decoding::SelfContrast(ScmoeConfig {
-                    strong_ranks: rank_list(&self.strong, "strong")?,
-                    weak: if self.weak.trim() == "random" {
-                        WeakMode::Random
-                    } else {
-                        WeakMode::Ranks { ranks: rank_list(&self.weak, "weak")? }
-                    },
-                    alpha: self.alpha,
-                    beta: self.beta,
-                    tau_strong: self.tau_s,
-                    tau_weak: self.tau_w,
-                    ban_eos: !self.allow_eos,
-                    eos_id: None,
-                    sample: self.scmoe_sample,
-                })
-            }
+            DecodeMode::Sample => Decoding::Sample(SampleConfig {
+                temperature: self.temperature,
+                top_k: self.sample_k,
+                top_p: self.sample_p,
+            }),
+            DecodeMode::Scmoe => Decoding::SelfContrast(ScmoeConfig {
+                strong_ranks: rank_list(&self.strong, "strong")?,
+                weak: if self.weak.trim() == "random" {
+                    WeakMode::Random
+                } else {
+                    WeakMode::Ranks { ranks: rank_list(&self.weak, "weak")? }
+                },
+                alpha: self.alpha,
+                beta: self.beta,
+                tau_strong: self.tau_s,
+                tau_weak: self.tau_w,
+                ban_eos: !self.allow_eos,
+                eos_id: None,
+                sample: self.scmoe_sample,
+            }),
         })
     }
 }

@@ -47,7 +47,7 @@ fn flags_and_links_describe_the_same_run() {
 fn malformed_links_warn_and_still_run() {
     let (out, err, ok) = switchyard(&["trace", "--url", "?v=1&router=topk&k=nine&colour=red&prompt=hi"]);
     assert!(ok, "{err}");
-    assert!(err.contains("k: `nine` is not a whole number of experts from 1; using 2"), "{err}");
+    assert!(err.contains("k: `nine` is not a whole number of experts from 1 to 256; using 2"), "{err}");
     assert!(err.contains("colour"), "{err}");
     assert!(out.contains("switchyard-trace/1"));
     let (_, err, ok) = switchyard(&["trace", "--url", "?v=1&router=topk&k=99&prompt=hi"]);

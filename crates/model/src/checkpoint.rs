@@ -6,7 +6,7 @@
 //! `tokenizer` (`byte`, or `bpe:` + the SHA-256 of the `tokenizer.json` it was trained with;
 //! absent means `byte`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use half::f16;
@@ -75,6 +75,21 @@ pub enum CheckpointError {
         /// What was found.
         found: String,
     },
+    /// The configuration declares more (or fewer) parameters than the file holds bytes for.
+    #[error(
+        "the configuration declares {declared} parameters ({expected} bytes of f16), but the file holds {found} bytes of tensor data"
+    )]
+    Size {
+        /// Parameters the configuration declares.
+        declared: u64,
+        /// Bytes they need.
+        expected: u64,
+        /// Bytes of tensor data in the file.
+        found: u64,
+    },
+    /// A tensor holds NaN or infinite values.
+    #[error("tensor `{0}` holds NaN or infinite values")]
+    NonFinite(String),
     /// The tensors do not hash to the recorded value: the file was altered or damaged.
     #[error("content hash mismatch: the header says {recorded}, the tensors hash to {computed}")]
     Hash {
@@ -96,6 +111,32 @@ fn hash_entry(h: &mut Sha256, name: &str, shape: &[usize], bytes: &[u8]) {
         h.update((s as u64).to_le_bytes());
     }
     h.update(bytes);
+}
+
+/// Every tensor the configuration needs, by key (so in hash order), with its shape: each present,
+/// f16, of the right shape, and nothing else in the file.
+fn checked_views<'a>(
+    st: &'a SafeTensors<'a>,
+    config: &ModelConfig,
+) -> Result<BTreeMap<String, (Vec<usize>, TensorView<'a>)>, CheckpointError> {
+    let specs = param_specs(config);
+    let wanted: BTreeSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    if let Some(extra) = st.names().into_iter().find(|n| !wanted.contains(*n)) {
+        return Err(CheckpointError::UnexpectedTensor(extra.to_string()));
+    }
+    let mut views = BTreeMap::new();
+    for spec in specs {
+        let view = st.tensor(&spec.name).map_err(|_| CheckpointError::MissingTensor(spec.name.clone()))?;
+        if view.dtype() != Dtype::F16 || view.shape() != spec.shape.as_slice() {
+            return Err(CheckpointError::Mismatch {
+                name: spec.name,
+                expected: spec.shape,
+                found: format!("{:?} {:?}", view.dtype(), view.shape()),
+            });
+        }
+        views.insert(spec.name, (spec.shape, view));
+    }
+    Ok(views)
 }
 
 impl Checkpoint {
@@ -133,9 +174,12 @@ impl Checkpoint {
 
     /// Parses and verifies safetensors bytes: format, configuration, every tensor's presence,
     /// shape and dtype, and the content hash.
+    ///
+    /// The file is untrusted: the configuration is validated (with its upper bounds) and its
+    /// parameter count checked against the file's length before anything is sized from it.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CheckpointError> {
-        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| CheckpointError::Format(e.to_string()))?;
-        let st = SafeTensors::deserialize(bytes).map_err(|e| CheckpointError::Format(e.to_string()))?;
+        let (header_len, header) =
+            SafeTensors::read_metadata(bytes).map_err(|e| CheckpointError::Format(e.to_string()))?;
         let meta = header.metadata().clone().unwrap_or_default();
         let get = |k: &'static str| meta.get(k).cloned().ok_or(CheckpointError::MissingMetadata(k));
         let format = get("format")?;
@@ -143,33 +187,36 @@ impl Checkpoint {
             return Err(CheckpointError::Version { found: format });
         }
         let config = ModelConfig::from_json(&get("config")?).map_err(|e| CheckpointError::Config(e.to_string()))?;
+        let declared = config.param_count();
+        let found = (bytes.len() - header_len - 8) as u64;
+        if declared.saturating_mul(2) != found {
+            return Err(CheckpointError::Size { declared, expected: declared.saturating_mul(2), found });
+        }
+        let st = SafeTensors::deserialize(bytes).map_err(|e| CheckpointError::Format(e.to_string()))?;
         let recorded = get("content_hash")?;
-        let specs = param_specs(&config);
-        for name in st.names() {
-            if !specs.iter().any(|s| s.name == *name) {
-                return Err(CheckpointError::UnexpectedTensor(name.to_string()));
-            }
+        let name = get("name")?;
+        let views = checked_views(&st, &config)?;
+        // The hash is taken over the stored f16 bytes, in key order, before anything is
+        // converted: a damaged file is refused without allocating its f32 copy.
+        let mut h = Sha256::new();
+        for (key, (shape, view)) in &views {
+            hash_entry(&mut h, key, shape, view.data());
         }
-        let mut params = ParamStore::new();
-        for spec in specs {
-            let view = st.tensor(&spec.name).map_err(|_| CheckpointError::MissingTensor(spec.name.clone()))?;
-            if view.dtype() != Dtype::F16 || view.shape() != spec.shape.as_slice() {
-                return Err(CheckpointError::Mismatch {
-                    name: spec.name,
-                    expected: spec.shape,
-                    found: format!("{:?} {:?}", view.dtype(), view.shape()),
-                });
-            }
-            let data = view.data().chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect();
-            params.insert(spec.name, HostTensor { shape: spec.shape, data });
-        }
-        let tokenizer = meta.get("tokenizer").cloned().unwrap_or_else(|| "byte".into());
-        let ckpt = Self { name: get("name")?, config, params, tokenizer };
-        let computed = ckpt.content_hash();
+        let computed = hex::encode(h.finalize());
         if computed != recorded {
             return Err(CheckpointError::Hash { recorded, computed });
         }
-        Ok(ckpt)
+        let mut params = ParamStore::new();
+        for (key, (shape, view)) in views {
+            let data: Vec<f32> =
+                view.data().chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect();
+            if !data.iter().all(|v| v.is_finite()) {
+                return Err(CheckpointError::NonFinite(key));
+            }
+            params.insert(key, HostTensor { shape, data });
+        }
+        let tokenizer = meta.get("tokenizer").cloned().unwrap_or_else(|| "byte".into());
+        Ok(Self { name, config, params, tokenizer })
     }
 
     /// Writes the checkpoint to `path`.
@@ -235,24 +282,32 @@ mod tests {
     fn flipped_byte_fails_the_hash() {
         let mut bytes = small().to_bytes().unwrap();
         let n = bytes.len();
-        bytes[n - 3] ^= 0x40;
+        bytes[n - 4] ^= 0x01; // a mantissa bit: the value stays finite
         let err = Checkpoint::from_bytes(&bytes).unwrap_err();
         assert!(matches!(err, CheckpointError::Hash { .. }), "{err}");
     }
 
     #[test]
     fn mismatched_config_names_the_tensor() {
+        // A missing tensor leaves fewer bytes than the configuration declares: caught before
+        // anything is read.
         let mut c = small();
         c.params.remove("model.norm.weight");
         let err = Checkpoint::from_bytes(&c.to_bytes().unwrap()).unwrap_err();
-        assert_eq!(err.to_string(), "tensor `model.norm.weight` is missing from the checkpoint");
+        assert!(matches!(err, CheckpointError::Size { .. }), "{err}");
+        // The same bytes under another name are named.
+        let mut c = small();
+        let norm = c.params.remove("model.norm.weight").unwrap();
+        c.params.insert("model.nrom.weight".into(), norm);
+        let err = Checkpoint::from_bytes(&c.to_bytes().unwrap()).unwrap_err();
+        assert_eq!(err.to_string(), "tensor `model.nrom.weight` is not part of this configuration");
         let mut c = small();
         c.params.get_mut("model.norm.weight").unwrap().shape = vec![8, 2];
         let err = Checkpoint::from_bytes(&c.to_bytes().unwrap()).unwrap_err();
         assert!(err.to_string().contains("model.norm.weight"), "{err}");
         let mut c = small();
-        c.params.insert("extra.weight".into(), HostTensor { shape: vec![1], data: vec![0.0] });
+        c.params.get_mut("model.norm.weight").unwrap().data[0] = f32::INFINITY;
         let err = Checkpoint::from_bytes(&c.to_bytes().unwrap()).unwrap_err();
-        assert!(matches!(err, CheckpointError::UnexpectedTensor(ref n) if n == "extra.weight"));
+        assert!(matches!(err, CheckpointError::NonFinite(ref n) if n == "model.norm.weight"), "{err}");
     }
 }

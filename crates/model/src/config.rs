@@ -73,9 +73,42 @@ pub enum ConfigError {
         /// Its value.
         value: f64,
     },
+    /// A size is beyond what the playground builds (a corrupt or hostile header).
+    #[error("`{field}` is {value}, more than the {max} this playground supports")]
+    TooLarge {
+        /// The offending field.
+        field: &'static str,
+        /// Its value.
+        value: usize,
+        /// The upper bound.
+        max: usize,
+    },
     /// The JSON could not be read as a configuration.
     #[error("invalid model configuration JSON: {0}")]
     Json(String),
+}
+
+/// Upper bounds of a configuration. A checkpoint header is untrusted input: these are checked
+/// before anything is sized from it, so a header that declares 4·10⁹ layers is an error in
+/// microseconds, not an allocation. They are far above the shipped models (4 layers, 8 experts,
+/// context 512) and cover the small Hugging Face MoE models the playground is meant to open.
+pub mod limits {
+    /// Decoder blocks.
+    pub const MAX_LAYERS: usize = 64;
+    /// Routed experts per layer.
+    pub const MAX_EXPERTS: usize = 256;
+    /// Hidden size.
+    pub const MAX_D_MODEL: usize = 8192;
+    /// Expert hidden size.
+    pub const MAX_D_FF: usize = 32_768;
+    /// Attention heads.
+    pub const MAX_HEADS: usize = 256;
+    /// Vocabulary.
+    pub const MAX_VOCAB: usize = 262_144;
+    /// Context in tokens.
+    pub const MAX_CONTEXT: usize = 32_768;
+    /// Scalar parameters in all (2·10⁹: 4 GB of f16).
+    pub const MAX_PARAMS: u64 = 2_000_000_000;
 }
 
 impl ModelConfig {
@@ -129,6 +162,22 @@ impl ModelConfig {
                 return Err(ConfigError::Zero { field });
             }
         }
+        use limits::*;
+        let bounds = [
+            ("vocab_size", self.vocab_size, MAX_VOCAB),
+            ("d_model", self.d_model, MAX_D_MODEL),
+            ("n_layers", self.n_layers, MAX_LAYERS),
+            ("n_heads", self.n_heads, MAX_HEADS),
+            ("n_kv_heads", self.n_kv_heads, MAX_HEADS),
+            ("d_ff", self.d_ff, MAX_D_FF),
+            ("n_experts", self.n_experts, MAX_EXPERTS),
+            ("max_seq_len", self.max_seq_len, MAX_CONTEXT),
+        ];
+        for (field, value, max) in bounds {
+            if value > max {
+                return Err(ConfigError::TooLarge { field, value, max });
+            }
+        }
         if self.top_k == 0 || self.top_k > self.n_experts {
             return Err(ConfigError::TopK { top_k: self.top_k, n_experts: self.n_experts });
         }
@@ -155,7 +204,33 @@ impl ModelConfig {
                 return Err(ConfigError::Positive { field, value });
             }
         }
+        let params = self.param_count();
+        if params > MAX_PARAMS {
+            return Err(ConfigError::TooLarge {
+                field: "parameters",
+                value: params as usize,
+                max: MAX_PARAMS as usize,
+            });
+        }
         Ok(())
+    }
+
+    /// Number of scalar parameters, computed from the sizes alone (nothing is allocated, so it
+    /// can be checked against a file's length before the file is read). Saturates at
+    /// `u64::MAX` for absurd sizes instead of overflowing.
+    pub fn param_count(&self) -> u64 {
+        let m = |xs: &[usize]| xs.iter().fold(1u128, |acc, &x| acc.saturating_mul(x as u128));
+        let (v, d, ff, e) = (self.vocab_size, self.d_model, self.d_ff, self.n_experts);
+        let kv = self.n_kv_heads.saturating_mul(d / self.n_heads.max(1));
+        let attention = m(&[2, d, d]).saturating_add(m(&[2, kv, d]));
+        let moe = m(&[e, d]).saturating_add(m(&[e, 3, d, ff]));
+        let per_layer = m(&[2, d]).saturating_add(attention).saturating_add(moe);
+        let head = if self.tie_embeddings { 0 } else { m(&[v, d]) };
+        let total = m(&[v, d])
+            .saturating_add(per_layer.saturating_mul(self.n_layers as u128))
+            .saturating_add(d as u128)
+            .saturating_add(head);
+        u64::try_from(total).unwrap_or(u64::MAX)
     }
 }
 
@@ -188,6 +263,33 @@ mod tests {
         assert!(bad(|c| c.n_kv_heads = 3).contains("n_kv_heads (3) must divide n_heads (4)"));
         assert!(bad(|c| c.rms_eps = -1.0).contains("rms_eps"));
         assert!(bad(|c| c.d_model = 132).contains("must be even") || bad(|c| c.d_model = 132).contains("divide"));
+    }
+
+    #[test]
+    fn hostile_sizes_are_refused_before_anything_is_sized() {
+        let big = |f: fn(&mut ModelConfig)| {
+            let mut c = ModelConfig::tiny();
+            f(&mut c);
+            c.validate().unwrap_err()
+        };
+        let e = big(|c| c.n_layers = 4_000_000_000);
+        assert_eq!(e.to_string(), "`n_layers` is 4000000000, more than the 64 this playground supports");
+        assert!(matches!(big(|c| c.max_seq_len = 100_000_000), ConfigError::TooLarge { field: "max_seq_len", .. }));
+        assert!(matches!(big(|c| c.n_experts = 1 << 40), ConfigError::TooLarge { field: "n_experts", .. }));
+        // Every size at its bound together is still too many parameters.
+        let e = big(|c| {
+            (c.n_layers, c.n_experts, c.d_model, c.d_ff) = (64, 256, 8192, 32_768);
+            c.n_heads = 64;
+            c.n_kv_heads = 64;
+        });
+        assert!(matches!(e, ConfigError::TooLarge { field: "parameters", .. }), "{e}");
+    }
+
+    #[test]
+    fn the_parameter_count_needs_no_parameter_list() {
+        for c in [ModelConfig::tiny(), ModelConfig { tie_embeddings: true, n_kv_heads: 4, ..ModelConfig::tiny() }] {
+            assert_eq!(c.param_count(), crate::params::param_count(&c) as u64);
+        }
     }
 
     #[test]

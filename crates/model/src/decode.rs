@@ -7,7 +7,7 @@ use switchyard_record::RoutingRecord;
 
 use crate::model::{KvCache, Model, ModelError, RunOptions};
 use crate::rng::{self, stream};
-use crate::router::{RouterSpec, softmax_row as softmax};
+use crate::router::{RouterError, RouterSpec, bounds, check_ranks, softmax_row as softmax};
 
 /// How the next token is chosen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +86,35 @@ impl Default for ScmoeConfig {
     }
 }
 
+impl Decoding {
+    /// Checks the parameters against a model with `n_experts` experts: every real value inside
+    /// its [`bounds`], SCMoE's rank lists non-empty, below E and without repeats.
+    pub fn validate(&self, n_experts: usize) -> Result<(), RouterError> {
+        match self {
+            Self::Greedy => Ok(()),
+            Self::Sample(c) => {
+                bounds::TEMPERATURE.check("sampling temperature", c.temperature)?;
+                bounds::SAMPLE_P.check("sampling top-p", c.top_p)
+            }
+            Self::SelfContrast(c) => c.validate(n_experts),
+        }
+    }
+}
+
+impl ScmoeConfig {
+    /// Checks the parameters (see [`Decoding::validate`]).
+    pub fn validate(&self, n_experts: usize) -> Result<(), RouterError> {
+        check_ranks("SCMoE's strong rank list", &self.strong_ranks, n_experts)?;
+        if let WeakMode::Ranks { ranks } = &self.weak {
+            check_ranks("SCMoE's weak rank list", ranks, n_experts)?;
+        }
+        bounds::ALPHA.check("SCMoE α", self.alpha)?;
+        bounds::BETA.check("SCMoE β", self.beta)?;
+        bounds::TEMPERATURE.check("SCMoE τ_s", self.tau_strong)?;
+        bounds::TEMPERATURE.check("SCMoE τ_w", self.tau_weak)
+    }
+}
+
 /// The strong, weak and contrast candidates of one SCMoE step (top tokens with probabilities).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepCandidates {
@@ -125,7 +154,7 @@ pub fn argmax(row: &[f32]) -> usize {
 /// one flat `n × V` vector.
 async fn logits_to_host(logits: Tensor<3>, from: usize, n: usize) -> Result<Vec<f32>, ModelError> {
     let v = logits.dims()[2];
-    logits
+    let host = logits
         .narrow(0, 0, 1)
         .narrow(1, from, n)
         .reshape([n * v])
@@ -133,7 +162,8 @@ async fn logits_to_host(logits: Tensor<3>, from: usize, n: usize) -> Result<Vec<
         .await
         .map_err(|e| ModelError::Backend(format!("{e:?}")))?
         .try_into_vec::<f32>()
-        .map_err(|e| ModelError::Backend(format!("{e:?}")))
+        .map_err(|e| ModelError::Backend(format!("{e:?}")))?;
+    crate::model::finite(host, || "in the next-token logits".into())
 }
 
 /// The logits of the last position of the first sequence, read back to the host.

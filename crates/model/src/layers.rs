@@ -189,9 +189,10 @@ impl SparseMoeBlock {
                 continue;
             }
             let w = Tensor::<2>::from_data(TensorData::new(weights, [n, 1]), &device);
-            if n == t {
-                // Every token uses this expert (always the case when decoding one token):
-                // rows are 0..t in order, so no gather or scatter is needed.
+            if rows.iter().enumerate().all(|(i, &r)| r as usize == i) && n == t {
+                // Every token uses this expert once, in order (always the case when decoding one
+                // token): no gather or scatter is needed. A count of t alone is not enough: a
+                // rank list that names one rank twice sends some tokens here twice.
                 out = out + expert.forward(x.clone()) * w;
                 continue;
             }

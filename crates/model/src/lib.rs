@@ -13,7 +13,6 @@ mod eval;
 mod layers;
 mod model;
 mod params;
-pub mod rng;
 mod router;
 mod tokenizer;
 #[cfg(feature = "train")]
@@ -23,7 +22,7 @@ pub mod devices;
 
 pub use burn::tensor::Device;
 pub use checkpoint::{Checkpoint, CheckpointError, FORMAT as CHECKPOINT_FORMAT};
-pub use config::{ConfigError, ModelConfig};
+pub use config::{ConfigError, ModelConfig, limits};
 pub use decode::{
     Decoding, Generation, SampleConfig, ScmoeConfig, StepCandidates, WeakMode, all_logits, argmax, contrast_scores,
     decoding_passes, generate, generate_greedy, generate_streaming, last_logits, next_token_distributions,
@@ -34,10 +33,11 @@ pub use layers::Dispatch;
 pub use model::{ForwardOutput, Jitter, JitterScope, KvCache, Model, ModelError, RunOptions};
 pub use params::{HostTensor, ParamStore, init_from_seed, param_count, param_specs};
 pub use router::{
-    Capacity, CapacityFormula, Interventions, LogitSource, Priority, RouteContext, RouterError, RouterSpec,
-    SecondPolicy, SmoeDense, ThorMode, rank_experts, smoe_router_weights, softmax_row,
+    Bounds, Capacity, CapacityFormula, Interventions, LogitSource, Priority, RouteContext, RouterError, RouterSpec,
+    SecondPolicy, SmoeDense, ThorMode, bounds, check_ranks, rank_experts, smoe_router_weights, softmax_row,
 };
 pub use switchyard_record as record;
+pub use switchyard_record::rng;
 #[cfg(feature = "train")]
 pub use tokenizer::train_bpe;
 pub use tokenizer::{BpeTokenizer, ByteTokenizer, Tokenizer, TokenizerError};

@@ -46,6 +46,13 @@ pub enum ModelError {
         /// The model's `max_seq_len`.
         max: usize,
     },
+    /// The computation produced NaN or an infinity (extreme weights or settings): reported
+    /// where it was seen instead of drawing nonsense.
+    #[error("this configuration produced NaN or infinity {place}; nothing was drawn from it")]
+    NonFinite {
+        /// Where: `at layer 2 (router logits)`, `in the next-token logits`.
+        place: String,
+    },
     /// The backend failed (for example a GPU device was lost while reading back).
     #[error("the compute backend failed: {0}")]
     Backend(String),
@@ -178,6 +185,11 @@ pub(crate) fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     out
+}
+
+/// `values` unchanged when every one is finite, else [`ModelError::NonFinite`] at `place`.
+pub(crate) fn finite(values: Vec<f32>, place: impl FnOnce() -> String) -> Result<Vec<f32>, ModelError> {
+    if values.iter().all(|v| v.is_finite()) { Ok(values) } else { Err(ModelError::NonFinite { place: place() }) }
 }
 
 struct Loader<'a> {
@@ -412,12 +424,13 @@ impl Model {
                 x.matmul(w)
             }
         };
-        logits
+        let logits = logits
             .into_data_async()
             .await
             .map_err(|e| ModelError::Backend(format!("{e:?}")))?
             .try_into_vec::<f32>()
-            .map_err(|e| ModelError::Backend(format!("{e:?}")))
+            .map_err(|e| ModelError::Backend(format!("{e:?}")))?;
+        finite(logits, || format!("at layer {layer} (router logits)"))
     }
 
     /// Reads every parameter back to the host, in the HF layout (for checkpoints).

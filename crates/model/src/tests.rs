@@ -269,6 +269,103 @@ fn bad_inputs_are_errors_not_panics() {
     assert!(err.to_string().contains("experts.2.w3.weight"), "{err}");
 }
 
+/// A token that reaches one expert through two slots (a rank list with a repeated rank) must get
+/// that expert's output twice weighted, on both dispatch paths. The sparse path used to take an
+/// expert with as many rows as tokens for "every token once, in order" and mixed up the rows.
+#[test]
+fn a_token_sent_to_one_expert_twice_is_combined_the_same_by_both_dispatches() {
+    let cfg = small_config();
+    for (name, dev) in devices() {
+        let model = Model::from_seed(&cfg, 3, &dev).unwrap();
+        let block = &model.net.layers[0].block_sparse_moe;
+        let x = block_input(4, 11, &dev);
+        let seq = vec![0; 4];
+        let pos: Vec<u32> = (0..4).collect();
+        // Tokens 0 and 1 go to expert 0 through both slots: expert 0 has 4 rows for 4 tokens.
+        let mut rec = RouterSpec::top_k(2, true).route(vec![0.0; 16], 4, &ctx(0, &seq, &pos, &[true; 4]));
+        rec.idx = vec![0, 0, 0, 0, 1, 2, 2, 3];
+        rec.weight = vec![0.3, 0.7, 0.6, 0.4, 0.5, 0.5, 0.9, 0.1];
+        let sparse = block.combine(x.clone(), &rec, Dispatch::Sparse).into_data().try_into_vec::<f32>().unwrap();
+        let dense = block.combine(x, &rec, Dispatch::Dense).into_data().try_into_vec::<f32>().unwrap();
+        let diff = max_diff(&sparse, &dense);
+        println!("[{name}] repeated expert, sparse vs dense: {diff:e}");
+        assert!(diff < 1e-5, "[{name}] {diff}");
+    }
+}
+
+/// §1.6: a token whose every slot is dropped gets MoE output exactly 0 (residual only), on both
+/// dispatch paths; the other tokens are untouched.
+#[test]
+fn a_token_with_every_slot_dropped_gets_zero_output() {
+    let cfg = small_config();
+    for (name, dev) in devices() {
+        let model = Model::from_seed(&cfg, 9, &dev).unwrap();
+        let block = &model.net.layers[0].block_sparse_moe;
+        let x = block_input(8, 7, &dev);
+        // Every token prefers experts 0 then 1; CF 1 gives C = ⌊8/4⌋ = 2 per expert.
+        let logits: Vec<f32> = (0..8).flat_map(|_| [3.0, 2.0, 0.0, 0.0]).collect();
+        let spec = RouterSpec::TopK {
+            k: 2,
+            norm_topk_prob: true,
+            capacity: Some(crate::Capacity {
+                factor: 1.0,
+                formula: crate::CapacityFormula::Mtf,
+                min_capacity: 0,
+                priority: crate::Priority::Position,
+            }),
+        };
+        let seq = vec![0; 8];
+        let pos: Vec<u32> = (0..8).collect();
+        let rec = spec.route(logits, 4, &ctx(0, &seq, &pos, &[true; 4]));
+        let all_dropped: Vec<usize> = (0..8).filter(|&t| rec.slots(t).all(|s| s.dropped)).collect();
+        assert_eq!(all_dropped, vec![2, 3, 4, 5, 6, 7]);
+        for dispatch in [Dispatch::Sparse, Dispatch::Dense] {
+            let y = block.combine(x.clone(), &rec, dispatch).into_data().try_into_vec::<f32>().unwrap();
+            for &t in &all_dropped {
+                assert!(y[t * 32..(t + 1) * 32].iter().all(|&v| v == 0.0), "[{name}] token {t}");
+            }
+            assert!(y[..32].iter().any(|&v| v != 0.0), "[{name}] token 0 is computed");
+        }
+    }
+}
+
+/// §4.2 by hand, with τ_s ≠ τ_w ≠ 1 and β ∉ {0, 1}: z_s = strong/0.5, z_w = weak/2, cutoff
+/// ln 0.1 + max z_s, score (1+β)·z_s − β·z_w. The contrast moves the argmax off the strong
+/// pass's favourite.
+#[test]
+fn self_contrast_score_by_hand() {
+    let cfg = crate::ScmoeConfig { alpha: 0.1, beta: 0.7, tau_strong: 0.5, tau_weak: 2.0, ..Default::default() };
+    let strong = [2.0, 1.0, 0.0, -1.0];
+    // z_s = [4, 2, 0, -2]; cutoff = 4 − 2.302585 = 1.697: tokens 2 and 3 are implausible.
+    let score = crate::contrast_scores(&strong, &[1.0, 2.0, 0.5, 0.0], &cfg);
+    // 1.7·4 − 0.7·0.5 = 6.45; 1.7·2 − 0.7·1 = 2.7.
+    assert!((score[0] - 6.45).abs() < 1e-5 && (score[1] - 2.7).abs() < 1e-5, "{score:?}");
+    assert_eq!(&score[2..], &[f32::NEG_INFINITY, f32::NEG_INFINITY]);
+    // A weak pass that loves token 0: 1.7·4 − 0.7·5 = 3.3 < 1.7·2 − 0 = 3.4.
+    let score = crate::contrast_scores(&strong, &[10.0, 0.0, 0.0, 0.0], &cfg);
+    assert!((score[0] - 3.3).abs() < 1e-5 && (score[1] - 3.4).abs() < 1e-5, "{score:?}");
+    assert_eq!(crate::argmax(&score), 1);
+}
+
+/// Weights that overflow are reported with the layer they broke, not passed on as NaN.
+#[test]
+fn a_non_finite_router_is_a_named_error() {
+    let cfg = small_config();
+    let mut store = init_from_seed(&cfg, 1);
+    store.get_mut("model.layers.1.block_sparse_moe.gate.weight").unwrap().data[0] = f32::NAN;
+    let model = Model::from_params(&cfg, &store, &crate::devices::cpu()).unwrap();
+    let err = block_on(model.forward(&[vec![1, 2, 3]], None, None, &RunOptions::for_config(&cfg))).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "this configuration produced NaN or infinity at layer 1 (router logits); nothing was drawn from it"
+    );
+    let mut store = init_from_seed(&cfg, 1);
+    store.get_mut("lm_head.weight").unwrap().data.iter_mut().for_each(|w| *w = f32::MAX);
+    let model = Model::from_params(&cfg, &store, &crate::devices::cpu()).unwrap();
+    let err = block_on(crate::generate_greedy(&model, &[1, 2], 1, &RunOptions::for_config(&cfg))).unwrap_err();
+    assert!(matches!(err, ModelError::NonFinite { ref place } if place == "in the next-token logits"), "{err}");
+}
+
 #[test]
 fn greedy_generation_is_deterministic_and_cached() {
     let cfg = small_config();

@@ -146,7 +146,8 @@ impl Tokenizer {
         }
     }
 
-    /// A printable form of one token: its text with `\n`, `\t` and control bytes escaped, and
+    /// A printable form of one token: its text with `\n`, `\t`, control bytes and characters
+    /// that hide or reorder text (bidi overrides, zero-width spaces: `\u{202e}`) escaped, and
     /// bytes that are only part of a UTF-8 character shown as `\xNN`.
     pub fn display(&self, id: u32) -> String {
         if id as usize >= self.vocab_size() {
@@ -155,12 +156,7 @@ impl Tokenizer {
         let mut out = String::new();
         for chunk in self.token_bytes(id).utf8_chunks() {
             for c in chunk.valid().chars() {
-                match c {
-                    '\n' => out.push_str("\\n"),
-                    '\t' => out.push_str("\\t"),
-                    c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-                    c => out.push(c),
-                }
+                switchyard_record::text::push_visible(&mut out, c);
             }
             for b in chunk.invalid() {
                 out.push_str(&format!("\\x{b:02x}"));

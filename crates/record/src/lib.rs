@@ -9,6 +9,9 @@
 //! a `[T, K]` matrix stores token `t`, slot `j` at `t * K + j`. Tokens are flattened
 //! batch-major (`t = b * S + s`).
 
+pub mod rng;
+pub mod text;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -114,9 +117,27 @@ impl LayerRouting {
         Ok(())
     }
 
+    /// Slot drop rate `Σ dropped / Σ assigned` (the `drop_rate` aux value).
+    pub fn drop_rate(&self) -> f32 {
+        let assigned = self.valid.iter().filter(|v| **v).count();
+        let dropped = self.valid.iter().zip(&self.dropped).filter(|(v, d)| **v && **d).count();
+        if assigned == 0 { 0.0 } else { dropped as f32 / assigned as f32 }
+    }
+
+    /// Mean number of kept experts per token (the `mean_active_experts` aux value).
+    pub fn mean_active_experts(&self) -> f32 {
+        let kept = self.valid.iter().zip(&self.dropped).filter(|(v, d)| **v && !**d).count();
+        kept as f32 / self.num_tokens().max(1) as f32
+    }
+
     /// Appends the tokens of `other` (same layer and shape) after this record's tokens. Used to
-    /// join the records of successive KV-cached decoding steps into one trace.
+    /// join the records of successive KV-cached decoding steps into one trace. Aux values that
+    /// summarise the tokens (`drop_rate`, `mean_active_experts`) are recomputed over all of them;
+    /// flags (`non_causal`, `forced_expert`) are kept from either side.
     pub fn extend(&mut self, other: &LayerRouting) {
+        for (key, value) in &other.aux {
+            self.aux.entry(key.clone()).or_insert(*value);
+        }
         self.logits.extend_from_slice(&other.logits);
         self.probs.extend_from_slice(&other.probs);
         self.idx.extend_from_slice(&other.idx);
@@ -126,6 +147,12 @@ impl LayerRouting {
         self.dropped.extend_from_slice(&other.dropped);
         self.seq_id.extend_from_slice(&other.seq_id);
         self.pos.extend_from_slice(&other.pos);
+        if self.aux.contains_key("drop_rate") {
+            self.aux.insert("drop_rate".into(), self.drop_rate());
+        }
+        if self.aux.contains_key("mean_active_experts") {
+            self.aux.insert("mean_active_experts".into(), self.mean_active_experts());
+        }
     }
 }
 
@@ -190,6 +217,35 @@ mod tests {
         r.weight.pop();
         let err = r.check_shapes().unwrap_err();
         assert!(err.contains("weight"), "{err}");
+    }
+
+    /// A cached decode joins one record per step: the summaries must describe every token, not
+    /// the prompt's record alone (they used to be dropped from the appended records).
+    #[test]
+    fn extend_merges_the_aux_summaries() {
+        let mut prompt = two_token_record();
+        prompt.aux.insert("mean_active_experts".into(), prompt.mean_active_experts());
+        prompt.aux.insert("drop_rate".into(), prompt.drop_rate());
+        assert_eq!((prompt.aux["mean_active_experts"], prompt.aux["drop_rate"]), (1.5, 0.25));
+        // One generated token with a single kept expert, nothing dropped.
+        let mut step = two_token_record();
+        for v in [&mut step.probs, &mut step.logits] {
+            v.truncate(3);
+        }
+        step.weight.truncate(2);
+        step.idx.truncate(2);
+        step.rank.truncate(2);
+        step.valid = vec![true, false];
+        step.dropped = vec![false, false];
+        step.seq_id = vec![0];
+        step.pos = vec![2];
+        step.aux = BTreeMap::from([("mean_active_experts".into(), 1.0), ("drop_rate".into(), 0.0)]);
+        step.aux.insert("non_causal".into(), 1.0);
+        prompt.extend(&step);
+        prompt.check_shapes().unwrap();
+        assert!((prompt.aux["mean_active_experts"] - 4.0 / 3.0).abs() < 1e-6, "{:?}", prompt.aux);
+        assert!((prompt.aux["drop_rate"] - 0.2).abs() < 1e-6);
+        assert_eq!(prompt.aux["non_causal"], 1.0);
     }
 
     #[test]

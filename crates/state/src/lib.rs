@@ -75,6 +75,38 @@ impl Variant {
 /// Most labelled prompts a state carries for the domain view.
 pub const MAX_LABELLED: usize = 8;
 
+/// Longest prompt, in characters. A link, the prompt form and the postMessage API refuse
+/// longer ones with a message (the models' contexts hold a few thousand characters at most).
+pub const MAX_PROMPT_CHARS: usize = 8000;
+
+/// Longest checkpoint name.
+pub const MAX_CHECKPOINT_NAME: usize = 64;
+
+/// Whether `name` can name a checkpoint: 1 to 64 of `A-Z a-z 0-9 _ -`. Nothing else reaches a
+/// download path.
+pub fn valid_checkpoint_name(name: &str) -> bool {
+    (1..=MAX_CHECKPOINT_NAME).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Whether `origin` is a web origin an embedding page can have (`https://host[:port]`, or
+/// `http://` for local work): what `postMessage` accepts as a target origin.
+pub fn valid_origin(origin: &str) -> bool {
+    let Some(rest) = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://")) else {
+        return false;
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (rest, None),
+    };
+    let host_ok = (1..=253).contains(&host.len())
+        && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        && !host.starts_with('.')
+        && !host.ends_with('.');
+    let port_ok = port.is_none_or(|p| (1..=5).contains(&p.len()) && p.parse::<u16>().is_ok_and(|n| n > 0));
+    host_ok && port_ok
+}
+
 /// Longest labelled prompt, in characters.
 pub const MAX_LABELLED_CHARS: usize = 4000;
 
@@ -137,6 +169,10 @@ pub struct View {
     /// In embed mode, the controls the author shows (`show=prompt,router,layers`); none by default.
     #[serde(default)]
     pub show: Vec<Control>,
+    /// In embed mode, the origin of the page allowed to hear the routing reports (`origin=`);
+    /// without it they go to any parent (`"*"`).
+    #[serde(default)]
+    pub origin: Option<String>,
 }
 
 /// A group of controls an embedded view may show.
@@ -204,8 +240,11 @@ impl PlaygroundState {
         query::encode(self)
     }
 
-    /// Reads a query string, a `?query`, or a whole URL (the part after `?`, before `#`).
-    /// Never fails: unusable parts are listed as problems and replaced by defaults.
+    /// Reads a query string, a `?query`, or a whole URL (`https://…/?query#fragment`: the part
+    /// after the first `?`, before `#`). A `?` or `#` inside a bare query is part of a value
+    /// (`prompt=Why?`, `prompt=C#`): only an input that starts with a URL has a prefix and a
+    /// fragment to cut. Never fails: unusable parts are listed as problems and replaced by
+    /// defaults.
     pub fn from_query(input: &str) -> (Self, Vec<Problem>) {
         Self::from_query_bytes(input.as_bytes())
     }

@@ -4,16 +4,20 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use switchyard_model::limits::{MAX_CONTEXT, MAX_EXPERTS, MAX_LAYERS, MAX_VOCAB};
 use switchyard_model::{
-    Capacity, CapacityFormula, Decoding, Interventions, Priority, RouterSpec, SampleConfig, ScmoeConfig, SecondPolicy,
-    SmoeDense, ThorMode, WeakMode,
+    Bounds, Capacity, CapacityFormula, Decoding, Interventions, Priority, RouterSpec, SampleConfig, ScmoeConfig,
+    SecondPolicy, SmoeDense, ThorMode, WeakMode, bounds,
 };
 
 use crate::names::Named;
 use crate::{
-    Control, Labelled, LabelledRefusal, MAX_LABELLED, MAX_LABELLED_CHARS, Panel, PlaygroundState, VERSION, Variant,
-    View,
+    Control, Labelled, LabelledRefusal, MAX_LABELLED, MAX_LABELLED_CHARS, MAX_PROMPT_CHARS, Panel, PlaygroundState,
+    VERSION, Variant, View, valid_checkpoint_name, valid_origin,
 };
+
+/// Most interventions a link carries.
+const MAX_INTERVENTIONS: usize = 1024;
 
 /// Something in a query string that could not be used as given.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +165,9 @@ pub(crate) fn encode(s: &PlaygroundState) -> String {
         if !s.view.show.is_empty() {
             view.push(("show", s.view.show.iter().map(|c| c.name()).collect::<Vec<_>>().join(",")));
         }
+        if let Some(origin) = &s.view.origin {
+            view.push(("origin", origin.clone()));
+        }
     }
     let mut ser = form_urlencoded::Serializer::new(String::new());
     for (k, v) in &kv {
@@ -189,7 +196,8 @@ struct Reader {
 
 impl Reader {
     fn problem(&mut self, param: &str, message: String) {
-        self.problems.push(Problem { param: param.to_string(), message });
+        // Keys come from the link too: shortened and escaped like values.
+        self.problems.push(Problem { param: clip(param), message });
     }
 
     fn raw(&mut self, key: &str) -> Option<String> {
@@ -227,8 +235,9 @@ impl Reader {
         self.value(key, default, what, |s| s.parse().ok(), ok)
     }
 
-    fn positive(&mut self, key: &str, default: f32) -> f32 {
-        self.num(key, default, "a positive number", |v: &f32| v.is_finite() && *v > 0.0)
+    /// A real value inside `b` (the model crate's table, shared with `validate`).
+    fn bounded(&mut self, key: &str, default: f32, b: Bounds) -> f32 {
+        self.num(key, default, b.text, |v: &f32| b.contains(*v))
     }
 
     fn flag(&mut self, key: &str, default: bool) -> bool {
@@ -245,22 +254,37 @@ impl Reader {
         }
     }
 
+    /// A rank list: 1 to 256 ranks below 256, each once (a repeated rank is used once, with a
+    /// problem: it would send a token to one expert twice).
     fn ranks(&mut self, key: &str, default: Vec<usize>) -> Vec<usize> {
         let shown = list(&default);
-        match self.raw(key) {
-            None => default,
-            Some(raw) => {
-                let parsed: Option<Vec<usize>> = raw.split(',').map(|x| x.trim().parse().ok()).collect();
-                match parsed {
-                    Some(v) if !v.is_empty() && v.len() <= 64 => v,
-                    _ => {
-                        self.problem(
-                            key,
-                            format!("`{}` is not a comma-separated list of ranks; using {shown}", clip(&raw)),
-                        );
-                        default
+        let Some(raw) = self.raw(key) else { return default };
+        let parsed: Option<Vec<usize>> = raw.split(',').map(|x| x.trim().parse().ok()).collect();
+        match parsed {
+            Some(v) if !v.is_empty() && v.len() <= MAX_EXPERTS && v.iter().all(|&r| r < MAX_EXPERTS) => {
+                let mut once = Vec::with_capacity(v.len());
+                for r in v {
+                    if !once.contains(&r) {
+                        once.push(r);
                     }
                 }
+                if once.len() < raw.split(',').count() {
+                    self.problem(
+                        key,
+                        format!("`{}` names a rank twice; using {} (each rank once)", clip(&raw), list(&once)),
+                    );
+                }
+                once
+            }
+            _ => {
+                self.problem(
+                    key,
+                    format!(
+                        "`{}` is not a comma-separated list of ranks below {MAX_EXPERTS}; using {shown}",
+                        clip(&raw)
+                    ),
+                );
+                default
             }
         }
     }
@@ -269,18 +293,31 @@ impl Reader {
         let Some(raw) = self.raw(key) else { return Vec::new() };
         let mut out = Vec::new();
         for item in raw.split(',').filter(|x| !x.trim().is_empty()) {
-            match item.split_once(':').and_then(|(l, e)| Some((l.trim().parse().ok()?, e.trim().parse().ok()?))) {
-                Some(p) if out.len() < 4096 => out.push(p),
-                _ => self.problem(key, format!("`{}` is not LAYER:EXPERT; ignored", clip(item))),
+            let pair: Option<(usize, usize)> =
+                item.split_once(':').and_then(|(l, e)| Some((l.trim().parse().ok()?, e.trim().parse().ok()?)));
+            match pair {
+                Some((l, e)) if l < MAX_LAYERS && e < MAX_EXPERTS && out.len() < MAX_INTERVENTIONS => out.push((l, e)),
+                Some(_) if out.len() >= MAX_INTERVENTIONS => {
+                    self.problem(key, format!("at most {MAX_INTERVENTIONS} interventions; `{}` ignored", clip(item)))
+                }
+                _ => self.problem(
+                    key,
+                    format!(
+                        "`{}` is not LAYER:EXPERT (a layer below {MAX_LAYERS}, an expert below {MAX_EXPERTS}); ignored",
+                        clip(item)
+                    ),
+                ),
             }
         }
         out
     }
 }
 
-/// A value shortened for a message.
+/// A value shortened for a message, with invisible and direction-changing characters escaped
+/// (a hostile link must not make the banner say something else).
 fn clip(s: &str) -> String {
-    let mut c: String = s.chars().take(40).collect();
+    let short: String = s.chars().take(40).collect();
+    let mut c = switchyard_model::record::text::visible(&short);
     if s.chars().count() > 40 {
         c.push('…');
     }
@@ -290,16 +327,17 @@ fn clip(s: &str) -> String {
 fn read_router(r: &mut Reader) -> RouterSpec {
     let kind = r.raw("router").unwrap_or_else(|| "topk".into());
     let k = |r: &mut Reader, d: usize| {
-        r.num("k", d, "a whole number of experts from 1", |v: &usize| (1..=4096).contains(v))
+        r.num("k", d, "a whole number of experts from 1 to 256", |v: &usize| (1..=MAX_EXPERTS).contains(v))
     };
+    let min_cap = |r: &mut Reader| r.num("min_cap", 1, "a whole number up to 32768", |v: &usize| *v <= MAX_CONTEXT);
     match kind.trim() {
         "topk" => {
             let k = k(r, 2);
             let norm = r.flag("norm", true);
             let capacity = r.map.contains_key("cf").then(|| Capacity {
-                factor: r.positive("cf", 2.0),
+                factor: r.bounded("cf", 2.0, bounds::CAPACITY_FACTOR),
                 formula: r.named("cap_formula", CapacityFormula::Mtf),
-                min_capacity: r.num("min_cap", 1, "a whole number", |v: &usize| *v <= 1 << 20),
+                min_capacity: min_cap(r),
                 priority: r.named("priority", Priority::Position),
             });
             RouterSpec::TopK { k, norm_topk_prob: norm, capacity }
@@ -307,19 +345,19 @@ fn read_router(r: &mut Reader) -> RouterSpec {
         "switch" => RouterSpec::switch(),
         "gshard" => RouterSpec::GShard {
             policy: r.named("policy", SecondPolicy::Random),
-            threshold: r.positive("theta", 0.2),
-            capacity_factor: r.positive("cf", 2.0),
+            threshold: r.bounded("theta", 0.2, bounds::GSHARD_THRESHOLD),
+            capacity_factor: r.bounded("cf", 2.0, bounds::CAPACITY_FACTOR),
         },
-        "top_p" => RouterSpec::TopP { p: r.num("p", 0.4, "a number from 0", |v: &f32| v.is_finite() && *v >= 0.0) },
+        "top_p" => RouterSpec::TopP { p: r.bounded("p", 0.4, bounds::TOP_P) },
         "thor" => RouterSpec::Thor { mode: r.named("thor_mode", ThorMode::Token) },
         "smoe_dropout" => RouterSpec::SmoeDropout {
             k: k(r, 2),
-            init_std: r.positive("init_std", 0.02),
+            init_std: r.bounded("init_std", 0.02, bounds::INIT_STD),
             dense: r.named("dense", SmoeDense::Softmax),
         },
         "expert_choice" => RouterSpec::ExpertChoice {
-            capacity_factor: r.positive("cf", 2.0),
-            min_capacity: r.num("min_cap", 1, "a whole number", |v: &usize| *v <= 1 << 20),
+            capacity_factor: r.bounded("cf", 2.0, bounds::CAPACITY_FACTOR),
+            min_capacity: min_cap(r),
         },
         "hash" => RouterSpec::Hash,
         "ranks" => RouterSpec::Ranks { ranks: r.ranks("ranks", vec![0, 1]) },
@@ -342,9 +380,9 @@ fn read_decoding(r: &mut Reader) -> Decoding {
     match mode.trim() {
         "greedy" => Decoding::Greedy,
         "sample" => Decoding::Sample(SampleConfig {
-            temperature: r.positive("temperature", 1.0),
-            top_k: r.num("sample_k", 0, "a whole number", |v: &usize| *v <= 1 << 24),
-            top_p: r.num("sample_p", 1.0, "a number in (0, 1]", |v: &f32| v.is_finite() && *v > 0.0 && *v <= 1.0),
+            temperature: r.bounded("temperature", 1.0, bounds::TEMPERATURE),
+            top_k: r.num("sample_k", 0, "a whole number up to 262144", |v: &usize| *v <= MAX_VOCAB),
+            top_p: r.bounded("sample_p", 1.0, bounds::SAMPLE_P),
         }),
         "scmoe" => {
             let d = ScmoeConfig::default();
@@ -358,10 +396,10 @@ fn read_decoding(r: &mut Reader) -> Decoding {
             Decoding::SelfContrast(ScmoeConfig {
                 strong_ranks: r.ranks("strong", d.strong_ranks),
                 weak,
-                alpha: r.num("alpha", d.alpha, "a number in (0, 1]", |v: &f32| v.is_finite() && *v > 0.0 && *v <= 1.0),
-                beta: r.num("beta", d.beta, "a number from 0", |v: &f32| v.is_finite() && *v >= 0.0),
-                tau_strong: r.positive("tau_s", d.tau_strong),
-                tau_weak: r.positive("tau_w", d.tau_weak),
+                alpha: r.bounded("alpha", d.alpha, bounds::ALPHA),
+                beta: r.bounded("beta", d.beta, bounds::BETA),
+                tau_strong: r.bounded("tau_s", d.tau_strong, bounds::TEMPERATURE),
+                tau_weak: r.bounded("tau_w", d.tau_weak, bounds::TEMPERATURE),
                 ban_eos: r.flag("ban_eos", d.ban_eos),
                 eos_id: None,
                 sample: r.flag("scmoe_sample", d.sample),
@@ -423,14 +461,27 @@ fn read_labelled(r: &mut Reader) -> Vec<Labelled> {
     out
 }
 
+/// The query of `text`: after the first `?` and before `#` when `text` is a URL (something
+/// before the `?` that holds no `=` or `&`, such as `https://host/path/`), the text after a
+/// leading `?`, or the text itself. So `prompt=Why?` and `prompt=C#` keep their `?` and `#`.
+fn query_part(text: &str) -> &str {
+    if let Some(q) = text.strip_prefix('?') {
+        return q;
+    }
+    match text.split_once('?') {
+        Some((prefix, rest)) if !prefix.contains('=') && !prefix.contains('&') => {
+            rest.split('#').next().unwrap_or_default()
+        }
+        // A URL without a query: nothing to read.
+        None if text.split('=').next().is_some_and(|head| head.contains("://")) => "",
+        _ => text,
+    }
+}
+
 /// Reads a query (or a URL holding one) into a valid state and its problems.
 pub(crate) fn decode(input: &[u8]) -> (PlaygroundState, Vec<Problem>) {
     let text = String::from_utf8_lossy(input);
-    let text = text.split('#').next().unwrap_or_default();
-    let query = match text.split_once('?') {
-        Some((_, q)) => q,
-        None => text,
-    };
+    let query = query_part(&text);
     let mut r = Reader { map: BTreeMap::new(), problems: Vec::new() };
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         if k.is_empty() && v.is_empty() {
@@ -444,12 +495,21 @@ pub(crate) fn decode(input: &[u8]) -> (PlaygroundState, Vec<Problem>) {
     match r.raw("v") {
         None => r.problem("v", format!("no format version; reading as version {VERSION}")),
         Some(v) if v.trim() == VERSION.to_string() => {}
-        Some(v) => r.problem("v", format!("version `{}` is not supported; reading as version {VERSION}", clip(&v))),
+        Some(v) => r.problem(
+            "v",
+            format!(
+                "this link is format version `{}`; this Switchyard reads version {VERSION}, so settings it does not know are listed here and left out",
+                clip(&v)
+            ),
+        ),
     }
     let checkpoint = match r.raw("ckpt") {
-        Some(c) if !c.trim().is_empty() && c.len() <= 200 => c,
+        Some(c) if valid_checkpoint_name(c.trim()) => c.trim().to_string(),
         Some(c) => {
-            r.problem("ckpt", format!("`{}` is not a checkpoint name; using {}", clip(&c), d.checkpoint));
+            r.problem(
+                "ckpt",
+                format!("`{}` is not a checkpoint name (1 to 64 of A-Z a-z 0-9 _ -); using {}", clip(&c), d.checkpoint),
+            );
             d.checkpoint.clone()
         }
         None => d.checkpoint.clone(),
@@ -467,30 +527,21 @@ pub(crate) fn decode(input: &[u8]) -> (PlaygroundState, Vec<Problem>) {
     let interventions = Interventions { ablate: r.pairs("ablate"), force: r.pairs("force") };
     let seed = r.num("seed", 0u64, "a whole number from 0 to 18446744073709551615", |_| true);
     let decoding = read_decoding(&mut r);
-    let generate = r.num("gen", 0usize, "a whole number of tokens up to 4096", |v| *v <= 4096);
-    let view = View {
-        layer: r.num("layer", 0usize, "a layer number", |v| *v <= 4096),
-        panel: r.named("panel", Panel::Tokens),
-        token: r.map.contains_key("token").then(|| r.num("token", 0usize, "a token position", |v| *v <= 1 << 20)),
-        embed: r.map.contains_key("embed").then(|| r.named("embed", Panel::Tokens)),
-        show: Vec::new(),
+    let generate = r.num("gen", 0usize, "a whole number of tokens up to 32768", |v| *v <= MAX_CONTEXT);
+    let view = read_view(&mut r);
+    let prompt = match r.raw("prompt") {
+        Some(p) if p.chars().count() > MAX_PROMPT_CHARS => {
+            r.problem(
+                "prompt",
+                format!(
+                    "the prompt is {} characters long; the playground takes at most {MAX_PROMPT_CHARS}, so it was not used",
+                    p.chars().count()
+                ),
+            );
+            String::new()
+        }
+        p => p.unwrap_or_default(),
     };
-    let mut view = view;
-    if let Some(list) = r.raw("show") {
-        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            match Control::parse(name) {
-                Some(c) if !view.show.contains(&c) => view.show.push(c),
-                Some(_) => {}
-                None => r.problem("show", format!("`{}` is not one of {}; ignored", clip(name), Control::choices())),
-            }
-        }
-        view.show.sort();
-        if view.embed.is_none() {
-            r.problem("show", "only used with embed=<view>; ignored".into());
-            view.show.clear();
-        }
-    }
-    let prompt = r.raw("prompt").unwrap_or_default();
     let leftover: Vec<String> = std::mem::take(&mut r.map).into_keys().collect();
     for key in leftover {
         r.problem(&key, "not a parameter of this router, decoding mode or version; ignored".into());
@@ -509,4 +560,50 @@ pub(crate) fn decode(input: &[u8]) -> (PlaygroundState, Vec<Problem>) {
         labelled,
     };
     (state, r.problems)
+}
+
+/// The view keys: layer, panel, token, and embed mode with its controls and origin.
+fn read_view(r: &mut Reader) -> View {
+    let mut view = View {
+        layer: r.num("layer", 0usize, "a layer number below 64", |v| *v < MAX_LAYERS),
+        panel: r.named("panel", Panel::Tokens),
+        token: r
+            .map
+            .contains_key("token")
+            .then(|| r.num("token", 0usize, "a token position below 32768", |v| *v < MAX_CONTEXT)),
+        embed: r.map.contains_key("embed").then(|| r.named("embed", Panel::Tokens)),
+        show: Vec::new(),
+        origin: None,
+    };
+    if let Some(list) = r.raw("show") {
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match Control::parse(name) {
+                Some(c) if !view.show.contains(&c) => view.show.push(c),
+                Some(_) => {}
+                None => r.problem("show", format!("`{}` is not one of {}; ignored", clip(name), Control::choices())),
+            }
+        }
+        view.show.sort();
+        if view.embed.is_none() {
+            r.problem("show", "only used with embed=<view>; ignored".into());
+            view.show.clear();
+        }
+    }
+    if let Some(origin) = r.raw("origin") {
+        let origin = origin.trim().trim_end_matches('/').to_string();
+        if view.embed.is_none() {
+            r.problem("origin", "only used with embed=<view>; ignored".into());
+        } else if valid_origin(&origin) {
+            view.origin = Some(origin);
+        } else {
+            r.problem(
+                "origin",
+                format!(
+                    "`{}` is not an origin such as https://example.org; routing reports go to any page",
+                    clip(&origin)
+                ),
+            );
+        }
+    }
+    view
 }

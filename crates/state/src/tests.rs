@@ -2,26 +2,29 @@
 
 use proptest::prelude::*;
 use switchyard_model::{
-    Capacity, CapacityFormula, Decoding, Interventions, Priority, RouterSpec, SampleConfig, ScmoeConfig, SecondPolicy,
-    SmoeDense, ThorMode, WeakMode,
+    Bounds, Capacity, CapacityFormula, Decoding, Interventions, Priority, RouterSpec, SampleConfig, ScmoeConfig,
+    SecondPolicy, SmoeDense, ThorMode, WeakMode, bounds,
 };
 
 use super::*;
 
-fn pos_f32() -> impl Strategy<Value = f32> {
-    prop_oneof![0.001f32..1000.0, Just(0.2f32), Just(1.0f32)]
+/// Values inside `b`, its ends included.
+fn within(b: Bounds) -> impl Strategy<Value = f32> {
+    prop_oneof![b.lo..=b.hi, Just(b.lo), Just(b.hi)]
 }
 
 fn unit_f32() -> impl Strategy<Value = f32> {
     prop_oneof![0.001f32..=1.0, Just(1.0f32)]
 }
 
+/// 1 to 3 distinct ranks in any order.
 fn ranks() -> impl Strategy<Value = Vec<usize>> {
-    prop::collection::vec(0usize..16, 1..4)
+    prop::sample::subsequence((0usize..16).collect::<Vec<_>>(), 1..4).prop_shuffle()
 }
 
 fn router() -> impl Strategy<Value = RouterSpec> {
-    let cap = (pos_f32(), 0usize..3, 0usize..8, 0usize..3).prop_map(|(factor, f, min_capacity, p)| Capacity {
+    let cf = || within(bounds::CAPACITY_FACTOR);
+    let cap = (cf(), 0usize..3, 0usize..8, 0usize..3).prop_map(|(factor, f, min_capacity, p)| Capacity {
         factor,
         formula: [CapacityFormula::Mtf, CapacityFormula::Flax, CapacityFormula::KAware][f],
         min_capacity,
@@ -33,21 +36,23 @@ fn router() -> impl Strategy<Value = RouterSpec> {
             norm_topk_prob: n,
             capacity
         }),
-        (0usize..4, pos_f32(), pos_f32()).prop_map(|(p, threshold, capacity_factor)| RouterSpec::GShard {
-            policy: [SecondPolicy::Random, SecondPolicy::All, SecondPolicy::Threshold, SecondPolicy::None][p],
-            threshold,
-            capacity_factor
+        (0usize..4, within(bounds::GSHARD_THRESHOLD), cf()).prop_map(|(p, threshold, capacity_factor)| {
+            RouterSpec::GShard {
+                policy: [SecondPolicy::Random, SecondPolicy::All, SecondPolicy::Threshold, SecondPolicy::None][p],
+                threshold,
+                capacity_factor,
+            }
         }),
-        (0.0f32..2.0).prop_map(|p| RouterSpec::TopP { p }),
+        within(bounds::TOP_P).prop_map(|p| RouterSpec::TopP { p }),
         (0usize..4).prop_map(|m| RouterSpec::Thor {
             mode: [ThorMode::Token, ThorMode::Sequence, ThorMode::SequenceRef, ThorMode::Mean][m]
         }),
-        (1usize..16, pos_f32(), any::<bool>()).prop_map(|(k, init_std, u)| RouterSpec::SmoeDropout {
+        (1usize..16, within(bounds::INIT_STD), any::<bool>()).prop_map(|(k, init_std, u)| RouterSpec::SmoeDropout {
             k,
             init_std,
             dense: if u { SmoeDense::Uniform } else { SmoeDense::Softmax }
         }),
-        (pos_f32(), 0usize..8)
+        (cf(), 0usize..8)
             .prop_map(|(capacity_factor, min_capacity)| RouterSpec::ExpertChoice { capacity_factor, min_capacity }),
         Just(RouterSpec::Hash),
         ranks().prop_map(|ranks| RouterSpec::Ranks { ranks }),
@@ -58,18 +63,15 @@ fn router() -> impl Strategy<Value = RouterSpec> {
 fn decoding() -> impl Strategy<Value = Decoding> {
     prop_oneof![
         Just(Decoding::Greedy),
-        (pos_f32(), 0usize..50, unit_f32()).prop_map(|(temperature, top_k, top_p)| Decoding::Sample(SampleConfig {
-            temperature,
-            top_k,
-            top_p
-        })),
+        (within(bounds::TEMPERATURE), 0usize..50, unit_f32())
+            .prop_map(|(temperature, top_k, top_p)| Decoding::Sample(SampleConfig { temperature, top_k, top_p })),
         (
             ranks(),
             prop::option::of(ranks()),
             unit_f32(),
-            0.0f32..10.0,
-            pos_f32(),
-            pos_f32(),
+            within(bounds::BETA),
+            within(bounds::TEMPERATURE),
+            within(bounds::TEMPERATURE),
             any::<bool>(),
             any::<bool>()
         )
@@ -103,6 +105,7 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
         (
             prop::option::of(0usize..PANELS.len()),
             prop::sample::subsequence(vec![Control::Prompt, Control::Router, Control::Layers], 0..=3),
+            prop::option::of("https?://[a-z0-9]{1,10}(\\.[a-z]{2,5})?(:[1-9][0-9]{0,3})?"),
         ),
         prop::option::of((router(), decoding())),
         prop::collection::btree_map("[A-Za-z0-9_-]{1,24}", "\\p{L}\\PC{0,30}", 0..=MAX_LABELLED),
@@ -117,7 +120,7 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
                 (generate, seed),
                 prompt,
                 (layer, p, token),
-                (embed, show),
+                (embed, show, origin),
                 compare,
                 labelled,
             )| {
@@ -136,6 +139,7 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
                         token,
                         embed: embed.map(|e| PANELS[e]),
                         show: if embed.is_some() { show } else { Vec::new() },
+                        origin: if embed.is_some() { origin } else { None },
                     },
                     compare: compare.map(|(router, decoding)| Variant { router, decoding }),
                     labelled: labelled.into_iter().map(|(label, text)| Labelled { label, text }).collect(),
@@ -209,8 +213,11 @@ fn problems_name_the_parameter_and_the_fallback() {
     let (s, p) =
         PlaygroundState::from_query("v=1&router=topk&k=zero&cf=-1&colour=red&thor_mode=token&seed=x&panel=pie");
     let text: Vec<String> = p.iter().map(ToString::to_string).collect();
-    assert!(text.contains(&"k: `zero` is not a whole number of experts from 1; using 2".to_string()), "{text:?}");
-    assert!(text.contains(&"cf: `-1` is not a positive number; using 2".to_string()), "{text:?}");
+    assert!(
+        text.contains(&"k: `zero` is not a whole number of experts from 1 to 256; using 2".to_string()),
+        "{text:?}"
+    );
+    assert!(text.contains(&"cf: `-1` is not a number from 0.01 to 256; using 2".to_string()), "{text:?}");
     assert!(text.contains(&"colour: not a parameter of this router, decoding mode or version; ignored".to_string()));
     assert!(text.contains(&"thor_mode: not a parameter of this router, decoding mode or version; ignored".to_string()));
     assert!(text.iter().any(|t| t.starts_with("seed: `x`")));
@@ -276,4 +283,120 @@ fn labelled_prompts_are_checked() {
     assert_eq!(s.labelled.len(), MAX_LABELLED);
     assert_eq!(p.len(), 2);
     assert!(p[0].message.contains("at most 8"));
+}
+
+/// A `?` inside a value is legal in a query. `?v=1&ckpt=topk&prompt=Why?` used to be read as
+/// a URL prefix `v=1&ckpt=topk&prompt=Why` and an empty query: the seed-init model, no prompt.
+#[test]
+fn a_question_mark_or_hash_inside_a_value_is_kept() {
+    let (s, p) = PlaygroundState::from_query("v=1&ckpt=topk&prompt=Why?");
+    assert!(p.is_empty(), "{p:?}");
+    assert_eq!((s.checkpoint.as_str(), s.prompt.as_str()), ("topk", "Why?"));
+    let (s, p) = PlaygroundState::from_query("?v=1&ckpt=topk&prompt=Why?+and+how?");
+    assert!(p.is_empty(), "{p:?}");
+    assert_eq!(s.prompt, "Why? and how?");
+    // A bare query (the postMessage API's) keeps a raw `#`; a URL's `#` starts its fragment.
+    assert_eq!(PlaygroundState::from_query("v=1&prompt=C#").0.prompt, "C#");
+    assert_eq!(PlaygroundState::from_query("https://x.org/s/?v=1&prompt=C%23?#top").0.prompt, "C#?");
+    assert_eq!(PlaygroundState::from_query("./index.html?v=1&prompt=a?b").0.prompt, "a?b");
+    // A URL without a query is the default state.
+    let (s, p) = PlaygroundState::from_query("https://x.org/switchyard/#top");
+    assert_eq!(s, PlaygroundState::default());
+    assert_eq!(p.len(), 1, "{p:?}");
+    // Every state with ? and # in its prompt survives its own query, and its URL.
+    let s = PlaygroundState { prompt: "a?b#c&d=e?".into(), ..PlaygroundState::default() };
+    assert_eq!(PlaygroundState::from_query(&s.to_query()).0, s);
+    assert_eq!(PlaygroundState::from_query(&format!("https://h/p/?{}#f", s.to_query())).0, s);
+}
+
+/// A newer version and unknown keys are reported, never silently dropped.
+#[test]
+fn newer_versions_and_unknown_keys_are_reported() {
+    let (s, p) = PlaygroundState::from_query("v=2&router=topk&k=1&warp=9&prompt=x");
+    assert_eq!((s.router.clone(), s.prompt.as_str()), (RouterSpec::top_k(1, true), "x"));
+    let params: Vec<&str> = p.iter().map(|x| x.param.as_str()).collect();
+    assert_eq!(params, vec!["v", "warp"]);
+    assert!(p[0].message.contains("format version `2`"), "{}", p[0]);
+}
+
+/// Numbers beyond the range where the arithmetic stays finite are refused, naming the range.
+#[test]
+fn extreme_numbers_are_refused_with_their_range() {
+    let (s, p) = PlaygroundState::from_query(
+        "v=1&decode=sample&temperature=1e-38&sample_p=0&seed=18446744073709551615&layer=64&token=40000&gen=99999",
+    );
+    let text: Vec<String> = p.iter().map(ToString::to_string).collect();
+    assert!(text.contains(&"temperature: `1e-38` is not a number from 0.01 to 100; using 1".into()), "{text:?}");
+    assert!(text.iter().any(|t| t.starts_with("sample_p: `0` is not a number above 0")), "{text:?}");
+    assert!(text.iter().any(|t| t.starts_with("layer: `64` is not a layer number below 64")));
+    assert!(text.iter().any(|t| t.starts_with("token:")) && text.iter().any(|t| t.starts_with("gen:")));
+    assert_eq!(s.seed, u64::MAX, "every seed is usable");
+    for q in [
+        "router=gshard&theta=0",
+        "router=gshard&theta=1e30",
+        "router=top_p&p=1.5",
+        "router=smoe_dropout&init_std=1e30",
+        "router=expert_choice&cf=inf",
+        "router=topk&cf=NaN",
+        "decode=scmoe&beta=1e38",
+        "decode=scmoe&tau_w=0",
+        "decode=scmoe&alpha=0",
+        "router=topk&k=257",
+        "ablate=64:0,0:256",
+    ] {
+        let (s, p) = PlaygroundState::from_query(&format!("v=1&{q}"));
+        assert_eq!(p.len(), 1 + q.matches(',').count(), "{q}: {p:?}");
+        let rerun = PlaygroundState::from_query(&s.to_query());
+        assert!(rerun.1.is_empty(), "{q}: the state it gives is valid");
+    }
+}
+
+/// `ranks=0,0` used to reach the model and send each token to one expert twice.
+#[test]
+fn repeated_ranks_are_used_once_with_a_problem() {
+    let (s, p) = PlaygroundState::from_query("v=1&router=ranks&ranks=0,0,2,0");
+    assert_eq!(s.router, RouterSpec::Ranks { ranks: vec![0, 2] });
+    assert_eq!(p[0].to_string(), "ranks: `0,0,2,0` names a rank twice; using 0,2 (each rank once)");
+    let (s, p) = PlaygroundState::from_query("v=1&decode=scmoe&strong=1,1&weak=3,3");
+    let Decoding::SelfContrast(c) = s.decoding else { panic!("scmoe") };
+    assert_eq!((c.strong_ranks, c.weak), (vec![1], WeakMode::Ranks { ranks: vec![3] }));
+    assert_eq!(p.len(), 2);
+}
+
+/// Nothing but `[A-Za-z0-9_-]{1,64}` names a checkpoint (the name becomes a download path).
+#[test]
+fn checkpoint_names_cannot_reach_other_paths() {
+    for bad in ["../../etc/passwd", "a/b", "topk.safetensors", "x%00", " ", &"a".repeat(65), "https:%2F%2Fevil"] {
+        let (s, p) = PlaygroundState::from_query(&format!("v=1&ckpt={bad}"));
+        assert_eq!(s.checkpoint, "seed-init", "{bad}");
+        assert_eq!(p[0].param, "ckpt", "{bad}");
+    }
+    assert_eq!(PlaygroundState::from_query("v=1&ckpt=smoe-dropout_2").0.checkpoint, "smoe-dropout_2");
+}
+
+/// A prompt over the cap is refused by the link reader as labelled prompts are.
+#[test]
+fn an_over_long_prompt_is_refused() {
+    let long = "ab".repeat(MAX_PROMPT_CHARS / 2 + 1);
+    let (s, p) = PlaygroundState::from_query(&format!("v=1&prompt={long}"));
+    assert_eq!(s.prompt, "");
+    assert!(p[0].message.contains("at most 8000"), "{}", p[0]);
+    let fits = "é".repeat(MAX_PROMPT_CHARS);
+    assert_eq!(PlaygroundState::from_query(&format!("v=1&prompt={fits}")).0.prompt, fits);
+}
+
+/// `origin=` pins the embedding page that hears the reports; only with embed mode.
+#[test]
+fn the_embed_origin_is_checked() {
+    let (s, p) = PlaygroundState::from_query("v=1&embed=grid&origin=https://tutorial.example.org/");
+    assert!(p.is_empty(), "{p:?}");
+    assert_eq!(s.view.origin.as_deref(), Some("https://tutorial.example.org"));
+    assert!(s.to_query().contains("origin=https%3A%2F%2Ftutorial.example.org"));
+    for bad in ["javascript:alert(1)", "https://a.org/path", "*", "https://", "ftp://a.org", "https://a.org:99999"] {
+        let (s, p) = PlaygroundState::from_query(&format!("v=1&embed=grid&origin={bad}"));
+        assert!(s.view.origin.is_none() && p.len() == 1, "{bad}: {p:?}");
+    }
+    let (s, p) = PlaygroundState::from_query("v=1&origin=https://a.org");
+    assert!(s.view.origin.is_none() && p[0].message.contains("only used with embed"));
+    assert!(valid_origin("http://127.0.0.1:8080") && valid_origin("https://localhost"));
 }

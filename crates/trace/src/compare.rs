@@ -46,6 +46,7 @@ pub async fn compare(model: &Model, state: &PlaygroundState, tokens: &[u32]) -> 
     let Some(b) = &state.compare else { return Ok(None) };
     let cfg = model.config();
     b.router.validate(cfg.n_experts)?;
+    b.decoding.validate(cfg.n_experts)?;
     let run = |v: &Variant| run_options(state, &v.router);
     let a = state.variant();
     let (ra, pa) = next_token_distributions(model, tokens, &run(&a), &a.decoding).await?;

@@ -36,6 +36,7 @@ pub async fn domain_shares(
 ) -> Result<DomainShares, TraceError> {
     let cfg = model.config();
     state.router.validate(cfg.n_experts)?;
+    state.decoding.validate(cfg.n_experts)?;
     state.interventions.validate(cfg.n_layers, cfg.n_experts)?;
     // Route as the trace does: under SCMoE that is the strong pass's rank list.
     let opts = decoding_passes(&run_options(state, &state.router), &state.decoding).0;

@@ -162,8 +162,8 @@ pub enum TraceError {
     /// The prompt has no tokens.
     #[error("the prompt is empty: type a prompt (or give a link with prompt=...)")]
     EmptyPrompt,
-    /// The router or the interventions do not fit the model.
-    #[error("the router does not fit this model: {0}")]
+    /// The router, the decoding or the interventions do not fit the model.
+    #[error("this configuration does not fit the model: {0}")]
     Router(#[from] RouterError),
     /// The forward pass or decoding failed.
     #[error(transparent)]
@@ -204,6 +204,7 @@ pub async fn trace(
         return Err(TraceError::EmptyPrompt);
     }
     state.router.validate(cfg.n_experts)?;
+    state.decoding.validate(cfg.n_experts)?;
     state.interventions.validate(cfg.n_layers, cfg.n_experts)?;
     let opts = RunOptions { jitter: train.0, train_step: train.1, ..run_options(state, &state.router) };
     let g: Generation = generate_streaming(model, &prompt, state.generate, &opts, &state.decoding, on_token).await?;
@@ -250,7 +251,18 @@ pub async fn trace(
     })
 }
 
-/// The flat per-(token, layer, slot) table.
+/// A cell a spreadsheet will not run as a formula: text starting with `=`, `+`, `-`, `@`, a tab
+/// or a carriage return gets a leading `'` (OWASP's advice for CSV injection). Token texts are
+/// arbitrary (`=cmd|' /C calc'!A0` is one prompt away), so the CSV's `token_text` is written
+/// this way; the JSON trace keeps the text as it is.
+pub fn spreadsheet_safe(text: &str) -> String {
+    match text.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}"),
+        _ => text.to_string(),
+    }
+}
+
+/// The flat per-(token, layer, slot) table (`token_text` made [`spreadsheet_safe`]).
 pub fn write_csv(t: &Trace, out: impl std::io::Write) -> Result<(), csv::Error> {
     let mut w = csv::Writer::from_writer(out);
     w.write_record([
@@ -276,7 +288,7 @@ pub fn write_csv(t: &Trace, out: impl std::io::Write) -> Result<(), csv::Error> 
                     tok.index.to_string(),
                     tok.kind.to_string(),
                     tok.id.to_string(),
-                    tok.text.clone(),
+                    spreadsheet_safe(&tok.text),
                     l.layer.to_string(),
                     slot.to_string(),
                     e.to_string(),

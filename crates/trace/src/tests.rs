@@ -107,6 +107,83 @@ fn domain_shares_pool_labels_and_sum_to_one() {
     }
     let forced = state("v=1&router=topk&k=2&force=0:3&prompt=x");
     let d = block_on(domain_shares(&m, &tok, &forced, &texts)).unwrap();
-    // Forcing leaves one kept slot of k = 2: half of the slots, all on expert 3.
-    assert!(d.shares[0].iter().all(|row| row[3] == 0.5 && row.iter().sum::<f64>() == 0.5), "{:?}", d.shares[0]);
+    // Forcing leaves each token one expert: every share of a domain is expert 3's (the shares
+    // count each token's own experts; over k_max = 2 slots they used to say 0.5).
+    assert!(d.shares[0].iter().all(|row| row[3] == 1.0 && row.iter().sum::<f64>() == 1.0), "{:?}", d.shares[0]);
+}
+
+/// CSV token texts a spreadsheet would run as formulas are neutralised; the JSON keeps them.
+#[test]
+fn csv_token_text_cannot_be_a_formula() {
+    let m = model();
+    let tok = Tokenizer::Byte(ByteTokenizer);
+    let s = state("v=1&prompt=%3D1%2B2");
+    let t = block_on(trace(&m, &tok, &s, "h", "cpu", (None, None), async |_| true)).unwrap();
+    assert_eq!(t.tokens[0].text, "=");
+    let mut csv = Vec::new();
+    write_csv(&t, &mut csv).unwrap();
+    let csv = String::from_utf8(csv).unwrap();
+    let first = csv.lines().nth(1).unwrap();
+    assert!(first.contains(",'=,"), "{first}");
+    assert!(!csv.lines().skip(1).any(|l| l.split(',').nth(4).is_some_and(|c| c.starts_with(['=', '+', '-', '@']))));
+    assert_eq!(spreadsheet_safe("@SUM(A1)"), "'@SUM(A1)");
+    assert_eq!(spreadsheet_safe("fn"), "fn");
+}
+
+/// A cached top-p decode joins one record per step: the trace's mean active experts is over
+/// every routed token (it used to be the prompt's alone).
+#[test]
+fn a_cached_decode_keeps_its_aux_over_every_token() {
+    let m = model();
+    let tok = Tokenizer::Byte(ByteTokenizer);
+    let s = state("v=1&router=top_p&p=0.6&gen=12&prompt=The+cat");
+    let t = block_on(trace(&m, &tok, &s, "h", "cpu", (None, None), async |_| true)).unwrap();
+    for l in &t.layers {
+        let mean = l.routing.iter().map(|r| r.experts.len() as f32).sum::<f32>() / l.routing.len() as f32;
+        assert!(
+            (l.aux["mean_active_experts"] - mean).abs() < 1e-5,
+            "layer {}: {} vs {mean}",
+            l.layer,
+            l.aux["mean_active_experts"]
+        );
+    }
+}
+
+/// Every router and decoding the codec can express gives a trace that JSON carries (no NaN,
+/// which JSON writes as null and the page cannot read back), on short and one-token prompts.
+#[test]
+fn every_router_gives_a_trace_json_can_carry() {
+    let m = model();
+    let tok = Tokenizer::Byte(ByteTokenizer);
+    for router in [
+        "topk&k=2",
+        "topk&k=1&cf=0.01",
+        "topk&k=8&cf=256&cap_formula=flax&min_cap=0&priority=bpr",
+        "switch",
+        "gshard&policy=random&theta=0.001&cf=0.01",
+        "top_p&p=0",
+        "top_p&p=1",
+        "thor&thor_mode=mean",
+        "smoe_dropout&k=8&init_std=10&dense=uniform",
+        "smoe_dropout&k=1&init_std=0.0001",
+        "expert_choice&cf=0.01&min_cap=0",
+        "hash",
+        "ranks&ranks=7",
+        "random_one",
+    ] {
+        for decode in
+            ["greedy", "sample&temperature=0.01&sample_p=1e-30", "scmoe&alpha=1e-30&beta=100&tau_s=0.01&tau_w=100"]
+        {
+            for prompt in ["a", "The cat sat on the mat."] {
+                let q = format!("v=1&router={router}&decode={decode}&gen=3&prompt={prompt}");
+                let (s, p) = PlaygroundState::from_query(&q);
+                assert!(p.is_empty(), "{q}: {p:?}");
+                let t = block_on(trace(&m, &tok, &s, "h", "cpu", (None, None), async |_| true))
+                    .unwrap_or_else(|e| panic!("{q}: {e}"));
+                let json = serde_json::to_string(&t).unwrap();
+                let back: Trace = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{q}: {e}"));
+                assert_eq!(back.tokens.len(), t.tokens.len());
+            }
+        }
+    }
 }

@@ -141,7 +141,7 @@ pub enum RouterError {
         n_experts: usize,
     },
     /// A real-valued parameter is out of its range.
-    #[error("{name} must be {range}, got {value}")]
+    #[error("{name} must be {range}, got {value:?}")]
     Range {
         /// Parameter.
         name: &'static str,
@@ -149,6 +149,14 @@ pub enum RouterError {
         range: &'static str,
         /// Value given.
         value: f32,
+    },
+    /// A rank list names a rank twice (the token would go to one expert twice).
+    #[error("{list} names rank {rank} twice; each rank may appear once")]
+    DuplicateRank {
+        /// Which list.
+        list: &'static str,
+        /// The repeated rank.
+        rank: usize,
     },
     /// An intervention names a layer or expert the model does not have.
     #[error("intervention on layer {layer}, expert {expert}: the model has {n_layers} layers of {n_experts} experts")]
@@ -167,8 +175,72 @@ pub enum RouterError {
     AllAblated(usize),
 }
 
-fn positive(name: &'static str, value: f32) -> Result<(), RouterError> {
-    if value.is_finite() && value > 0.0 { Ok(()) } else { Err(RouterError::Range { name, range: "positive", value }) }
+/// The values the playground accepts for a real-valued parameter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bounds {
+    /// Lowest value.
+    pub lo: f32,
+    /// Highest value.
+    pub hi: f32,
+    /// The range in words, for messages (`a number from 0.01 to 256`).
+    pub text: &'static str,
+}
+
+impl Bounds {
+    /// Whether `v` is finite and inside.
+    pub fn contains(&self, v: f32) -> bool {
+        v.is_finite() && v >= self.lo && v <= self.hi
+    }
+
+    /// `Ok` when `v` is inside, else a [`RouterError::Range`] naming `name`.
+    pub fn check(&self, name: &'static str, v: f32) -> Result<(), RouterError> {
+        if self.contains(v) { Ok(()) } else { Err(RouterError::Range { name, range: self.text, value: v }) }
+    }
+}
+
+/// The ranges of every real-valued router and decoding parameter: wide enough for every value
+/// the references use, narrow enough that the arithmetic stays finite (a temperature of 1e-38
+/// turns logits into infinities; β = 1e38 makes the contrast score ∞ − ∞). The URL codec and
+/// [`RouterSpec::validate`] / [`crate::Decoding::validate`] read the same table.
+pub mod bounds {
+    use super::Bounds;
+
+    const fn b(lo: f32, hi: f32, text: &'static str) -> Bounds {
+        Bounds { lo, hi, text }
+    }
+
+    /// Capacity factor (top-k, GShard, expert choice). At CF ≥ E nothing is dropped.
+    pub const CAPACITY_FACTOR: Bounds = b(0.01, 256.0, "a number from 0.01 to 256");
+    /// GShard's θ.
+    pub const GSHARD_THRESHOLD: Bounds = b(0.001, 1.0, "a number from 0.001 to 1");
+    /// Dynamic top-p's threshold (p ≥ 1 keeps every expert).
+    pub const TOP_P: Bounds = b(0.0, 1.0, "a number from 0 to 1");
+    /// SMoE-Dropout's router standard deviation.
+    pub const INIT_STD: Bounds = b(0.0001, 10.0, "a number from 0.0001 to 10");
+    /// Sampling temperature and SCMoE's τ_s, τ_w.
+    pub const TEMPERATURE: Bounds = b(0.01, 100.0, "a number from 0.01 to 100");
+    /// Sampling's top-p.
+    pub const SAMPLE_P: Bounds = b(f32::MIN_POSITIVE, 1.0, "a number above 0, at most 1");
+    /// SCMoE's plausibility α (ln α must be finite).
+    pub const ALPHA: Bounds = b(f32::MIN_POSITIVE, 1.0, "a number above 0, at most 1");
+    /// SCMoE's contrast strength β.
+    pub const BETA: Bounds = b(0.0, 100.0, "a number from 0 to 100");
+}
+
+/// Checks a rank list: not empty, every rank below `n_experts`, none twice.
+pub fn check_ranks(list: &'static str, ranks: &[usize], n_experts: usize) -> Result<(), RouterError> {
+    if ranks.is_empty() {
+        return Err(RouterError::K { k: 0, n_experts });
+    }
+    for (i, &r) in ranks.iter().enumerate() {
+        if r >= n_experts {
+            return Err(RouterError::K { k: r + 1, n_experts });
+        }
+        if ranks[..i].contains(&r) {
+            return Err(RouterError::DuplicateRank { list, rank: r });
+        }
+    }
+    Ok(())
 }
 
 impl RouterSpec {
@@ -189,29 +261,51 @@ impl RouterSpec {
             Self::TopK { k, capacity, .. } => {
                 check_k(*k)?;
                 if let Some(c) = capacity {
-                    positive("capacity factor", c.factor)?;
+                    bounds::CAPACITY_FACTOR.check("capacity factor", c.factor)?;
                 }
                 Ok(())
             }
             Self::GShard { threshold, capacity_factor, .. } => {
                 check_k(2)?;
-                positive("GShard threshold", *threshold)?;
-                positive("capacity factor", *capacity_factor)
+                bounds::GSHARD_THRESHOLD.check("GShard threshold", *threshold)?;
+                bounds::CAPACITY_FACTOR.check("capacity factor", *capacity_factor)
             }
-            Self::TopP { p } if !(p.is_finite() && *p >= 0.0) => {
-                Err(RouterError::Range { name: "top-p threshold", range: "0 or more", value: *p })
-            }
+            Self::TopP { p } => bounds::TOP_P.check("top-p threshold", *p),
             Self::SmoeDropout { k, init_std, .. } => {
                 check_k(*k)?;
-                positive("SMoE-Dropout init_std", *init_std)
+                bounds::INIT_STD.check("SMoE-Dropout init_std", *init_std)
             }
-            Self::ExpertChoice { capacity_factor, .. } => positive("capacity factor", *capacity_factor),
-            Self::Ranks { ranks } => match ranks.iter().find(|&&r| r >= n_experts) {
-                Some(&r) => Err(RouterError::K { k: r + 1, n_experts }),
-                None if ranks.is_empty() => Err(RouterError::K { k: 0, n_experts }),
-                None => Ok(()),
-            },
-            Self::TopP { .. } | Self::Thor { .. } | Self::Hash | Self::RandomOne => Ok(()),
+            Self::ExpertChoice { capacity_factor, .. } => {
+                bounds::CAPACITY_FACTOR.check("capacity factor", *capacity_factor)
+            }
+            Self::Ranks { ranks } => check_ranks("the rank list", ranks, n_experts),
+            Self::Thor { .. } | Self::Hash | Self::RandomOne => Ok(()),
+        }
+    }
+
+    /// Why this router is not causal, if it is not: a token's experts then depend on tokens
+    /// after it, so it cannot be the router of a left-to-right language model as such (the
+    /// playground shows it on a fixed text and says so). Every capacity-limited router is in
+    /// this list, not only expert choice (spec §7.1): the capacity grows with the group's
+    /// length, and with k ≥ 2, GShard's "every first choice before any second", or a priority
+    /// other than position order, a later token can also take an earlier token's slot.
+    pub fn non_causal(&self) -> Option<&'static str> {
+        match self {
+            Self::ExpertChoice { .. } => {
+                Some("expert choice is non-causal: each expert picks its tokens from the whole sequence")
+            }
+            Self::TopK { k, capacity: Some(c), .. } if *k >= 2 || c.priority != token_choice::Priority::Position => {
+                Some(
+                    "capacity-limited top-k is non-causal here: later tokens claim slots before earlier ones (every token's first choice before any second, or a priority other than position order), and the capacity grows with the sequence length",
+                )
+            }
+            Self::TopK { capacity: Some(_), .. } => Some(
+                "capacity-limited routing is non-causal: the capacity grows with the sequence length, so later tokens can keep an earlier token from being dropped",
+            ),
+            Self::GShard { .. } => Some(
+                "GShard is non-causal: every token's first choice claims capacity before any second choice, and the capacity grows with the sequence length",
+            ),
+            _ => None,
         }
     }
 
@@ -265,6 +359,9 @@ impl RouterSpec {
         };
         if let Some(f) = ctx.forced {
             force(&mut rec, f);
+        }
+        if ctx.forced.is_none() && self.non_causal().is_some() {
+            rec.aux.insert("non_causal".into(), 1.0);
         }
         rec
     }

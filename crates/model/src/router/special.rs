@@ -117,9 +117,7 @@ pub(super) fn expert_choice(
         choices.sort_by_key(|c| c.rank);
         b.push(&probs[i], &choices);
     }
-    let mut rec = b.finish();
-    rec.aux.insert("non_causal".into(), 1.0);
-    rec
+    b.finish()
 }
 
 /// SMoE-Dropout's frozen random router for one layer: `W_r ~ N(0, init_std²)` drawn from

@@ -547,3 +547,149 @@ fn random_one_is_uniform_and_seeded() {
     assert!(chi2 < 24.3, "chi2 {chi2}");
     assert_eq!(rec, route(&RouterSpec::RandomOne, random_logits(t, e, 17), e));
 }
+
+// ---- fidelity: formulas checked against hand-computed values ----
+
+/// A rank named twice would send a token to one expert twice: refused, for the router and for
+/// SCMoE's strong and weak lists.
+#[test]
+fn repeated_ranks_are_refused() {
+    let err = RouterSpec::Ranks { ranks: vec![0, 0] }.validate(8).unwrap_err();
+    assert_eq!(err.to_string(), "the rank list names rank 0 twice; each rank may appear once");
+    assert!(RouterSpec::Ranks { ranks: vec![1, 0, 1] }.validate(8).is_err());
+    let strong = crate::ScmoeConfig { strong_ranks: vec![0, 0], ..Default::default() };
+    assert!(crate::Decoding::SelfContrast(strong).validate(8).unwrap_err().to_string().contains("strong rank list"));
+    let weak = crate::ScmoeConfig { weak: crate::WeakMode::Ranks { ranks: vec![2, 2] }, ..Default::default() };
+    assert!(crate::Decoding::SelfContrast(weak).validate(8).is_err());
+    assert!(crate::Decoding::SelfContrast(crate::ScmoeConfig::default()).validate(8).is_ok());
+}
+
+/// Real-valued parameters outside their bounds (where the arithmetic would overflow) are
+/// refused by name.
+#[test]
+fn extreme_parameters_are_refused() {
+    let hot = crate::Decoding::Sample(crate::SampleConfig { temperature: 1e-38, top_k: 0, top_p: 1.0 });
+    assert_eq!(
+        hot.validate(8).unwrap_err().to_string(),
+        "sampling temperature must be a number from 0.01 to 100, got 1e-38"
+    );
+    let beta = crate::ScmoeConfig { beta: 1e38, ..Default::default() };
+    assert!(crate::Decoding::SelfContrast(beta).validate(8).is_err());
+    let tau = crate::ScmoeConfig { tau_weak: 0.0, ..Default::default() };
+    assert!(crate::Decoding::SelfContrast(tau).validate(8).is_err());
+    assert!(RouterSpec::TopP { p: 1.5 }.validate(8).is_err());
+    assert!(RouterSpec::ExpertChoice { capacity_factor: f32::INFINITY, min_capacity: 1 }.validate(8).is_err());
+    assert!(RouterSpec::SmoeDropout { k: 2, init_std: 1e30, dense: SmoeDense::Softmax }.validate(8).is_err());
+}
+
+/// Capacity-limited routing is non-causal: a later token changes an earlier token's routing.
+/// The record says so, as expert choice's does; dropless top-k is causal and says nothing.
+#[test]
+fn capacity_limited_routers_are_flagged_non_causal_because_they_are() {
+    let (t, e) = (24, 4);
+    let logits = random_logits(t, e, 21);
+    let spec = capped(1.0, Priority::Position);
+    let whole = route(&spec, logits.clone(), e);
+    assert_eq!(whole.aux["non_causal"], 1.0);
+    assert!(spec.non_causal().is_some());
+    // Route the first 12 tokens alone: some of them are routed differently.
+    let prefix = route(&spec, logits[..12 * e].to_vec(), e);
+    let differs = (0..12).any(|ti| experts_of(&prefix, ti) != experts_of(&whole, ti));
+    assert!(differs, "later tokens should change an earlier token's kept experts here");
+    let free = route(&RouterSpec::top_k(2, true), logits, e);
+    assert!(!free.aux.contains_key("non_causal") && RouterSpec::top_k(2, true).non_causal().is_none());
+    let gshard = RouterSpec::GShard { policy: SecondPolicy::All, threshold: 0.2, capacity_factor: 1.0 };
+    assert!(gshard.non_causal().is_some());
+    assert!(RouterSpec::ExpertChoice { capacity_factor: 2.0, min_capacity: 1 }.non_causal().is_some());
+}
+
+/// §5.1: the cumulative probability must *exceed* p. Logits chosen so that the probabilities
+/// are exactly 1/2, 1/4, 1/8, 1/8 and a cumulative sum lands exactly on p.
+#[test]
+fn top_p_needs_the_sum_to_exceed_p_strictly() {
+    let logits: Vec<f32> = [0.5f64, 0.25, 0.125, 0.125].iter().map(|p| p.ln() as f32).collect();
+    let probs = softmax_row(&logits);
+    assert_eq!(probs, vec![0.5, 0.25, 0.125, 0.125], "exact probabilities");
+    let n = |p: f32| route(&RouterSpec::TopP { p }, logits.clone(), 4).slots(0).count();
+    assert_eq!(n(0.5), 2, "0.5 does not exceed 0.5: a second expert is needed");
+    assert_eq!(n(0.75), 3, "0.75 does not exceed 0.75");
+    assert_eq!(n(0.7499), 2);
+    assert_eq!(n(0.4999), 1);
+}
+
+/// §1.3: GShard's random policy keeps the second expert with probability min(1, g₂/θ): a χ²
+/// test over tokens binned by that probability; the threshold policy keeps it iff g₂ > θ.
+#[test]
+fn gshard_second_expert_policies_follow_their_rules() {
+    let (t, e, theta) = (20_000, 8, 0.3f32);
+    let logits = random_logits(t, e, 22);
+    let spec = |policy| RouterSpec::GShard { policy, threshold: theta, capacity_factor: 8.0 };
+    let rec = route(&spec(SecondPolicy::Random), logits.clone(), e);
+    // (expected keeps, variance, observed keeps) per bin of the keep probability.
+    let mut bins = vec![(0.0f64, 0.0f64, 0.0f64); 10];
+    for ti in 0..t {
+        let g2 = f64::from(rec.weight[ti * 2 + 1].max(0.0));
+        // The weight is 0 when the slot was not kept; recompute g2 from the probabilities.
+        let p = rec.probs_row(ti);
+        let order = rank_experts(p);
+        let (p1, p2) = (f64::from(p[order[0]]), f64::from(p[order[1]]));
+        let g2_true = p2 / (p1 + p2 + 1e-9);
+        assert!(g2 == 0.0 || (g2 - g2_true).abs() < 1e-6);
+        let q = (g2_true / f64::from(theta)).min(1.0);
+        let bin = ((q * 10.0) as usize).min(9);
+        bins[bin].0 += q;
+        bins[bin].1 += q * (1.0 - q);
+        bins[bin].2 += f64::from(u8::from(rec.valid[ti * 2 + 1]));
+    }
+    let chi2: f64 = bins.iter().filter(|b| b.1 > 0.0).map(|(x, v, o)| (o - x).powi(2) / v).sum();
+    assert!(chi2 < 29.6, "χ² {chi2} over 10 bins (p < 0.001): {bins:?}");
+    let threshold = route(&spec(SecondPolicy::Threshold), logits, e);
+    for ti in 0..t {
+        let p = threshold.probs_row(ti);
+        let order = rank_experts(p);
+        let g2 = p[order[1]] / (p[order[0]] + p[order[1]] + 1e-9);
+        assert_eq!(threshold.valid[ti * 2 + 1], g2 > theta, "token {ti}: g2 {g2}");
+    }
+}
+
+/// §1.6: every capacity formula by hand. Ten tokens all prefer expert 0 then expert 1, E = 4,
+/// CF = 1.5, k = 2: mtf `min(10, ⌊3.75⌋) = 3`, flax `max(round(3.75), min) = 4` (6 with
+/// min_capacity 6), k_aware `⌈1.5·2·10/4⌉ = 8` tokens kept at expert 0.
+#[test]
+fn every_capacity_formula_by_hand() {
+    let logits: Vec<f32> = (0..10).flat_map(|_| [3.0, 2.0, 0.0, 0.0]).collect();
+    let kept = |formula, min_capacity| {
+        let spec = RouterSpec::TopK {
+            k: 2,
+            norm_topk_prob: true,
+            capacity: Some(Capacity { factor: 1.5, formula, min_capacity, priority: Priority::Position }),
+        };
+        let rec = route(&spec, logits.clone(), 4);
+        (0..10).filter(|&t| !rec.dropped[t * 2]).collect::<Vec<_>>()
+    };
+    assert_eq!(kept(CapacityFormula::Mtf, 0), vec![0, 1, 2]);
+    assert_eq!(kept(CapacityFormula::Flax, 0), vec![0, 1, 2, 3]);
+    assert_eq!(kept(CapacityFormula::Flax, 6), vec![0, 1, 2, 3, 4, 5]);
+    assert_eq!(kept(CapacityFormula::KAware, 0), (0..8).collect::<Vec<_>>());
+}
+
+/// §1.6 BPR: slots are claimed in order of the token's top-1 probability, not its position.
+/// Expert 0's probability is highest at positions 5 and 2, so BPR keeps those, position
+/// priority the first two and reverse priority the last two.
+#[test]
+fn bpr_keeps_the_most_confident_tokens() {
+    let logits: Vec<f32> = (0..8).flat_map(|t| [1.0 + ((t * 3) % 8) as f32 * 0.5, 0.0, 0.0, 0.0]).collect();
+    let kept = |priority| {
+        let spec = RouterSpec::TopK {
+            k: 1,
+            norm_topk_prob: false,
+            capacity: Some(Capacity { factor: 1.0, formula: CapacityFormula::Mtf, min_capacity: 0, priority }),
+        };
+        let rec = route(&spec, logits.clone(), 4);
+        (0..8).filter(|&t| !rec.dropped[t]).collect::<Vec<_>>()
+    };
+    // C = min(8, ⌊8·1/4⌋) = 2.
+    assert_eq!(kept(Priority::Position), vec![0, 1]);
+    assert_eq!(kept(Priority::Bpr), vec![2, 5]);
+    assert_eq!(kept(Priority::ReversePosition), vec![6, 7]);
+}

@@ -42,6 +42,30 @@ pub(crate) struct TrainPass {
     pub load: Vec<Vec<u64>>,
 }
 
+/// The top-k load-balancing loss `E·Σ_e f_e·P̄_e` of one layer (spec §9.1, flaxformer's
+/// top-k `f_e`): `f_e` is the fraction of the T tokens that have e among their k (Σ f = k, so
+/// perfect balance gives k), `P̄_e` the mean router probability. Only `P̄` carries gradient.
+///
+/// # Shapes
+/// - probs: `[T, E]`, counts: `[E]` tokens per expert -> `[1]`
+pub(crate) fn load_balancing_loss(probs: Tensor<2>, counts: &[u64]) -> Tensor<1> {
+    let [t, e] = probs.dims();
+    let f: Vec<f32> = counts.iter().map(|&n| n as f32 / t as f32).collect();
+    let f = Tensor::<2>::from_data(TensorData::new(f, [1, e]), &probs.device());
+    (probs.mean_dim(0) * f).sum().mul_scalar(e as f32)
+}
+
+/// The router z-loss `(1/T)·Σ_t (log Σ_e exp Z_{t,e})²` (spec §1.5), with the max subtracted
+/// inside the logsumexp for stability.
+///
+/// # Shapes
+/// - logits: `[T, E]` -> `[1]`
+pub(crate) fn z_loss(logits: Tensor<2>) -> Tensor<1> {
+    let m = logits.clone().detach().max_dim(1); // [T, 1]
+    let lse = (logits - m.clone()).exp().sum_dim(1).log() + m;
+    lse.powi_scalar(2).mean()
+}
+
 /// Runs the experts on their rows and adds them up with differentiable weights.
 ///
 /// # Shapes
@@ -136,14 +160,8 @@ impl Model {
                     let w = probs.clone() * mask;
                     let w = w.clone() / w.sum_dim(1);
                     if !c.frozen_gate {
-                        // f_e: fraction of tokens with e among their k (sums to k); P̄_e: mean prob.
-                        let f: Vec<f32> = counts.iter().map(|&n| n as f32 / t as f32).collect();
-                        let f = Tensor::<2>::from_data(TensorData::new(f, [1, e]), &device);
-                        let p_mean = probs.mean_dim(0); // [1, E]
-                        lbl = lbl + (p_mean * f).sum().mul_scalar(e as f32);
-                        let m = logits.clone().detach().max_dim(1); // [T, 1]
-                        let lse = (logits - m.clone()).exp().sum_dim(1).log() + m;
-                        z = z + lse.powi_scalar(2).mean();
+                        lbl = lbl + load_balancing_loss(probs, &counts);
+                        z = z + z_loss(logits);
                     }
                     load.push(counts);
                     combine_weighted(moe, x, &rows, w)

@@ -248,6 +248,15 @@ fn nll(log_probs: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
     log_probs.gather(1, targets.reshape([n, 1])).mean().neg()
 }
 
+/// THOR's consistency term (spec §2.2): the token mean of
+/// `½·Σ_v (p¹_v − p²_v)·(log p¹_v − log p²_v) = ½·(KL(p¹‖p²) + KL(p²‖p¹))`.
+///
+/// # Shapes
+/// - log-probabilities `[T, V]` twice -> `[1]`
+fn symmetric_kl(lp1: Tensor<2>, lp2: Tensor<2>) -> Tensor<1> {
+    ((lp1.clone().exp() - lp2.clone().exp()) * (lp1 - lp2)).sum_dim(1).mean().mul_scalar(0.5)
+}
+
 fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
     nll(log_softmax(logits, 1), targets)
 }
@@ -356,7 +365,7 @@ impl Trainer {
                 let (lp1, lp2) = (log_softmax(p1.logits, 1), log_softmax(p2.logits, 1));
                 let ce1 = nll(lp1.clone(), targets.clone());
                 let ce2 = nll(lp2.clone(), targets);
-                let kl = ((lp1.clone().exp() - lp2.clone().exp()) * (lp1 - lp2)).sum_dim(1).mean().mul_scalar(0.5);
+                let kl = symmetric_kl(lp1.clone(), lp2.clone());
                 let loss = ce1.clone() + ce2.clone() + kl.clone().mul_scalar(alpha);
                 (loss, (ce1 + ce2).div_scalar(2.0), zero(), zero(), kl, p1.load)
             }

@@ -171,3 +171,47 @@ fn bad_settings_are_named() {
     let bad = TrainConfig { recipe: Recipe::SmoeDropout { k_min: 3, k_max: 9, init_std: 0.02 }, ..settings("topk", 5) };
     assert!(Trainer::new(&tiny(), bad, "byte", &Device::flex()).is_err());
 }
+
+fn t2(rows: &[&[f32]]) -> Tensor<2> {
+    let (r, c) = (rows.len(), rows[0].len());
+    Tensor::from_data(TensorData::new(rows.concat(), [r, c]), &Device::flex())
+}
+
+fn value(t: Tensor<1>) -> f32 {
+    t.into_data().iter::<f32>().next().expect("one value")
+}
+
+/// §2.2: THOR's symmetric KL by hand, and 0 when both passes give the same distribution (the
+/// same experts drawn and no dropout).
+#[test]
+fn thor_consistency_term_by_hand() {
+    let ln = |p: &[f32]| p.iter().map(|x| x.ln()).collect::<Vec<_>>();
+    let (p1, p2) = (ln(&[0.5, 0.5]), ln(&[0.9, 0.1]));
+    // ½·[(0.5−0.9)(ln 0.5 − ln 0.9) + (0.5−0.1)(ln 0.5 − ln 0.1)] = 0.439445
+    let kl = value(symmetric_kl(t2(&[&p1]), t2(&[&p2])));
+    assert!((kl - 0.439_445).abs() < 1e-5, "{kl}");
+    // Token mean over two rows: the second row is identical in both passes.
+    let kl = value(symmetric_kl(t2(&[&p1, &p2]), t2(&[&p2, &p2])));
+    assert!((kl - 0.439_445 / 2.0).abs() < 1e-5, "{kl}");
+    assert_eq!(value(symmetric_kl(t2(&[&p1]), t2(&[&p1]))), 0.0);
+}
+
+/// §1.5 and §9.1 by hand: z-loss `mean_t lse(Z_t)²`; LBL `E·Σ f·P̄` is 1 for balanced top-1
+/// routing and larger when one expert takes every token.
+#[test]
+fn z_loss_and_load_balancing_loss_by_hand() {
+    // Rows [0, ln 3] and [0, 0]: lse = ln 4 and ln 2; mean of squares = 1.201133.
+    let z = value(forward::z_loss(t2(&[&[0.0, 3f32.ln()], &[0.0, 0.0]])));
+    assert!((z - 1.201_133).abs() < 1e-5, "{z}");
+    // Adding c to a row's logits moves its lse by c (§1.5 invariant).
+    let shifted = value(forward::z_loss(t2(&[&[5.0, 5.0 + 3f32.ln()]])));
+    assert!((shifted - (4f32.ln() + 5.0).powi(2)).abs() < 1e-4, "{shifted}");
+    let balanced = value(forward::load_balancing_loss(t2(&[&[0.75, 0.25], &[0.25, 0.75]]), &[1, 1]));
+    assert!((balanced - 1.0).abs() < 1e-6, "{balanced}");
+    // f = [1, 0], P̄ = [0.675, 0.325]: 2·0.675 = 1.35.
+    let skewed = value(forward::load_balancing_loss(t2(&[&[0.75, 0.25], &[0.6, 0.4]]), &[2, 0]));
+    assert!((skewed - 1.35).abs() < 1e-6, "{skewed}");
+    // Top-2 of 2 experts: Σ f = k = 2 and the loss is k whatever the probabilities.
+    let k2 = value(forward::load_balancing_loss(t2(&[&[0.9, 0.1], &[0.3, 0.7]]), &[2, 2]));
+    assert!((k2 - 2.0).abs() < 1e-6, "{k2}");
+}

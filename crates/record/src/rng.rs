@@ -4,6 +4,9 @@
 //! applied to the seed and then folded over each key word. Nothing is stateful, so native and
 //! wasm, batched and KV-cached runs, and any evaluation order draw exactly the same numbers. This
 //! function is frozen as part of spec version 1: changing it changes every shared link.
+//!
+//! It lives beside the routing record, with no burn in it, so that the analysis (which
+//! simulates random routers for its baselines) draws from the same generator as the model.
 
 /// One constant per purpose (spec §0.4): never reuse a stream for two purposes.
 pub mod stream {
@@ -31,6 +34,8 @@ pub mod stream {
     pub const DATA_ORDER: u64 = 11;
     /// Token sampling during decoding.
     pub const SAMPLING: u64 = 12;
+    /// The simulated uniform random router behind the token-ID specialisation baseline.
+    pub const SPECIALISATION_BASELINE: u64 = 13;
 }
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
