@@ -13,12 +13,20 @@ use crate::backend_check::Report;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Request {
-    /// Load a checkpoint (`seed-init` or `assets/<name>.safetensors`) and its tokenizer.
+    /// Load a checkpoint (`seed-init` or `assets/<name>.safetensors`) and its tokenizer. A newer
+    /// load supersedes this one (its download stops); a run in flight on another checkpoint
+    /// stops at its next token.
     Load {
-        /// Checkpoint name.
+        /// Increasing id: replies about this load carry it, so a stale one is ignored.
+        id: u64,
+        /// Checkpoint name (`[A-Za-z0-9_-]{1,64}`).
         checkpoint: String,
         /// Try WebGPU first (false after the engine lost its GPU).
         webgpu: bool,
+        /// Leading hex digits of the content hash the link pins: a cached copy with another
+        /// hash is replaced by a fresh download, and a download with another hash is an error.
+        #[serde(default)]
+        hash: Option<String>,
     },
     /// Run a playground state (its query string) on the loaded checkpoint.
     Run {
@@ -81,6 +89,8 @@ pub enum Reply {
     Started,
     /// Download progress of one file.
     Progress {
+        /// The load it belongs to.
+        id: u64,
         /// File name under `assets/`.
         file: String,
         /// Bytes so far.
@@ -88,10 +98,17 @@ pub enum Reply {
         /// Total bytes, when the server says.
         total: Option<u64>,
     },
-    /// A checkpoint is ready.
-    Ready(Loaded),
+    /// A checkpoint is ready (also sent again when a run had to move it to the CPU).
+    Ready {
+        /// The load it answers.
+        id: u64,
+        /// The model.
+        loaded: Loaded,
+    },
     /// Loading failed; the page offers a retry.
     LoadFailed {
+        /// The load it answers.
+        id: u64,
         /// The checkpoint asked for.
         checkpoint: String,
         /// What failed, for a person.

@@ -1,24 +1,60 @@
-//! Files under `assets/`: downloaded with progress, kept in the browser's Cache API after the
-//! first visit, checked by the caller before they are cached.
+//! Files under `assets/`: downloaded with progress, a size cap and a stall timeout, kept in the
+//! browser's Cache API after the first visit, checked by the caller before they are cached.
 //!
 //! The cache is named after the app's version, so a release that ships new checkpoints under
-//! the same names starts a fresh cache; a link that pins a checkpoint hash also bypasses a cached
-//! file with another hash (the caller deletes it and asks again).
+//! the same names starts a fresh cache. A cached copy that fails the caller's check (corrupt, or
+//! not the content hash a link pins) is forgotten and downloaded again.
 
+use futures_lite::future;
+use gloo_timers::future::TimeoutFuture;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{Cache, Response};
+use web_sys::{AbortController, Cache, RequestInit, Response};
 
-use super::scope::{body_bytes, fetch, global, js_text, post};
+use super::scope::{body_bytes, global, js_text, post};
 use crate::protocol::{Reply, Source};
 
 /// Name of the Cache API cache.
 const CACHE: &str = concat!("switchyard-assets-", env!("CARGO_PKG_VERSION"));
 /// Send a progress message at most every this many bytes.
 const PROGRESS_STEP: u64 = 256 * 1024;
+/// A download that receives nothing for this long is stopped with a message (and Retry).
+pub const STALL_MS: u32 = 15_000;
+
+/// Why a file could not be had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    /// A newer load replaced this one; nobody waits for the result.
+    Superseded,
+    /// For a person.
+    Failed(String),
+}
+
+impl From<String> for FetchError {
+    fn from(message: String) -> Self {
+        Self::Failed(message)
+    }
+}
+
+/// One file to fetch: its name under `assets/`, the most bytes it may have, and the load it
+/// belongs to (progress carries it; `current` says whether that load is still wanted).
+pub struct Asset<'a> {
+    /// File name under `assets/`.
+    pub file: &'a str,
+    /// Size cap in bytes.
+    pub max_bytes: u64,
+    /// The load's id.
+    pub load: u64,
+    /// Whether the load is still the latest one.
+    pub current: &'a dyn Fn() -> bool,
+}
 
 fn url(file: &str) -> String {
     super::scope::url(&format!("assets/{file}"))
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
 /// The cache, when this context has one (the Cache API needs a secure context: https or
@@ -33,76 +69,136 @@ async fn cache() -> Option<Cache> {
 /// `assets/<file>` read by `check`: a downloaded copy that passes is cached for the next visit; a
 /// cached copy that fails is forgotten and downloaded again; a downloaded copy that fails is the
 /// error.
-pub async fn get_checked<T>(file: &str, check: impl Fn(&[u8]) -> Result<T, String>) -> Result<(T, Source), String> {
-    let (bytes, source) = get(file).await?;
+pub async fn get_checked<T>(
+    asset: &Asset<'_>,
+    check: impl Fn(&[u8]) -> Result<T, String>,
+) -> Result<(T, Source), FetchError> {
+    let (bytes, source) = get(asset).await?;
     let bytes = match (check(&bytes), source) {
         (Ok(value), Source::Cache) => return Ok((value, source)),
         (Ok(value), _) => {
-            store(file, &bytes).await;
+            store(asset.file, &bytes).await;
             return Ok((value, source));
         }
         (Err(_), Source::Cache) => {
-            forget(file).await;
-            download(file, &url(file)).await?
+            forget(asset.file).await;
+            download(asset).await?
         }
-        (Err(e), _) => return Err(e),
+        (Err(e), _) => return Err(e.into()),
     };
     let value = check(&bytes)?;
-    store(file, &bytes).await;
+    store(asset.file, &bytes).await;
     Ok((value, Source::Network))
 }
 
-/// The bytes of `assets/<file>`: from the cache when present, otherwise downloaded with
-/// progress messages.
-async fn get(file: &str) -> Result<(Vec<u8>, Source), String> {
-    let url = url(file);
+/// The bytes of `assets/<file>`: from the cache when present, otherwise downloaded.
+async fn get(asset: &Asset<'_>) -> Result<(Vec<u8>, Source), FetchError> {
     if let Some(cache) = cache().await
-        && let Ok(hit) = JsFuture::from(cache.match_with_str(&url)).await
+        && let Ok(hit) = JsFuture::from(cache.match_with_str(&url(asset.file))).await
         && let Ok(response) = hit.dyn_into::<Response>()
     {
         let bytes = body_bytes(&response).await?;
-        post(&Reply::Progress { file: file.into(), loaded: bytes.len() as u64, total: Some(bytes.len() as u64) });
+        let n = bytes.len() as u64;
+        post(&Reply::Progress { id: asset.load, file: asset.file.into(), loaded: n, total: Some(n) });
         return Ok((bytes, Source::Cache));
     }
-    Ok((download(file, &url).await?, Source::Network))
+    Ok((download(asset).await?, Source::Network))
 }
 
-/// Downloads with a progress message every [`PROGRESS_STEP`] bytes.
-async fn download(file: &str, url: &str) -> Result<Vec<u8>, String> {
-    let response = fetch(url).await?;
+/// `promise`, or `None` when nothing settles it within [`STALL_MS`].
+async fn within_stall(promise: js_sys::Promise) -> Option<Result<JsValue, JsValue>> {
+    future::or(async { Some(JsFuture::from(promise).await) }, async {
+        TimeoutFuture::new(STALL_MS).await;
+        None
+    })
+    .await
+}
+
+/// Downloads with a progress message every [`PROGRESS_STEP`] bytes. Stops (and aborts the
+/// request) when the server goes quiet for [`STALL_MS`], when the file outgrows its cap, or when
+/// a newer load supersedes this one. Nothing is sized from the server's Content-Length.
+async fn download(asset: &Asset<'_>) -> Result<Vec<u8>, FetchError> {
+    let (file, url) = (asset.file, url(asset.file));
+    let controller = AbortController::new().map_err(|e| js_text(&e))?;
+    let abort = |e: FetchError| {
+        controller.abort();
+        e
+    };
+    let init = RequestInit::new();
+    init.set_signal(Some(&controller.signal()));
+    let stalled = || {
+        FetchError::Failed(format!(
+            "assets/{file}: the download stalled (nothing arrived for {} s); press Retry, or pick another checkpoint",
+            STALL_MS / 1000
+        ))
+    };
+    let response: Response = match within_stall(global().fetch_with_str_and_init(&url, &init)).await {
+        None => return Err(abort(stalled())),
+        Some(Err(e)) => return Err(FetchError::Failed(format!("{url}: the download failed ({})", js_text(&e)))),
+        Some(Ok(r)) => r.dyn_into().map_err(|e| js_text(&e))?,
+    };
+    if !response.ok() {
+        return Err(abort(FetchError::Failed(format!(
+            "{url}: the server answered HTTP {} {}",
+            response.status(),
+            response.status_text()
+        ))));
+    }
     // A compressed transfer's length is not the length of the bytes we read: no total then.
     let headers = response.headers();
     let encoded = headers.get("content-encoding").ok().flatten().is_some_and(|e| e != "identity");
     let total =
         if encoded { None } else { headers.get("content-length").ok().flatten().and_then(|v| v.parse::<u64>().ok()) };
+    let too_big = |n: u64| {
+        FetchError::Failed(format!(
+            "assets/{file} is {} or more, larger than the {} this playground accepts for it",
+            mb(n),
+            mb(asset.max_bytes)
+        ))
+    };
+    if let Some(t) = total.filter(|&t| t > asset.max_bytes) {
+        return Err(abort(too_big(t)));
+    }
     let Some(body) = response.body() else {
-        return body_bytes(&response).await;
+        let bytes = body_bytes(&response).await?;
+        return if bytes.len() as u64 > asset.max_bytes { Err(too_big(bytes.len() as u64)) } else { Ok(bytes) };
     };
     let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
-    let mut bytes = Vec::with_capacity(total.unwrap_or(0) as usize);
+    let mut bytes = Vec::new();
     let mut last = 0;
-    post(&Reply::Progress { file: file.into(), loaded: 0, total });
+    post(&Reply::Progress { id: asset.load, file: file.into(), loaded: 0, total });
     loop {
-        let chunk = JsFuture::from(reader.read())
-            .await
-            .map_err(|e| format!("{url}: the download broke off ({})", js_text(&e)))?;
+        let chunk = match within_stall(reader.read()).await {
+            None => return Err(abort(stalled())),
+            Some(Err(e)) => {
+                return Err(abort(FetchError::Failed(format!("{url}: the download broke off ({})", js_text(&e)))));
+            }
+            Some(Ok(chunk)) => chunk,
+        };
+        if !(asset.current)() {
+            return Err(abort(FetchError::Superseded));
+        }
         let done = js_sys::Reflect::get(&chunk, &"done".into()).map(|d| d.is_truthy()).unwrap_or(true);
         if done {
             break;
         }
         let value = js_sys::Reflect::get(&chunk, &"value".into()).map_err(|e| js_text(&e))?;
-        bytes.extend(js_sys::Uint8Array::new(&value).to_vec());
+        let value = js_sys::Uint8Array::new(&value);
+        if bytes.len() as u64 + u64::from(value.length()) > asset.max_bytes {
+            return Err(abort(too_big(bytes.len() as u64 + u64::from(value.length()))));
+        }
+        bytes.extend(value.to_vec());
         let loaded = bytes.len() as u64;
         if loaded - last >= PROGRESS_STEP {
             last = loaded;
-            post(&Reply::Progress { file: file.into(), loaded, total });
+            post(&Reply::Progress { id: asset.load, file: file.into(), loaded, total });
         }
     }
-    post(&Reply::Progress { file: file.into(), loaded: bytes.len() as u64, total });
+    post(&Reply::Progress { id: asset.load, file: file.into(), loaded: bytes.len() as u64, total });
     if let Some(t) = total
         && t != bytes.len() as u64
     {
-        return Err(format!("{url}: the download stopped at {} of {t} bytes", bytes.len()));
+        return Err(FetchError::Failed(format!("{url}: the download stopped at {} of {t} bytes", bytes.len())));
     }
     Ok(bytes)
 }

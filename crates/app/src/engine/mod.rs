@@ -1,7 +1,12 @@
-//! The engine: the Web Worker that owns the model. It loads checkpoints (with progress and the
-//! Cache API), picks WebGPU or the CPU backend, and runs playground states into routing traces
-//! without ever blocking the page. Requests are handled one at a time by a pump; a newer run
-//! replaces a queued one and stops a running generation at its next token.
+//! The engine: the Web Worker that owns the models. It loads checkpoints (with progress, a size
+//! cap, a stall timeout and the Cache API), picks WebGPU or the CPU backend, and runs playground
+//! states into routing traces without ever blocking the page.
+//!
+//! Loads and runs are independent: a load is its own task (a newer one supersedes it and its
+//! download stops), so a slow or stalled download never holds up runs on a model that is already
+//! loaded. Runs go through a pump: a newer run replaces a queued one and stops a running
+//! generation at its next token, as does a load of another checkpoint. The last two loaded
+//! models are kept, so switching back is instant.
 
 mod assets;
 mod scope;
@@ -9,6 +14,7 @@ mod scope;
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use assets::{Asset, FetchError};
 use switchyard_model::{
     BpeTokenizer, ByteTokenizer, Checkpoint, Device, Model, ModelConfig, ModelError, Tokenizer, devices, init_from_seed,
 };
@@ -29,6 +35,13 @@ pub(crate) const CPU_ADAPTER: &str = "burn flex (CPU, wasm)";
 /// The checkpoint initialised from a seed instead of loaded.
 pub const SEED_INIT: &str = "seed-init";
 
+/// Largest checkpoint file accepted (the shipped ones are under 10 MB).
+const MAX_CHECKPOINT_BYTES: u64 = 64 << 20;
+/// Largest tokenizer file accepted (the shipped one is under 1 MB).
+const MAX_TOKENIZER_BYTES: u64 = 16 << 20;
+/// Loaded models kept (the current one and the one before, for switching back).
+const MODELS_KEPT: usize = 2;
+
 /// A model ready to run.
 struct Ready {
     info: Loaded,
@@ -40,10 +53,12 @@ struct Ready {
 
 #[derive(Default)]
 struct Engine {
-    ready: Option<Rc<Ready>>,
+    /// Loaded models, most recently wanted last.
+    models: Vec<Rc<Ready>>,
     /// The WebGPU device, acquired once per worker (or why there is none).
     gpu: Option<Result<devices::GpuDevice, String>>,
-    pending_load: Option<(String, bool)>,
+    /// The latest load asked for (id and checkpoint): older loads stop.
+    latest_load: (u64, String),
     pending_run: Option<(u64, String)>,
     pending_check: bool,
     latest_run: u64,
@@ -66,20 +81,24 @@ pub fn start() {
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(|event: MessageEvent| {
         let Some(text) = event.data().as_string() else { return };
         match serde_json::from_str::<Request>(&text) {
-            Ok(Request::Load { checkpoint, webgpu }) => with(|e| e.pending_load = Some((checkpoint, webgpu))),
-            Ok(Request::Run { id, query }) => with(|e| {
-                e.latest_run = e.latest_run.max(id);
-                e.pending_run = Some((id, query));
-            }),
-            Ok(Request::Check) => with(|e| e.pending_check = true),
+            Ok(Request::Load { id, checkpoint, webgpu, hash }) => request_load(id, checkpoint, webgpu, hash),
+            Ok(Request::Run { id, query }) => {
+                with(|e| {
+                    e.latest_run = e.latest_run.max(id);
+                    e.pending_run = Some((id, query));
+                });
+                pump_if_idle();
+            }
+            Ok(Request::Check) => {
+                with(|e| e.pending_check = true);
+                pump_if_idle();
+            }
+            // Only the page's own code can reach the worker; the page sends this only from its
+            // test hook (see `ui::test_hooks`).
             Ok(Request::Crash) => panic!("test hook: the engine was asked to fail as a lost GPU would"),
             Err(err) => {
-                post(&Reply::RunFailed { id: 0, message: format!("the engine could not read a request: {err}") });
-                return;
+                post(&Reply::RunFailed { id: 0, message: format!("the engine could not read a request: {err}") })
             }
-        }
-        if !with(|e| std::mem::replace(&mut e.busy, true)) {
-            wasm_bindgen_futures::spawn_local(pump());
         }
     });
     scope::global().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -87,18 +106,18 @@ pub fn start() {
     post(&Reply::Started);
 }
 
-/// Works through the queued requests: loads first, then the latest run.
+fn pump_if_idle() {
+    if !with(|e| std::mem::replace(&mut e.busy, true)) {
+        wasm_bindgen_futures::spawn_local(pump());
+    }
+}
+
+/// Works through the queued runs and checks: the backend check, then the latest run.
 async fn pump() {
     loop {
         // Let a burst of messages arrive before choosing what to do.
         yield_now().await;
-        let (load, check, run) =
-            with(|e| (e.pending_load.take(), std::mem::take(&mut e.pending_check), e.pending_run.take()));
-        if let Some((name, webgpu)) = load {
-            with(|e| e.pending_run = e.pending_run.take().or(run));
-            load_and_report(&name, webgpu).await;
-            continue;
-        }
+        let (check, run) = with(|e| (std::mem::take(&mut e.pending_check), e.pending_run.take()));
         if check {
             post(&Reply::Checked(Box::new(crate::backend_check::report().await)));
         }
@@ -109,6 +128,25 @@ async fn pump() {
         }
     }
     with(|e| e.busy = false);
+}
+
+/// A load: answered at once from a kept model that fits, else loaded in its own task.
+fn request_load(id: u64, name: String, webgpu: bool, pin: Option<String>) {
+    with(|e| e.latest_load = (id, name.clone()));
+    let kept = with(|e| {
+        let at = e.models.iter().rposition(|m| {
+            m.info.checkpoint == name
+                && pin.as_ref().is_none_or(|p| m.info.hash.starts_with(p.as_str()))
+                && (webgpu || m.info.backend == "cpu")
+        })?;
+        let model = e.models.remove(at);
+        e.models.push(model.clone());
+        Some(model)
+    });
+    match kept {
+        Some(model) => post(&Reply::Ready { id, loaded: model.info.clone() }),
+        None => wasm_bindgen_futures::spawn_local(load_and_report(id, name, webgpu, pin)),
+    }
 }
 
 /// The device to run on: WebGPU when wanted and available, else the CPU with the reason.
@@ -138,30 +176,53 @@ async fn device(webgpu: bool) -> (Device, String, String, Option<String>) {
     }
 }
 
-async fn load_and_report(name: &str, webgpu: bool) {
+fn is_latest_load(id: u64) -> bool {
+    with(|e| e.latest_load.0 == id)
+}
+
+async fn load_and_report(id: u64, name: String, webgpu: bool, pin: Option<String>) {
     let t0 = now_ms();
-    match load(name, webgpu, t0).await {
-        Ok(ready) => {
-            post(&Reply::Ready(ready.info.clone()));
-            with(|e| e.ready = Some(Rc::new(ready)));
+    match load(id, &name, webgpu, pin.as_deref(), t0).await {
+        Ok(ready) if is_latest_load(id) => {
+            post(&Reply::Ready { id, loaded: ready.info.clone() });
+            with(|e| {
+                e.models.retain(|m| m.info.checkpoint != name);
+                e.models.push(Rc::new(ready));
+                let extra = e.models.len().saturating_sub(MODELS_KEPT);
+                e.models.drain(..extra);
+            });
         }
-        Err(message) => {
-            with(|e| e.ready = None);
-            post(&Reply::LoadFailed { checkpoint: name.into(), message });
+        // A newer load replaced this one while it was being built: nobody waits for it.
+        Ok(_) | Err(FetchError::Superseded) => {}
+        Err(FetchError::Failed(message)) => {
+            if is_latest_load(id) {
+                post(&Reply::LoadFailed { id, checkpoint: name, message });
+            }
         }
     }
 }
 
-/// The checkpoint's file, checked; a corrupt cached copy is forgotten and downloaded again.
-async fn checkpoint_file(name: &str) -> Result<(Checkpoint, Source), String> {
+/// The checkpoint's file, checked (and against the pinned hash, when the link has one); a
+/// cached copy that fails is forgotten and downloaded again.
+async fn checkpoint_file(id: u64, name: &str, pin: Option<&str>) -> Result<(Checkpoint, Source), FetchError> {
     let file = format!("{name}.safetensors");
-    assets::get_checked(&file, |bytes| {
-        Checkpoint::from_bytes(bytes).map_err(|e| format!("assets/{file} is not a usable checkpoint: {e}"))
+    let current = move || is_latest_load(id);
+    let asset = Asset { file: &file, max_bytes: MAX_CHECKPOINT_BYTES, load: id, current: &current };
+    assets::get_checked(&asset, |bytes| {
+        let ckpt =
+            Checkpoint::from_bytes(bytes).map_err(|e| format!("assets/{file} is not a usable checkpoint: {e}"))?;
+        match pin {
+            Some(p) if !ckpt.content_hash().starts_with(p) => Err(format!(
+                "the link pins checkpoint hash {p}…, but assets/{file} hashes to {}…",
+                &ckpt.content_hash()[..12]
+            )),
+            _ => Ok(ckpt),
+        }
     })
     .await
 }
 
-async fn tokenizer_for(ckpt: &Checkpoint) -> Result<Tokenizer, String> {
+async fn tokenizer_for(id: u64, ckpt: &Checkpoint) -> Result<Tokenizer, FetchError> {
     if ckpt.tokenizer == "byte" {
         return Ok(Tokenizer::Byte(ByteTokenizer));
     }
@@ -180,18 +241,23 @@ async fn tokenizer_for(ckpt: &Checkpoint) -> Result<Tokenizer, String> {
             ))
         }
     };
-    Ok(assets::get_checked("tokenizer.json", check).await?.0)
+    let current = move || is_latest_load(id);
+    let asset = Asset { file: "tokenizer.json", max_bytes: MAX_TOKENIZER_BYTES, load: id, current: &current };
+    Ok(assets::get_checked(&asset, check).await?.0)
 }
 
-async fn load(name: &str, webgpu: bool, t0: f64) -> Result<Ready, String> {
+async fn load(id: u64, name: &str, webgpu: bool, pin: Option<&str>, t0: f64) -> Result<Ready, FetchError> {
     let (ckpt, source) = if name == SEED_INIT {
         let config = ModelConfig::tiny();
         let params = init_from_seed(&config, 0);
         (Checkpoint { name: SEED_INIT.into(), config, params, tokenizer: "byte".into() }, Source::Seed)
     } else {
-        checkpoint_file(name).await?
+        checkpoint_file(id, name, pin).await?
     };
-    let tok = tokenizer_for(&ckpt).await?;
+    let tok = tokenizer_for(id, &ckpt).await?;
+    if !is_latest_load(id) {
+        return Err(FetchError::Superseded);
+    }
     let (device, backend, adapter, notice) = device(webgpu).await;
     let model = Model::from_params(&ckpt.config, &ckpt.params, &device).map_err(|e| e.to_string())?;
     let c = &ckpt.config;
@@ -211,13 +277,22 @@ async fn load(name: &str, webgpu: bool, t0: f64) -> Result<Ready, String> {
     Ok(Ready { info, model, tok, ckpt: Rc::new(ckpt) })
 }
 
+/// The kept model of `checkpoint`, with the load id that made it current.
+fn model_for(checkpoint: &str) -> Option<(u64, Rc<Ready>)> {
+    with(|e| {
+        let m = e.models.iter().rev().find(|m| m.info.checkpoint == checkpoint)?.clone();
+        Some((e.latest_load.0, m))
+    })
+}
+
 /// Runs a state; on a WebGPU failure, moves to the CPU and runs it again.
 async fn run_and_report(id: u64, query: &str) {
-    let Some(ready) = with(|e| e.ready.clone()) else {
-        post(&Reply::RunFailed { id, message: "no checkpoint is loaded (see the loading message above)".into() });
-        return;
+    let (state, _) = PlaygroundState::from_query(query);
+    let Some((load_id, ready)) = model_for(&state.checkpoint) else {
+        let message = format!("checkpoint `{}` is not loaded (see the loading message above)", state.checkpoint);
+        return post(&Reply::RunFailed { id, message });
     };
-    match run(id, query, &ready).await {
+    match run(id, &state, &ready).await {
         Err(TraceError::Model(ModelError::Backend(err))) if ready.info.backend == "webgpu" => {
             let model = match Model::from_params(&ready.ckpt.config, &ready.ckpt.params, &devices::cpu()) {
                 Ok(m) => m,
@@ -229,11 +304,12 @@ async fn run_and_report(id: u64, query: &str) {
             info.notice = Some(format!("WebGPU failed during a run ({err}); switched to the CPU backend"));
             let cpu = Rc::new(Ready { info: info.clone(), model, tok: ready.tok.clone(), ckpt: ready.ckpt.clone() });
             with(|e| {
-                e.ready = Some(cpu.clone());
+                e.models.retain(|m| !Rc::ptr_eq(m, &ready));
+                e.models.push(cpu.clone());
                 e.gpu = Some(Err("WebGPU failed during a run".into()));
             });
-            post(&Reply::Ready(info));
-            if let Err(e) = run(id, query, &cpu).await {
+            post(&Reply::Ready { id: load_id, loaded: info });
+            if let Err(e) = run(id, &state, &cpu).await {
                 post(&Reply::RunFailed { id, message: e.to_string() });
             }
         }
@@ -252,8 +328,12 @@ fn view_result<T>(r: Result<T, TraceError>, what: &str) -> Result<Result<T, Stri
     }
 }
 
-async fn run(id: u64, query: &str, ready: &Ready) -> Result<(), TraceError> {
-    let (state, _) = PlaygroundState::from_query(query);
+/// Whether run `id` on `checkpoint` is still wanted: no newer run, no load of another checkpoint.
+fn still_wanted(id: u64, checkpoint: &str) -> bool {
+    with(|e| e.latest_run == id && e.latest_load.1 == checkpoint)
+}
+
+async fn run(id: u64, state: &PlaygroundState, ready: &Ready) -> Result<(), TraceError> {
     if let Some(prefix) = &state.checkpoint_hash
         && !ready.info.hash.starts_with(prefix.as_str())
     {
@@ -267,6 +347,7 @@ async fn run(id: u64, query: &str, ready: &Ready) -> Result<(), TraceError> {
         });
         return Ok(());
     }
+    let name = ready.info.checkpoint.as_str();
     let t0 = now_ms();
     let (mut count, mut first, mut last, mut last_yield) = (0usize, None::<f64>, t0, t0);
     let tok = &ready.tok;
@@ -281,12 +362,12 @@ async fn run(id: u64, query: &str, ready: &Ready) -> Result<(), TraceError> {
             yield_now().await;
             last_yield = now_ms();
         }
-        with(|e| e.latest_run == id)
+        still_wanted(id, name)
     };
     let backend = if ready.info.backend == "webgpu" { "wgpu (WebGPU, in the page)" } else { "cpu (flex, in the page)" };
     let trace =
-        switchyard_trace::trace(&ready.model, tok, &state, &ready.info.hash, backend, (None, None), on_token).await?;
-    if with(|e| e.latest_run != id) {
+        switchyard_trace::trace(&ready.model, tok, state, &ready.info.hash, backend, (None, None), on_token).await?;
+    if !still_wanted(id, name) {
         return Ok(()); // superseded: nobody will draw it
     }
     // Steady decoding speed: from the first generated token to the last.
@@ -294,36 +375,15 @@ async fn run(id: u64, query: &str, ready: &Ready) -> Result<(), TraceError> {
     let ids: Vec<u32> = trace.tokens.iter().map(|t| t.id).collect();
     // The extras of the open view (A's trace is drawn even when they fail).
     let comparison =
-        view_result(switchyard_trace::compare(&ready.model, &state, &ids).await, "configuration B could not run: ")?
+        view_result(switchyard_trace::compare(&ready.model, state, &ids).await, "configuration B could not run: ")?
             .transpose()
             .map(|c| c.map(Box::new));
     yield_now().await;
-    if with(|e| e.latest_run != id) {
+    if !still_wanted(id, name) {
         return Ok(());
     }
-    let domains = if state.view.panel == Panel::Domains {
-        let key = {
-            let mut s = PlaygroundState { prompt: String::new(), generate: 0, ..state.clone() };
-            s.view = Default::default();
-            format!("{}|{}", ready.info.hash, s.to_query())
-        };
-        match with(|e| e.domains.as_ref().filter(|(k, _)| *k == key).map(|(_, d)| d.clone())) {
-            Some(shares) => Some(Ok(shares)),
-            None => {
-                let mut texts: Vec<(String, String)> =
-                    crate::ui::EXAMPLES.iter().map(|e| (e.domain.to_string(), e.text.to_string())).collect();
-                texts.extend(state.labelled.iter().map(|l| (l.label.clone(), l.text.clone())));
-                let shares = view_result(switchyard_trace::domain_shares(&ready.model, tok, &state, &texts).await, "")?;
-                if let Ok(d) = &shares {
-                    with(|e| e.domains = Some((key, d.clone())));
-                }
-                Some(shares)
-            }
-        }
-    } else {
-        None
-    };
-    if with(|e| e.latest_run != id) {
+    let domains = if state.view.panel == Panel::Domains { Some(domain_shares(state, ready).await?) } else { None };
+    if !still_wanted(id, name) {
         return Ok(());
     }
     let run_ms = now_ms() - t0;
@@ -335,6 +395,44 @@ async fn run(id: u64, query: &str, ready: &Ready) -> Result<(), TraceError> {
     shown.sort_unstable();
     shown.dedup();
     let candidate_text = shown.into_iter().map(|t| (t, tok.display(t))).collect();
-    post(&Reply::Traced { id, trace: Box::new(trace), run_ms, tokens_per_s, candidate_text, comparison, domains });
+    let reply = Reply::Traced { id, trace: Box::new(trace), run_ms, tokens_per_s, candidate_text, comparison, domains };
+    post_checked(id, &reply);
     Ok(())
+}
+
+/// Posts a finished run, or says plainly that it cannot be sent: JSON writes NaN and infinities
+/// as `null`, which the page cannot read back, so the reply is read back here first (a few
+/// milliseconds for hundreds of tokens) and a run that produced one becomes a clear error.
+fn post_checked(id: u64, reply: &Reply) {
+    let json = reply.to_json();
+    match serde_json::from_str::<Reply>(&json) {
+        Ok(_) => scope::post_json(&json),
+        Err(e) => post(&Reply::RunFailed {
+            id,
+            message: format!(
+                "this configuration produced a value that is not a number (NaN or infinity) in its results ({e}); try other settings"
+            ),
+        }),
+    }
+}
+
+/// The domain × expert shares of the state's router, from the cache when only the prompt or
+/// the generation changed.
+async fn domain_shares(state: &PlaygroundState, ready: &Ready) -> Result<Result<DomainShares, String>, TraceError> {
+    let key = {
+        let mut s = PlaygroundState { prompt: String::new(), generate: 0, ..state.clone() };
+        s.view = Default::default();
+        format!("{}|{}", ready.info.hash, s.to_query())
+    };
+    if let Some(shares) = with(|e| e.domains.as_ref().filter(|(k, _)| *k == key).map(|(_, d)| d.clone())) {
+        return Ok(Ok(shares));
+    }
+    let mut texts: Vec<(String, String)> =
+        crate::ui::EXAMPLES.iter().map(|e| (e.domain.to_string(), e.text.to_string())).collect();
+    texts.extend(state.labelled.iter().map(|l| (l.label.clone(), l.text.clone())));
+    let shares = view_result(switchyard_trace::domain_shares(&ready.model, &ready.tok, state, &texts).await, "")?;
+    if let Ok(d) = &shares {
+        with(|e| e.domains = Some((key, d.clone())));
+    }
+    Ok(shares)
 }

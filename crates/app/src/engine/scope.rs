@@ -65,5 +65,10 @@ pub async fn yield_now() {
 
 /// Sends a reply to the page.
 pub fn post(reply: &crate::protocol::Reply) {
-    let _ = global().post_message(&JsValue::from_str(&reply.to_json()));
+    post_json(&reply.to_json());
+}
+
+/// Sends a reply already written as JSON.
+pub fn post_json(json: &str) {
+    let _ = global().post_message(&JsValue::from_str(json));
 }

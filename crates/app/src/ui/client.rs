@@ -1,8 +1,13 @@
-//! The page's side of the engine: one Web Worker, the signals its replies feed, and a restart
-//! on the CPU backend when the worker dies (a lost GPU takes the worker down with it).
+//! The page's side of the engine: one Web Worker, the signals its replies feed, and restarts on
+//! the CPU backend when the worker dies (a lost GPU takes the worker down with it).
+//!
+//! Restarts are bounded: at most [`MAX_RESTARTS`] in a row, with a growing pause, and a run
+//! that was in flight when the worker died is replayed once only. A link that stops the engine
+//! again is not run again by itself (no restart loop): the page says so and offers a manual Run.
 
 use std::cell::RefCell;
 use std::sync::Arc;
+use std::time::Duration;
 
 use leptos::prelude::*;
 use switchyard_trace::{Comparison, DomainShares, Trace};
@@ -12,6 +17,10 @@ use web_sys::{ErrorEvent, MessageEvent, Worker};
 
 use crate::backend_check::Report;
 use crate::protocol::{Loaded, Reply, Request};
+
+/// Automatic restarts in a row (without a finished run between them) before the page stops
+/// restarting the engine and asks.
+pub const MAX_RESTARTS: u32 = 3;
 
 /// Starts this same wasm module in a module worker. trunk names the files with a content hash,
 /// so their URLs are read from the `modulepreload` / `preload` links it puts in the page.
@@ -68,6 +77,26 @@ pub struct RunResult {
     pub domains: Option<Result<Arc<DomainShares>, String>>,
 }
 
+/// What the banner offers after the engine stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// Nothing: the engine is restarting by itself.
+    Nothing,
+    /// Run the current settings again (the link that stopped the engine was not replayed).
+    Run,
+    /// Restart the engine (it stopped too often to restart by itself).
+    Restart,
+}
+
+/// The engine stopped: what happened and what the page offers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stopped {
+    /// For a person.
+    pub message: String,
+    /// The banner's button.
+    pub offer: Offer,
+}
+
 /// Everything the engine reports, as signals (a context newtype).
 #[derive(Debug, Clone, Copy)]
 pub struct EngineSignals {
@@ -87,8 +116,8 @@ pub struct EngineSignals {
     pub running: RwSignal<bool>,
     /// Tokens of the generation in progress.
     pub streaming: RwSignal<Vec<String>>,
-    /// The engine stopped and was restarted (why).
-    pub crashed: RwSignal<Option<String>>,
+    /// The engine stopped (why, and what the page offers).
+    pub crashed: RwSignal<Option<Stopped>>,
     /// The backend check's report.
     pub check: RwSignal<Option<Report>>,
 }
@@ -97,18 +126,39 @@ struct Inner {
     worker: Worker,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
     _on_error: Closure<dyn FnMut(ErrorEvent)>,
-    latest: u64,
-    sent_at: f64,
-    /// The last checkpoint asked for and the last run's query, replayed by a new worker.
-    last_checkpoint: Option<String>,
-    last_query: Option<String>,
     webgpu: bool,
     /// Requests waiting for the worker to start listening (`None` once it has).
     queue: Option<Vec<String>>,
 }
 
+/// What outlives a worker: request ids, what to replay, and the crash history.
+#[derive(Default)]
+struct Session {
+    latest_run: u64,
+    /// The latest run that got an answer.
+    answered: u64,
+    sent_at: f64,
+    latest_load: u64,
+    /// The last checkpoint (and pinned hash) asked for and the last run's query.
+    last_load: Option<(String, Option<String>)>,
+    last_query: Option<String>,
+    /// Worker deaths since the last finished run.
+    crashes: u32,
+    /// The query that was running when the worker last died.
+    crashed_query: Option<String>,
+    /// Test hook: kill the worker after every run request, as a link that crashes it would.
+    crash_on_run: bool,
+    /// A run was asked for while the engine was restarting: the new worker runs it.
+    run_waiting: bool,
+}
+
 thread_local! {
     static CLIENT: RefCell<Option<Inner>> = const { RefCell::new(None) };
+    static SESSION: RefCell<Session> = RefCell::new(Session::default());
+}
+
+fn session<R>(f: impl FnOnce(&mut Session) -> R) -> R {
+    SESSION.with(|s| f(&mut s.borrow_mut()))
 }
 
 fn now_ms() -> f64 {
@@ -130,11 +180,12 @@ impl EngineSignals {
             crashed: RwSignal::new(None),
             check: RwSignal::new(None),
         };
-        signals.spawn(true);
+        signals.spawn(true, false);
         signals
     }
 
-    fn spawn(self, webgpu: bool) {
+    /// A new worker; it loads the last checkpoint again and, if `replay_run`, runs the last query.
+    fn spawn(self, webgpu: bool, replay_run: bool) {
         let worker = match start_worker() {
             Ok(w) => w,
             Err(e) => {
@@ -146,50 +197,96 @@ impl EngineSignals {
             if let Some(text) = event.data().as_string() {
                 match serde_json::from_str::<Reply>(&text) {
                     Ok(reply) => self.receive(reply),
-                    Err(e) => self.run_error.set(Some(format!("unreadable reply from the engine: {e}"))),
+                    Err(e) => {
+                        // Never leave the page on "running…".
+                        session(|s| s.answered = s.latest_run);
+                        self.running.set(false);
+                        self.run_error.set(Some(format!("the engine sent a reply this page could not read ({e})")));
+                    }
                 }
             }
         });
         let on_error = Closure::<dyn FnMut(ErrorEvent)>::new(move |event: ErrorEvent| {
             event.prevent_default();
-            self.restart(event.message());
+            self.died(event.message());
         });
         worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-        let previous = CLIENT.with(|c| c.borrow_mut().take());
-        let (latest, last_checkpoint, last_query) = previous.map_or((0, None, None), |p| {
-            p.worker.terminate();
-            (p.latest, p.last_checkpoint, p.last_query)
-        });
+        if let Some(previous) = CLIENT.with(|c| c.borrow_mut().take()) {
+            previous.worker.terminate();
+        }
         CLIENT.with(|c| {
-            *c.borrow_mut() = Some(Inner {
-                worker,
-                _on_message: on_message,
-                _on_error: on_error,
-                latest,
-                sent_at: now_ms(),
-                last_checkpoint: None,
-                last_query: None,
-                webgpu,
-                queue: Some(Vec::new()),
-            });
+            *c.borrow_mut() =
+                Some(Inner { worker, _on_message: on_message, _on_error: on_error, webgpu, queue: Some(Vec::new()) });
         });
         // Replay what the dead worker was doing, on the CPU this time.
-        if let Some(checkpoint) = last_checkpoint {
-            self.load(&checkpoint);
+        let (load, query, waiting) =
+            session(|s| (s.last_load.clone(), s.last_query.clone(), std::mem::take(&mut s.run_waiting)));
+        if let Some((checkpoint, hash)) = load {
+            self.load(&checkpoint, hash);
         }
-        if let Some(query) = last_query {
+        if let Some(query) = query.filter(|_| replay_run || waiting) {
             self.run(query);
         }
     }
 
-    /// The worker died (a panic, a lost device): start a new one on the CPU and replay.
-    fn restart(self, why: String) {
-        self.crashed.set(Some(format!(
-            "The engine stopped ({why}). It was restarted on the CPU backend; your prompt and settings are kept."
-        )));
+    /// The worker died (a panic, a lost device): restart it on the CPU after a pause that grows
+    /// with each death in a row, replaying the run in flight unless that very run stopped the
+    /// engine before; after [`MAX_RESTARTS`] deaths in a row, stop and ask.
+    fn died(self, why: String) {
+        if let Some(dead) = CLIENT.with(|c| c.borrow_mut().take()) {
+            dead.worker.terminate();
+        }
         self.running.set(false);
-        self.spawn(false);
+        let (crashes, repeat) = session(|s| {
+            let in_flight = (s.latest_run > s.answered).then(|| s.last_query.clone()).flatten();
+            let repeat = in_flight.is_some() && in_flight == s.crashed_query;
+            s.crashed_query = in_flight.or(s.crashed_query.take());
+            s.crashes += 1;
+            s.answered = s.latest_run;
+            (s.crashes, repeat)
+        });
+        if crashes > MAX_RESTARTS {
+            self.crashed.set(Some(Stopped {
+                message: format!(
+                    "The engine stopped {crashes} times in a row (last: {why}). It is not restarted by itself any more; your prompt and settings are kept."
+                ),
+                offer: Offer::Restart,
+            }));
+            return;
+        }
+        self.crashed.set(Some(if repeat {
+            Stopped {
+                message: format!(
+                    "This link stopped the engine again ({why}). The engine was restarted on the CPU without running it, so it cannot stop it in a loop; change a setting, or run it once more."
+                ),
+                offer: Offer::Run,
+            }
+        } else {
+            Stopped {
+                message: format!(
+                    "The engine stopped ({why}). It was restarted on the CPU backend; your prompt and settings are kept."
+                ),
+                offer: Offer::Nothing,
+            }
+        }));
+        let pause = Duration::from_millis(250 * 4u64.pow(crashes - 1));
+        set_timeout(
+            move || {
+                // A setting changed during the pause is a new run, not the one that crashed.
+                let replay = !repeat || session(|s| s.last_query != s.crashed_query);
+                self.spawn(false, replay);
+            },
+            pause,
+        );
+    }
+
+    /// Starts the engine again after it stopped too often (the banner's button).
+    pub fn restart(self) {
+        session(|s| s.crashes = 0);
+        self.crashed.set(None);
+        let replay = session(|s| s.last_query != s.crashed_query);
+        self.spawn(false, replay);
     }
 
     fn send(request: &Request) {
@@ -216,37 +313,40 @@ impl EngineSignals {
         });
     }
 
-    /// Loads a checkpoint (the views keep the old result until the new one runs).
-    pub fn load(self, checkpoint: &str) {
-        let webgpu = CLIENT.with(|c| {
-            let mut c = c.borrow_mut();
-            let inner = c.as_mut();
-            let webgpu = inner.as_ref().is_none_or(|i| i.webgpu);
-            if let Some(inner) = inner {
-                inner.last_checkpoint = Some(checkpoint.into());
-            }
-            webgpu
+    /// Loads a checkpoint, checked against `hash` when a link pins one (the views keep the old
+    /// result until the new one runs). Supersedes every earlier load.
+    pub fn load(self, checkpoint: &str, hash: Option<String>) {
+        let webgpu = CLIENT.with(|c| c.borrow().as_ref().is_none_or(|i| i.webgpu));
+        let id = session(|s| {
+            s.latest_load += 1;
+            s.last_load = Some((checkpoint.into(), hash.clone()));
+            s.latest_load
         });
         self.loading.set(Some(checkpoint.into()));
         self.load_error.set(None);
         self.progress.set(None);
-        Self::send(&Request::Load { checkpoint: checkpoint.into(), webgpu });
+        Self::send(&Request::Load { id, checkpoint: checkpoint.into(), webgpu, hash });
     }
 
-    /// Runs a state (its query); supersedes every earlier run.
+    /// Runs a state (its query); supersedes every earlier run. While the engine restarts, the
+    /// new worker runs it.
     pub fn run(self, query: String) {
-        let request = CLIENT.with(|c| {
-            let mut c = c.borrow_mut();
-            let inner = c.as_mut()?;
-            inner.latest += 1;
-            inner.sent_at = now_ms();
-            inner.last_query = Some(query.clone());
-            Some(Request::Run { id: inner.latest, query })
+        let restarting = CLIENT.with(|c| c.borrow().is_none());
+        let (id, crash) = session(|s| {
+            s.latest_run += 1;
+            s.sent_at = now_ms();
+            s.last_query = Some(query.clone());
+            s.run_waiting = restarting;
+            (s.latest_run, s.crash_on_run)
         });
-        if let Some(request) = request {
-            self.running.set(true);
-            self.streaming.set(Vec::new());
-            Self::send(&request);
+        self.running.set(true);
+        self.streaming.set(Vec::new());
+        if restarting {
+            return;
+        }
+        Self::send(&Request::Run { id, query });
+        if crash {
+            Self::send(&Request::Crash);
         }
     }
 
@@ -260,22 +360,47 @@ impl EngineSignals {
         Self::send(&Request::Crash);
     }
 
+    /// Test hook: every run request from now on also kills the worker (a link that crashes it).
+    pub fn crash_on_run(self, on: bool) {
+        session(|s| s.crash_on_run = on);
+    }
+
+    /// Whether `query` is held back from automatic runs: it was running when the engine died,
+    /// and no run has finished since. Only a person's Run sends it again.
+    pub fn held_back(self, query: &str) -> bool {
+        session(|s| s.crashes > 0 && s.crashed_query.as_deref() == Some(query))
+    }
+
+    /// Milliseconds since run `id` was sent, if it is the latest run.
     fn is_latest(id: u64) -> Option<f64> {
-        CLIENT.with(|c| c.borrow().as_ref().filter(|i| i.latest == id).map(|i| now_ms() - i.sent_at))
+        session(|s| (s.latest_run == id).then(|| now_ms() - s.sent_at))
+    }
+
+    fn is_latest_load(id: u64) -> bool {
+        session(|s| s.latest_load == id)
     }
 
     fn receive(self, reply: Reply) {
         match reply {
             Reply::Started => Self::started(),
-            Reply::Progress { file, loaded, total } => self.progress.set(Some(Progress { file, loaded, total })),
-            Reply::Ready(info) => {
-                self.loading.set(None);
-                self.load_error.set(None);
-                self.loaded.set(Some(info));
+            Reply::Progress { id, file, loaded, total } => {
+                if Self::is_latest_load(id) {
+                    self.progress.set(Some(Progress { file, loaded, total }));
+                }
             }
-            Reply::LoadFailed { checkpoint, message } => {
-                self.loading.set(None);
-                self.load_error.set(Some(format!("Could not load checkpoint `{checkpoint}`: {message}")));
+            Reply::Ready { id, loaded } => {
+                // A stale load never clears or replaces a newer one.
+                if Self::is_latest_load(id) {
+                    self.loading.set(None);
+                    self.load_error.set(None);
+                    self.loaded.set(Some(loaded));
+                }
+            }
+            Reply::LoadFailed { id, checkpoint, message } => {
+                if Self::is_latest_load(id) {
+                    self.loading.set(None);
+                    self.load_error.set(Some(format!("Could not load checkpoint `{checkpoint}`: {message}")));
+                }
             }
             Reply::Token { id, text, .. } => {
                 if Self::is_latest(id).is_some() {
@@ -285,8 +410,17 @@ impl EngineSignals {
             Reply::Traced { id, trace, run_ms, tokens_per_s, candidate_text, comparison, domains } => {
                 // A stale result is never drawn.
                 if let Some(round_trip_ms) = Self::is_latest(id) {
+                    session(|s| {
+                        s.answered = id;
+                        s.crashes = 0;
+                        s.crashed_query = None;
+                    });
                     self.running.set(false);
                     self.run_error.set(None);
+                    // A run finished: a banner that asked for one has done its job.
+                    if self.crashed.with_untracked(|c| c.as_ref().is_some_and(|c| c.offer != Offer::Nothing)) {
+                        self.crashed.set(None);
+                    }
                     self.result.set(Some(RunResult {
                         trace: Arc::from(trace),
                         run_ms,
@@ -300,6 +434,7 @@ impl EngineSignals {
             }
             Reply::RunFailed { id, message } => {
                 if id == 0 || Self::is_latest(id).is_some() {
+                    session(|s| s.answered = s.answered.max(id));
                     self.running.set(false);
                     self.run_error.set(Some(message));
                 }

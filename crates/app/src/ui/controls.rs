@@ -2,8 +2,9 @@
 //! decoding, router).
 
 use leptos::prelude::*;
-use switchyard_state::PlaygroundState;
+use switchyard_state::{MAX_PROMPT_CHARS, PlaygroundState};
 
+use super::client::Offer;
 use super::params::{self, CAPACITY, Control, DECODINGS, ROUTERS, Widget};
 use super::{Change, Ctl, EXAMPLES};
 use crate::protocol::Source;
@@ -31,6 +32,7 @@ fn mb(bytes: u64) -> String {
 pub fn Header() -> impl IntoView {
     let ctl = ctl();
     let (copied, set_copied) = signal(None::<&'static str>);
+    let (embedding, set_embedding) = signal(false);
     let share = move |_| {
         let Some(w) = web_sys::window() else { return };
         let url = w.location().href().unwrap_or_default();
@@ -54,43 +56,56 @@ pub fn Header() -> impl IntoView {
                     <span class="adapter">{l.adapter}</span>
                 })}
             </div>
-            <button class="share" data-testid="embed-code" title="copy an iframe snippet of the open view for a tutorial"
-                on:click=move |_| {
-                    let s = ctl.state.get_untracked();
-                    let code = super::embed::embed_code(&s, s.view.panel);
-                    if let Some(w) = web_sys::window() {
-                        let _ = w.navigator().clipboard().write_text(&code);
-                    }
-                    set_copied.set(Some("Embed code copied"));
-                    set_timeout(move || set_copied.set(None), std::time::Duration::from_millis(2500));
-                }>"Copy embed code"</button>
+            <button class="share" data-testid="embed-code" title="an iframe snippet of the open view for a tutorial"
+                aria-expanded=move || embedding.get().to_string()
+                on:click=move |_| set_embedding.update(|open| *open = !*open)>"Embed…"</button>
             <button class="share" data-testid="share" on:click=share>
                 {move || copied.get().unwrap_or("Share link")}
             </button>
         </header>
+        {move || embedding.get().then(|| view! { <super::embed::EmbedDialog close=move || set_embedding.set(false) /> })}
         {move || ctl.engine.loaded.get().and_then(|l| l.notice).map(|n| view! {
             <p class="notice" data-testid="backend-notice">"Running on the CPU backend: " {n} "."</p>
         })}
     }
 }
 
+/// Problems listed in the banner; the rest are counted.
+const BANNER_PROBLEMS: usize = 20;
+
 /// What the link could not use, and engine restarts.
 #[component]
 pub fn Banner() -> impl IntoView {
     let ctl = ctl();
+    let engine = ctl.engine;
     view! {
         {move || {
             let problems = ctl.problems.get();
+            let more = problems.len().saturating_sub(BANNER_PROBLEMS);
             (!problems.is_empty()).then(|| view! {
                 <div class="banner warn" role="alert" data-testid="problems">
-                    <strong>"Some settings in this link could not be used and were replaced by defaults:"</strong>
-                    <ul>{problems.into_iter().map(|p| view! { <li><code>{p.param.clone()}</code> ": " {p.message.clone()}</li> }).collect_view()}</ul>
+                    <strong>"Some settings could not be used and were replaced by defaults (a link you opened is one step back in history, as it was):"</strong>
+                    <ul>
+                        {problems.into_iter().take(BANNER_PROBLEMS).map(|p| view! { <li><code>{p.param.clone()}</code> ": " {p.message.clone()}</li> }).collect_view()}
+                        {(more > 0).then(|| view! { <li data-testid="problems-more">{format!("and {more} more")}</li> })}
+                    </ul>
                     <button on:click=move |_| ctl.problems.set(Vec::new())>"Dismiss"</button>
                 </div>
             })
         }}
-        {move || ctl.engine.crashed.get().map(|m| view! {
-            <div class="banner warn" role="alert" data-testid="crashed">{m}</div>
+        {move || engine.crashed.get().map(|stopped| view! {
+            <div class="banner warn" role="alert" data-testid="crashed">
+                <span>{stopped.message}</span>
+                {match stopped.offer {
+                    Offer::Nothing => None,
+                    Offer::Run => Some(view! {
+                        <button data-testid="crashed-run" on:click=move |_| { engine.crashed.set(None); engine.run(ctl.state.with_untracked(super::run_query)) }>"Run it once more"</button>
+                    }.into_any()),
+                    Offer::Restart => Some(view! {
+                        <button data-testid="crashed-restart" on:click=move |_| engine.restart()>"Restart the engine"</button>
+                    }.into_any()),
+                }}
+            </div>
         })}
     }
 }
@@ -101,8 +116,8 @@ pub fn LoadStatus() -> impl IntoView {
     let ctl = ctl();
     let engine = ctl.engine;
     let retry = move |_| {
-        let name = ctl.state.with_untracked(|s| s.checkpoint.clone());
-        engine.load(&name);
+        let (name, hash) = ctl.state.with_untracked(|s| (s.checkpoint.clone(), s.checkpoint_hash.clone()));
+        engine.load(&name, hash);
     };
     view! {
         {move || engine.load_error.get().map(|e| view! {
@@ -213,9 +228,12 @@ pub fn PromptPanel() -> impl IntoView {
                     {CHECKPOINTS.iter().map(|(name, text, _)| view! { <option value=*name>{*text}</option> }).collect_view()}
                 </select>
             </label>
-            <textarea data-testid="prompt" rows="7" spellcheck="false" aria-label="prompt"
+            <textarea data-testid="prompt" rows="7" spellcheck="false" aria-label="prompt" maxlength=MAX_PROMPT_CHARS
                 prop:value=move || ctl.state.with(|s| s.prompt.clone())
                 on:input=move |ev| { let v = event_target_value(&ev); ctl.edit(|s| s.prompt = v, Change::Typing) }></textarea>
+            {move || ctl.state.with(|s| s.prompt.encode_utf16().count() >= MAX_PROMPT_CHARS).then(|| view! {
+                <p class="hint warn" data-testid="prompt-limit">{format!("A prompt holds at most {MAX_PROMPT_CHARS} characters; the rest was not taken.")}</p>
+            })}
             <div class="examples" role="group" aria-label="example prompts">
                 {EXAMPLES.iter().map(|e| view! {
                     <button class="example" title=e.domain data-testid=format!("example-{}", e.domain)
@@ -291,6 +309,9 @@ pub fn RouterPanel() -> impl IntoView {
             </select>
             {move || (ctl.state.with(|s| matches!(s.decoding, switchyard_model::Decoding::SelfContrast(_)))).then(|| view! {
                 <p class="hint" data-testid="scmoe-router-note">"SCMoE decoding routes by its own rank lists (strong and weak passes); the router chosen here is not used while it is on."</p>
+            })}
+            {move || ctl.state.with(|s| s.router.non_causal()).map(|why| view! {
+                <p class="hint" data-testid="non-causal-note">{format!("Non-causal: {why}. Shown on the fixed text; a left-to-right model could not route this way.")}</p>
             })}
             {move || info().map(|r| view! {
                 <p class="explain" data-testid="router-explain">{r.explain}</p>

@@ -14,6 +14,7 @@ pub mod export;
 mod palette;
 pub mod params;
 mod snapshot;
+mod test_hooks;
 mod tokens;
 mod views;
 
@@ -57,6 +58,9 @@ pub enum Change {
     Typing,
     /// A slider being dragged: one entry for the whole drag.
     Drag,
+    /// Set from outside (the embedding page's postMessage): replaces the current entry, runs at
+    /// once; a tutorial driving the view must not fill the reader's history.
+    Outside,
 }
 
 fn window() -> web_sys::Window {
@@ -98,7 +102,7 @@ impl Ctl {
         }
         let push = match change {
             Change::Deliberate => true,
-            Change::Typing => false,
+            Change::Typing | Change::Outside => false,
             Change::Drag => {
                 let first = !self.dragging.get_value();
                 self.dragging.set_value(true);
@@ -154,25 +158,34 @@ pub fn run_query(state: &PlaygroundState) -> String {
     s.to_query()
 }
 
+/// The checkpoint a state needs: its name and the hash prefix its link pins.
+fn wanted_checkpoint(s: &PlaygroundState) -> (String, Option<String>) {
+    (s.checkpoint.clone(), s.checkpoint_hash.clone())
+}
+
 /// Loads the state's checkpoint whenever it changes, and runs the state (debounced) whenever
 /// anything but the view changes and the right checkpoint is loaded.
 fn drive_engine(ctl: Ctl) {
     let engine = ctl.engine;
-    let requested = StoredValue::new(None::<String>);
+    let requested = StoredValue::new(None::<(String, Option<String>)>);
     Effect::new(move || {
-        let want = ctl.state.with(|s| s.checkpoint.clone());
+        let want = ctl.state.with(wanted_checkpoint);
         if requested.get_value().as_ref() != Some(&want) {
             requested.set_value(Some(want.clone()));
-            engine.load(&want);
+            engine.load(&want.0, want.1);
         }
     });
     let run_query = Memo::new(move |_| ctl.state.with(run_query));
     let pending = StoredValue::new(0u64);
     Effect::new(move || {
         let query = run_query.get();
-        let want = ctl.state.with_untracked(|s| s.checkpoint.clone());
-        let ready = engine.loaded.with(|l| l.as_ref().is_some_and(|l| l.checkpoint == want));
-        if !ready {
+        let (want, pin) = ctl.state.with_untracked(wanted_checkpoint);
+        let ready = engine.loaded.with(|l| {
+            l.as_ref()
+                .is_some_and(|l| l.checkpoint == want && pin.as_ref().is_none_or(|p| l.hash.starts_with(p.as_str())))
+        });
+        // Not ready, or the run that stopped the engine: it waits for a person's Run.
+        if !ready || engine.held_back(&query) {
             return;
         }
         let ticket = pending.get_value() + 1;
@@ -212,18 +225,22 @@ use wasm_bindgen::JsCast;
 pub fn Playground() -> impl IntoView {
     let (initial, problems) = state_from(&current_query());
     if !problems.is_empty() {
-        // The address bar shows what is actually used.
-        write_url(&initial.to_query(), false);
+        // The address bar shows what is actually used; the link as opened stays one step back
+        // in history (nothing a person typed or was sent is lost).
+        write_url(&initial.to_query(), true);
     }
     let state = RwSignal::new(initial);
+    let engine = EngineSignals::start();
+    // A link may name a layer the loaded model does not have: the views show its last one.
+    let n_layers = move || engine.loaded.with(|l| l.as_ref().map_or(usize::MAX, |l| l.n_layers));
     let ctl = Ctl {
         state,
-        layer: Memo::new(move |_| state.with(|s| s.view.layer)),
+        layer: Memo::new(move |_| state.with(|s| s.view.layer).min(n_layers().saturating_sub(1))),
         panel: Memo::new(move |_| state.with(|s| s.view.panel)),
         token: Memo::new(move |_| state.with(|s| s.view.token)),
         highlight: RwSignal::new(None),
         problems: RwSignal::new(problems),
-        engine: EngineSignals::start(),
+        engine,
         delay: StoredValue::new(0),
         dragging: StoredValue::new(false),
     };
@@ -232,10 +249,7 @@ pub fn Playground() -> impl IntoView {
     follow_history(ctl);
     embed::listen(ctl);
     let embed = Memo::new(move |_| state.with(|s| s.view.embed));
-    // Test hook for the browser tests: kill the engine as a lost GPU would.
-    let crash = Closure::<dyn Fn()>::new(move || ctl.engine.crash());
-    let _ = js_sys::Reflect::set(&window(), &"switchyardCrashEngine".into(), crash.as_ref());
-    crash.forget();
+    test_hooks::install(ctl.engine);
     view! {
         {move || match embed.get() {
             Some(panel) => view! { <embed::Embedded panel=panel /> }.into_any(),

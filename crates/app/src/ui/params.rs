@@ -87,7 +87,7 @@ pub const ROUTERS: &[RouterInfo] = &[
         formula: "w₁, w₂ = p₁, p₂ / (p₁+p₂);  keep e₂ by policy;  C = min(G, ⌊G·CF/E⌋)",
         controls: &[
             c("policy", "second-expert policy", Widget::Select(&["random", "all", "threshold", "none"])),
-            c("theta", "threshold θ", Widget::Range { min: 0.0, max: 1.0, step: 0.05 }),
+            c("theta", "threshold θ", Widget::Range { min: 0.05, max: 1.0, step: 0.05 }),
             c("cf", "capacity factor", CF),
         ],
     },
@@ -101,7 +101,7 @@ pub const ROUTERS: &[RouterInfo] = &[
     RouterInfo {
         name: "thor",
         title: "THOR (stochastic experts)",
-        explain: "No router: every token goes to one uniformly random expert with weight 1 (seeded, so a link reproduces it). `mean` averages all experts.",
+        explain: "No router: every token goes to one uniformly random expert with weight 1 (seeded, so a link reproduces it). `mean` averages all experts (not in the THOR code: a comparison). Our thor checkpoint departs from the reference: THOR in every layer (the reference uses even layers only), no label smoothing, no dropout.",
         formula: "e ~ Uniform{1..E} from (seed, layer, position);  y = E_e(x)",
         controls: &[c("thor_mode", "draw per", Widget::Select(&["token", "sequence", "sequence_ref", "mean"]))],
     },

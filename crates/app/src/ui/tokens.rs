@@ -45,10 +45,7 @@ pub fn TokenViews() -> impl IntoView {
                     }).collect_view()}
                 </div>
             </div>
-            {move || engine.run_error.get().map(|e| {
-                let hint = if e.contains("context") { " Shorten the prompt or generate fewer tokens." } else { "" };
-                view! { <p class="error" role="alert" data-testid="run-error">{e}{hint}</p> }
-            })}
+            <RunError />
             {move || match engine.result.get() {
                 None => view! { <p class="pending" data-testid="waiting">"Waiting for the first run…"</p> }.into_any(),
                 Some(r) => {
@@ -60,6 +57,18 @@ pub fn TokenViews() -> impl IntoView {
             <super::export::ExportButtons />
             {move || engine.result.get().zip(ctl.token.get()).map(|(r, t)| view! { <Detail result=r token=t /> })}
         </section>
+    }
+}
+
+/// Why the latest run failed, if it did.
+#[component]
+pub fn RunError() -> impl IntoView {
+    let engine = expect_context::<Ctl>().engine;
+    move || {
+        engine.run_error.get().map(|e| {
+            let hint = if e.contains("context") { " Shorten the prompt or generate fewer tokens." } else { "" };
+            view! { <p class="error" role="alert" data-testid="run-error">{e}{hint}</p> }
+        })
     }
 }
 
