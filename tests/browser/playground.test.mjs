@@ -341,10 +341,28 @@ test('embedding: three views in iframes of the example page (one a router A/B), 
   await page.locator('#b-scmoe').click();
   await page.waitForFunction(() => /ab: B = .*decode=scmoe.* experts changed per layer 0% 0% 0% 0%/.test(document.getElementById('log').textContent), null, { timeout: SLOW });
   await page.locator('#thor').click();
-  await heat.locator('[data-testid="router"]').evaluate((el) => el.value).then((v) => assert.equal(v, 'thor'));
+  // Sets are coalesced (at most one every 100 ms): the change lands a moment later.
+  await page.frame({ url: /embed=heatmap/ }).waitForFunction(() => document.querySelector('[data-testid="router"]')?.value === 'thor', null, { timeout: SLOW });
   await page.setViewportSize({ width: 520, height: 900 });
   await page.screenshot({ path: join(outDir, 'embed-example.png'), fullPage: true });
   console.log(`embed log: ${(await log.textContent()).trim().split('\n').slice(-2).join(' | ')}`);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('Embed… writes the iframe of the open view, with the tutorial origin its reports are pinned to', async () => {
+  const { page, errors } = await open(browser, `${server.url}?v=1&ckpt=topk&router=topk&k=2&panel=heatmap&prompt=hi`);
+  await page.locator('[data-testid="embed-code"]').click();
+  const snippet = page.locator('[data-testid="embed-snippet"]');
+  assert.match(await snippet.inputValue(), /embed=heatmap/);
+  assert.doesNotMatch(await snippet.inputValue(), /origin=/);
+  await page.locator('[data-testid="embed-origin"]').fill('https://tutorial.example.org/');
+  await page.waitForFunction(() => document.querySelector('[data-testid="embed-snippet"]').value.includes('origin=https%3A%2F%2Ftutorial.example.org'));
+  await assert.doesNotReject(page.locator('[data-testid="embed-dialog"]', { hasText: 'go only to https://tutorial.example.org' }).waitFor());
+  await page.locator('[data-testid="embed-origin"]').fill('not an origin');
+  await page.waitForFunction(() => !document.querySelector('[data-testid="embed-snippet"]').value.includes('origin='));
+  await page.locator('[data-testid="embed-origin"]').fill('https://tutorial.example.org');
+  await page.locator('[data-testid="embed-dialog"]').screenshot({ path: join(outDir, 'embed-dialog.png') });
   assert.deepEqual(errors, []);
   await page.close();
 });
