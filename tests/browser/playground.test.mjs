@@ -226,14 +226,14 @@ test('a corrupt download says what failed, Retry recovers, and the second visit 
   }
 });
 
-test('WebGPU on: the page runs on WebGPU and routes a shared link as the CPU does', async () => {
+test('WebGPU on: backend=webgpu runs on WebGPU and routes a shared link as the CPU does', async () => {
   const link = `${server.url}?v=1&ckpt=topk&router=topk&k=2&prompt=${encodeURIComponent('Bonjour tout le monde')}`;
   const cpu = await open(browser, link);
   const expected = await strip(cpu.page);
   await cpu.page.close();
   const context = await launch(['--enable-unsafe-webgpu']);
   try {
-    const { page, errors } = await open(context, link);
+    const { page, errors } = await open(context, `${link}&backend=webgpu`);
     await page.locator('[data-testid="backend"]', { hasText: 'WEBGPU' }).waitFor();
     assert.deepEqual(await strip(page), expected, 'same experts on WebGPU and on the CPU');
     await shot(page, 'playground-webgpu');

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use switchyard_record::{LayerRouting, rng};
+use switchyard_record::LayerRouting;
+use switchyard_routing::rng;
 
 /// The experts token `t` kept (dropped slots left out), in slot order.
 pub(crate) fn kept(rec: &LayerRouting, t: usize) -> Vec<usize> {

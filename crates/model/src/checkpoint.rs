@@ -14,8 +14,8 @@ use safetensors::SafeTensors;
 use safetensors::tensor::{Dtype, TensorView};
 use sha2::{Digest, Sha256};
 
-use crate::config::ModelConfig;
 use crate::params::{HostTensor, ParamStore, param_specs};
+use switchyard_routing::config::ModelConfig;
 
 /// The value of the `format` metadata key this version writes and reads.
 pub const FORMAT: &str = "switchyard-checkpoint/1";

@@ -1,5 +1,6 @@
-//! Constructors for the two backends. The caller (CLI `main`, the app's backend module) picks
-//! one at the edge and passes it down.
+//! Constructors for the two backends. The caller (CLI `main`, the engine's backend choice) picks
+//! one at the edge and passes it down. The wgpu one exists with the `wgpu` feature (the CPU
+//! engine module is built without it).
 
 use burn::tensor::Device;
 
@@ -9,6 +10,7 @@ pub fn cpu() -> Device {
 }
 
 /// A wgpu device and a description of its adapter (name, graphics API, device type).
+#[cfg(feature = "wgpu")]
 #[derive(Debug, Clone)]
 pub struct GpuDevice {
     /// The burn device.
@@ -19,6 +21,7 @@ pub struct GpuDevice {
 
 /// The wgpu backend on the default adapter (native: Vulkan, Metal or DX12; in a browser:
 /// WebGPU). Fails with the runtime's reason when no adapter is available.
+#[cfg(feature = "wgpu")]
 pub async fn wgpu() -> Result<GpuDevice, String> {
     let (device, setup) = Device::wgpu_options().init_with_setup_async().await.map_err(|e| format!("{e}"))?;
     let info = setup.adapter.get_info();

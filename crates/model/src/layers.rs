@@ -8,7 +8,7 @@ use burn::tensor::IndexingUpdateOp;
 use burn::tensor::activation::{silu, softmax};
 use switchyard_record::LayerRouting;
 
-use crate::router::{dense_weights, expert_assignments};
+use switchyard_routing::router::{dense_weights, expert_assignments};
 
 /// How the MoE block turns a routing decision into expert outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

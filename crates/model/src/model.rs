@@ -5,10 +5,12 @@ use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::prelude::*;
 use switchyard_record::RoutingRecord;
 
-use crate::config::{ConfigError, ModelConfig};
 use crate::layers::{Attention, DecoderLayer, Dispatch, Expert, LayerKv, MoeTransformer, Rope, SparseMoeBlock, param};
 use crate::params::{self, HostTensor, ParamStore, layer_prefix};
-use crate::router::{Interventions, LogitSource, RouteContext, RouterError, RouterSpec, smoe_router_weights};
+use switchyard_routing::config::{ConfigError, ModelConfig};
+use switchyard_routing::router::{
+    Interventions, LogitSource, RouteContext, RouterError, RouterSpec, smoe_router_weights,
+};
 
 /// Everything that can go wrong running the model, each with a message a person can act on.
 #[derive(Debug, thiserror::Error)]

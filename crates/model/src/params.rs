@@ -7,8 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::ModelConfig;
-use crate::rng;
+use switchyard_routing::ModelConfig;
+use switchyard_routing::rng;
 
 /// A parameter tensor on the host: f32 values, row-major, in the HF layout.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,6 +135,15 @@ mod tests {
         let kv = c.n_kv_heads * c.head_dim();
         let per_layer = 2 * d + 2 * d * d + 2 * kv * d + e * d + e * 3 * d * f;
         assert_eq!(param_count(&c), 2 * v * d + l * per_layer + d);
+    }
+
+    /// `ModelConfig::param_count` (arithmetic, checked against a file before it is read) agrees
+    /// with the parameter list.
+    #[test]
+    fn the_parameter_count_needs_no_parameter_list() {
+        for c in [ModelConfig::tiny(), ModelConfig { tie_embeddings: true, n_kv_heads: 4, ..ModelConfig::tiny() }] {
+            assert_eq!(c.param_count(), param_count(&c) as u64);
+        }
     }
 
     #[test]

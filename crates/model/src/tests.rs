@@ -12,6 +12,12 @@ use crate::{Dispatch, KvCache, Model, ModelConfig, ModelError, RouterSpec, RunOp
 
 mod reference;
 
+#[cfg(not(feature = "wgpu"))]
+fn wgpu_device() -> Device {
+    panic!("SWITCHYARD_TEST_BACKENDS names wgpu but this build has no wgpu backend (add --features wgpu)")
+}
+
+#[cfg(feature = "wgpu")]
 fn wgpu_device() -> Device {
     static DEV: OnceLock<Device> = OnceLock::new();
     DEV.get_or_init(|| {

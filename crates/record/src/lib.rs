@@ -9,7 +9,6 @@
 //! a `[T, K]` matrix stores token `t`, slot `j` at `t * K + j`. Tokens are flattened
 //! batch-major (`t = b * S + s`).
 
-pub mod rng;
 pub mod text;
 
 use std::collections::BTreeMap;

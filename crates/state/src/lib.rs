@@ -13,7 +13,7 @@ mod names;
 mod query;
 
 use serde::{Deserialize, Serialize};
-use switchyard_model::{Decoding, Interventions, RouterSpec};
+use switchyard_routing::{Decoding, Interventions, RouterSpec};
 
 pub use names::Named;
 
@@ -175,6 +175,20 @@ pub struct View {
     pub origin: Option<String>,
 }
 
+/// Where the model runs (`backend=` in a link; absent means [`Backend::Auto`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// Measured: the CPU engine first, and WebGPU too when the browser has an adapter and a
+    /// short calibration on this model says it is faster.
+    #[default]
+    Auto,
+    /// The CPU engine only (the WebGPU engine is never downloaded).
+    Cpu,
+    /// The WebGPU engine (the CPU engine where WebGPU fails).
+    Webgpu,
+}
+
 /// A group of controls an embedded view may show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -214,6 +228,9 @@ pub struct PlaygroundState {
     /// Prompts added to the domain view, with their labels.
     #[serde(default)]
     pub labelled: Vec<Labelled>,
+    /// Where the model runs.
+    #[serde(default)]
+    pub backend: Backend,
 }
 
 impl Default for PlaygroundState {
@@ -230,6 +247,7 @@ impl Default for PlaygroundState {
             view: View::default(),
             compare: None,
             labelled: Vec::new(),
+            backend: Backend::Auto,
         }
     }
 }

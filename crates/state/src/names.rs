@@ -1,8 +1,8 @@
 //! The words the query string uses for enum values.
 
-use switchyard_model::{CapacityFormula, Priority, SecondPolicy, SmoeDense, ThorMode};
+use switchyard_routing::{CapacityFormula, Priority, SecondPolicy, SmoeDense, ThorMode};
 
-use crate::{Control, Panel};
+use crate::{Backend, Control, Panel};
 
 /// An enum with a fixed name for each value.
 pub trait Named: Sized + Copy + 'static {
@@ -43,3 +43,4 @@ named!(ThorMode { ThorMode::Token => "token", ThorMode::Sequence => "sequence", 
 named!(SmoeDense { SmoeDense::Softmax => "softmax", SmoeDense::Uniform => "uniform" });
 named!(Panel { Panel::Tokens => "tokens", Panel::Grid => "grid", Panel::Heatmap => "heatmap", Panel::Load => "load", Panel::Capacity => "capacity", Panel::Experts => "experts", Panel::Domains => "domains", Panel::Compare => "compare" });
 named!(Control { Control::Prompt => "prompt", Control::Router => "router", Control::Layers => "layers" });
+named!(Backend { Backend::Auto => "auto", Backend::Cpu => "cpu", Backend::Webgpu => "webgpu" });

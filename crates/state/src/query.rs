@@ -4,16 +4,16 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use switchyard_model::limits::{MAX_CONTEXT, MAX_EXPERTS, MAX_LAYERS, MAX_VOCAB};
-use switchyard_model::{
+use switchyard_routing::limits::{MAX_CONTEXT, MAX_EXPERTS, MAX_LAYERS, MAX_VOCAB};
+use switchyard_routing::{
     Bounds, Capacity, CapacityFormula, Decoding, Interventions, Priority, RouterSpec, SampleConfig, ScmoeConfig,
     SecondPolicy, SmoeDense, ThorMode, WeakMode, bounds,
 };
 
 use crate::names::Named;
 use crate::{
-    Control, Labelled, LabelledRefusal, MAX_LABELLED, MAX_LABELLED_CHARS, MAX_PROMPT_CHARS, Panel, PlaygroundState,
-    VERSION, Variant, View, valid_checkpoint_name, valid_origin,
+    Backend, Control, Labelled, LabelledRefusal, MAX_LABELLED, MAX_LABELLED_CHARS, MAX_PROMPT_CHARS, Panel,
+    PlaygroundState, VERSION, Variant, View, valid_checkpoint_name, valid_origin,
 };
 
 /// Most interventions a link carries.
@@ -151,6 +151,10 @@ pub(crate) fn encode(s: &PlaygroundState) -> String {
     kv.push(("seed", s.seed.to_string()));
     decoding_pairs(&s.decoding, &mut kv);
     kv.push(("gen", s.generate.to_string()));
+    // Written only when forced: where the model runs is not part of what a link shows.
+    if s.backend != Backend::Auto {
+        kv.push(("backend", s.backend.name().into()));
+    }
     let mut b = Vec::new();
     if let Some(v) = &s.compare {
         router_pairs(&v.router, &mut b);
@@ -317,7 +321,7 @@ impl Reader {
 /// (a hostile link must not make the banner say something else).
 fn clip(s: &str) -> String {
     let short: String = s.chars().take(40).collect();
-    let mut c = switchyard_model::record::text::visible(&short);
+    let mut c = switchyard_routing::record::text::visible(&short);
     if s.chars().count() > 40 {
         c.push('…');
     }
@@ -528,6 +532,7 @@ pub(crate) fn decode(input: &[u8]) -> (PlaygroundState, Vec<Problem>) {
     let seed = r.num("seed", 0u64, "a whole number from 0 to 18446744073709551615", |_| true);
     let decoding = read_decoding(&mut r);
     let generate = r.num("gen", 0usize, "a whole number of tokens up to 32768", |v| *v <= MAX_CONTEXT);
+    let backend = r.named("backend", Backend::Auto);
     let view = read_view(&mut r);
     let prompt = match r.raw("prompt") {
         Some(p) if p.chars().count() > MAX_PROMPT_CHARS => {
@@ -558,6 +563,7 @@ pub(crate) fn decode(input: &[u8]) -> (PlaygroundState, Vec<Problem>) {
         view,
         compare,
         labelled,
+        backend,
     };
     (state, r.problems)
 }

@@ -1,7 +1,7 @@
 //! Round trips (property-tested), the problems a person sees, and fuzzing with arbitrary bytes.
 
 use proptest::prelude::*;
-use switchyard_model::{
+use switchyard_routing::{
     Bounds, Capacity, CapacityFormula, Decoding, Interventions, Priority, RouterSpec, SampleConfig, ScmoeConfig,
     SecondPolicy, SmoeDense, ThorMode, WeakMode, bounds,
 };
@@ -108,7 +108,10 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
             prop::option::of("https?://[a-z0-9]{1,10}(\\.[a-z]{2,5})?(:[1-9][0-9]{0,3})?"),
         ),
         prop::option::of((router(), decoding())),
-        prop::collection::btree_map("[A-Za-z0-9_-]{1,24}", "\\p{L}\\PC{0,30}", 0..=MAX_LABELLED),
+        (
+            prop::collection::btree_map("[A-Za-z0-9_-]{1,24}", "\\p{L}\\PC{0,30}", 0..=MAX_LABELLED),
+            prop::sample::select(vec![Backend::Auto, Backend::Cpu, Backend::Webgpu]),
+        ),
     )
         .prop_map(
             |(
@@ -122,7 +125,7 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
                 (layer, p, token),
                 (embed, show, origin),
                 compare,
-                labelled,
+                (labelled, backend),
             )| {
                 PlaygroundState {
                     checkpoint,
@@ -143,6 +146,7 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
                     },
                     compare: compare.map(|(router, decoding)| Variant { router, decoding }),
                     labelled: labelled.into_iter().map(|(label, text)| Labelled { label, text }).collect(),
+                    backend,
                 }
             },
         )

@@ -5,40 +5,11 @@
 //! capacity, GShard, expert choice) the whole text is one group, as in a prompt-only trace, and
 //! a position's next-token distribution then depends on the tokens after it.
 
-use serde::{Deserialize, Serialize};
-use switchyard_analysis::{LayerChange, compare_layer, js_divergence};
+use switchyard_analysis::{compare_layer, js_divergence};
 use switchyard_model::{Model, next_token_distributions, top_candidates};
 use switchyard_state::{PlaygroundState, Variant};
 
-use crate::{TraceError, TraceLayer, layers, run_options};
-
-/// One configuration of an A/B comparison.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Side {
-    /// Its router and decoding as query keys.
-    pub query: String,
-    /// Its routing of the tokens, per layer (the strong pass under SCMoE).
-    pub layers: Vec<TraceLayer>,
-    /// The most likely next tokens after every position `[id, probability]`, under its decoding.
-    pub next: Vec<Vec<(u32, f32)>>,
-}
-
-/// Two configurations on one token sequence.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Comparison {
-    /// The canonical query of the state compared (configuration B included).
-    pub query: String,
-    /// The token ids both sides read.
-    pub tokens: Vec<u32>,
-    /// The state's own configuration.
-    pub a: Side,
-    /// The configuration compared with.
-    pub b: Side,
-    /// Per layer: changed experts and router JS divergence of every token.
-    pub layers: Vec<LayerChange>,
-    /// Per position: JS divergence (bits) of the two next-token distributions.
-    pub next_js: Vec<f64>,
-}
+use crate::{Comparison, Side, TraceError, layers, run_options};
 
 /// Runs A and B over `tokens` (teacher-forced) and compares them. `None` when the state has no
 /// configuration B.

@@ -2,30 +2,11 @@
 //! state's router, interventions and seed: the page's live version of the model card's
 //! validation-set statistics.
 
-use serde::{Deserialize, Serialize};
 use switchyard_analysis::domain_distribution;
 use switchyard_model::{Model, Tokenizer, decoding_passes};
 use switchyard_state::PlaygroundState;
 
-use crate::{TraceError, run_options};
-
-/// One labelled text of the domain view.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DomainText {
-    /// Domain label.
-    pub label: String,
-    /// Tokens it has.
-    pub tokens: usize,
-}
-
-/// Shares per layer, domain and expert.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DomainShares {
-    /// The domains, in the order given (texts with the same label are pooled).
-    pub domains: Vec<DomainText>,
-    /// `shares[layer][domain][expert]` = `#{t ∈ D : e ∈ S_t} / (k·|D|)`; 1/E is uniform.
-    pub shares: Vec<Vec<Vec<f64>>>,
-}
+use crate::{DomainShares, DomainText, TraceError, run_options};
 
 /// Runs every `(label, text)` through the model (no generation) and returns the shares.
 pub async fn domain_shares(

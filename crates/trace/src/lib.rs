@@ -1,160 +1,21 @@
-//! The routing trace of a playground state: run the state's prompt (and generation) on a model
-//! and collect tokens, per-layer routing and the analysis crate's metrics. `switchyard trace`
-//! prints it (JSON, schema in `docs/trace.md`, or CSV) and the browser exports the same value,
-//! so the two can be compared with a diff tool.
+//! The trace runner: run a playground state's prompt (and generation) on a model and collect
+//! tokens, per-layer routing and the analysis crate's metrics into the protocol crate's trace
+//! schema. `switchyard trace` prints it (JSON, schema in `docs/trace.md`, or CSV) and the
+//! engine sends the page the same value, so the two can be compared with a diff tool.
 
 mod compare;
 mod domains;
 
-pub use compare::{Comparison, Side, compare};
-pub use domains::{DomainShares, DomainText, domain_shares};
-use serde::{Deserialize, Serialize};
-use switchyard_analysis::{
-    ConsecutiveRate, LayerMetrics, Specialisation, co_activation, consecutive_rate, drop_rate_by_position,
-    expert_affinity, layer_metrics, token_specialisation,
-};
-use switchyard_model::record::{LayerRouting, RoutingRecord};
+pub use compare::compare;
+pub use domains::domain_shares;
+// The schema lives in the protocol crate (the page reads it without burn); re-exported so the
+// runner's callers need one import.
 use switchyard_model::{Generation, Jitter, Model, ModelError, RouterError, RunOptions, Tokenizer, generate_streaming};
+pub use switchyard_protocol::trace::{
+    Comparison, DROP_BUCKET, DomainShares, DomainText, Side, TRACE_FORMAT, TokenRouting, Trace, TraceLayer, TraceStep,
+    TraceToken, layers, spreadsheet_safe, write_csv,
+};
 use switchyard_state::PlaygroundState;
-
-/// Version of the trace schema.
-pub const TRACE_FORMAT: &str = "switchyard-trace/1";
-
-/// Positions per bucket of [`TraceLayer::drop_rate_by_position`].
-pub const DROP_BUCKET: usize = 16;
-
-/// One token of the traced sequence.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TraceToken {
-    /// Index in the sequence (= absolute position for one sequence).
-    pub index: usize,
-    /// Token id.
-    pub id: u32,
-    /// Printable text of the token.
-    pub text: String,
-    /// Byte span `[start, end)` in the UTF-8 text of prompt + generation.
-    pub bytes: [usize; 2],
-    /// `prompt` or `generated`.
-    pub kind: String,
-}
-
-/// The routing of one token at one layer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TokenRouting {
-    /// Token index.
-    pub token: usize,
-    /// Chosen experts in slot order (dropped slots included).
-    pub experts: Vec<usize>,
-    /// Combine weights (0 for dropped slots).
-    pub weights: Vec<f32>,
-    /// Rank of each chosen expert in the router's ordering.
-    pub ranks: Vec<usize>,
-    /// Whether capacity dropped each slot.
-    pub dropped: Vec<bool>,
-    /// The full router probability row (uniform for routers without logits).
-    pub probs: Vec<f32>,
-}
-
-/// One layer: per-token routing and the layer's metrics.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TraceLayer {
-    /// Layer index.
-    pub layer: usize,
-    /// True when the router has no logits and `probs` are reported uniform.
-    pub probs_are_uniform: bool,
-    /// Router-specific aux values (drop rate, mean active experts, ...).
-    pub aux: std::collections::BTreeMap<String, f32>,
-    /// Load, balance, LBL, drops, active experts, confidence over the traced tokens.
-    pub metrics: LayerMetrics,
-    /// Slot drop rate per bucket of 16 positions: `[first position, rate]`.
-    pub drop_rate_by_position: Vec<(u32, f64)>,
-    /// Consecutive-token same-expert rates with their random baselines.
-    pub consecutive: ConsecutiveRate,
-    /// Within-layer co-activation `C[i][j]` and its uniform baseline `(k−1)/(E−1)`.
-    pub co_activation: (Vec<Vec<f64>>, f64),
-    /// ExFlow affinity to the next layer `A[i][j]`, its summary `mean_i max_j A` and the
-    /// baseline `k/E`; absent for the last layer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub affinity_to_next: Option<(Vec<Vec<f64>>, f64, f64)>,
-    /// Token-ID specialisation with its baseline and the top 5 token ids per expert.
-    pub specialisation: Specialisation,
-    /// One entry per routed token.
-    pub routing: Vec<TokenRouting>,
-}
-
-/// SCMoE candidates of one generated token.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TraceStep {
-    /// Index of the generated token.
-    pub token: usize,
-    /// Top strong-pass tokens `[id, probability]`.
-    pub strong: Vec<(u32, f32)>,
-    /// Top weak-pass tokens.
-    pub weak: Vec<(u32, f32)>,
-    /// Top contrast tokens.
-    pub contrast: Vec<(u32, f32)>,
-}
-
-/// The whole trace.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Trace {
-    /// Always [`TRACE_FORMAT`].
-    pub format: String,
-    /// Checkpoint name.
-    pub checkpoint: String,
-    /// Full content hash of the checkpoint (of the seed-initialised model's parameters when
-    /// there is no file).
-    pub checkpoint_hash: String,
-    /// The canonical query string of the state (paste after `?` in the playground URL).
-    pub query: String,
-    /// The same state as JSON.
-    pub state: PlaygroundState,
-    /// Backend the trace ran on.
-    pub backend: String,
-    /// Every token, prompt then generated.
-    pub tokens: Vec<TraceToken>,
-    /// Per MoE layer (the strong pass under SCMoE).
-    pub layers: Vec<TraceLayer>,
-    /// SCMoE only: the weak pass's layers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weak_layers: Option<Vec<TraceLayer>>,
-    /// SCMoE only: candidates per generated token.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub steps: Vec<TraceStep>,
-}
-
-fn layer(rec: &LayerRouting, next: Option<&LayerRouting>, ids: &[u32]) -> TraceLayer {
-    let routing = (0..rec.num_tokens())
-        .map(|t| {
-            let k = rec.k_max;
-            let slots: Vec<usize> = (t * k..(t + 1) * k).filter(|&i| rec.valid[i]).collect();
-            TokenRouting {
-                token: t,
-                experts: slots.iter().map(|&i| rec.idx[i] as usize).collect(),
-                weights: slots.iter().map(|&i| rec.weight[i]).collect(),
-                ranks: slots.iter().map(|&i| rec.rank[i] as usize).collect(),
-                dropped: slots.iter().map(|&i| rec.dropped[i]).collect(),
-                probs: rec.probs_row(t).to_vec(),
-            }
-        })
-        .collect();
-    TraceLayer {
-        layer: rec.layer,
-        probs_are_uniform: rec.probs_are_uniform,
-        aux: rec.aux.clone(),
-        metrics: layer_metrics(rec),
-        drop_rate_by_position: drop_rate_by_position(rec, DROP_BUCKET),
-        consecutive: consecutive_rate(rec),
-        co_activation: co_activation(rec),
-        affinity_to_next: next.map(|n| expert_affinity(rec, n)),
-        specialisation: token_specialisation(rec, ids, 5),
-        routing,
-    }
-}
-
-fn layers(r: &RoutingRecord, ids: &[u32]) -> Vec<TraceLayer> {
-    r.layers.iter().enumerate().map(|(i, rec)| layer(rec, r.layers.get(i + 1), ids)).collect()
-}
 
 /// Why a state could not be traced.
 #[derive(Debug, thiserror::Error)]
@@ -249,59 +110,6 @@ pub async fn trace(
         weak_layers: g.weak_routing.as_ref().map(|w| layers(w, &g.tokens)),
         steps,
     })
-}
-
-/// A cell a spreadsheet will not run as a formula: text starting with `=`, `+`, `-`, `@`, a tab
-/// or a carriage return gets a leading `'` (OWASP's advice for CSV injection). Token texts are
-/// arbitrary (`=cmd|' /C calc'!A0` is one prompt away), so the CSV's `token_text` is written
-/// this way; the JSON trace keeps the text as it is.
-pub fn spreadsheet_safe(text: &str) -> String {
-    match text.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}"),
-        _ => text.to_string(),
-    }
-}
-
-/// The flat per-(token, layer, slot) table (`token_text` made [`spreadsheet_safe`]).
-pub fn write_csv(t: &Trace, out: impl std::io::Write) -> Result<(), csv::Error> {
-    let mut w = csv::Writer::from_writer(out);
-    w.write_record([
-        "token",
-        "position",
-        "kind",
-        "token_id",
-        "token_text",
-        "layer",
-        "slot",
-        "expert",
-        "weight",
-        "rank",
-        "dropped",
-        "prob",
-    ])?;
-    for l in &t.layers {
-        for r in &l.routing {
-            let tok = &t.tokens[r.token];
-            for (slot, &e) in r.experts.iter().enumerate() {
-                w.write_record([
-                    r.token.to_string(),
-                    tok.index.to_string(),
-                    tok.kind.to_string(),
-                    tok.id.to_string(),
-                    spreadsheet_safe(&tok.text),
-                    l.layer.to_string(),
-                    slot.to_string(),
-                    e.to_string(),
-                    r.weights[slot].to_string(),
-                    r.ranks[slot].to_string(),
-                    r.dropped[slot].to_string(),
-                    r.probs[e].to_string(),
-                ])?;
-            }
-        }
-    }
-    w.flush()?;
-    Ok(())
 }
 
 #[cfg(test)]

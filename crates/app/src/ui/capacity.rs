@@ -3,7 +3,7 @@
 //! drop-towards-the-end: with `position` priority, later tokens find their experts full).
 
 use leptos::prelude::*;
-use switchyard_trace::Trace;
+use switchyard_protocol::trace::Trace;
 
 use super::canvas::{Cell, CellCanvas, CellGrid, LEFT};
 use super::controls::ParamControl;
@@ -38,7 +38,7 @@ pub fn CapacityView(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView
     };
     let buckets: Vec<u32> =
         trace.layers.first().map(|l| l.drop_rate_by_position.iter().map(|b| b.0).collect()).unwrap_or_default();
-    let width = switchyard_trace::DROP_BUCKET as u32;
+    let width = switchyard_protocol::trace::DROP_BUCKET as u32;
     let last = trace.layers.first().and_then(|l| l.routing.last()).map_or(0, |r| r.token as u32);
     let grid = CellGrid {
         left: LEFT,
@@ -91,7 +91,7 @@ pub fn CapacityView(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView
                 </table>
                 <PngButton name="capacity-summary" />
             </div>
-            <h3>{format!("Drop rate by position (buckets of {} tokens, %)", switchyard_trace::DROP_BUCKET)}</h3>
+            <h3>{format!("Drop rate by position (buckets of {} tokens, %)", switchyard_protocol::trace::DROP_BUCKET)}</h3>
             <p class="hint">"OpenMoE's drop-towards-the-end: with position priority the late buckets lose the most. Try reverse_position or bpr."</p>
             <CellCanvas grid=grid testid="drop-by-position" label="slot drop rate per layer and position bucket".to_string() on_cell=|_, _| {} />
             <h3>{format!("Dropped at layer {layer}: {n_dropped} tokens lost a slot (in the token strip: dashed = every slot dropped, red underline = some)")}</h3>

@@ -10,41 +10,52 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use leptos::prelude::*;
-use switchyard_trace::{Comparison, DomainShares, Trace};
+use switchyard_protocol::trace::{Comparison, DomainShares, Trace};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 use web_sys::{ErrorEvent, MessageEvent, Worker};
 
-use crate::backend_check::Report;
-use crate::protocol::{Loaded, Reply, Request};
+use switchyard_protocol::backend::Report;
+use switchyard_protocol::{Extras, Loaded, Reply, Request};
 
 /// Automatic restarts in a row (without a finished run between them) before the page stops
 /// restarting the engine and asks.
 pub const MAX_RESTARTS: u32 = 3;
 
-/// Starts this same wasm module in a module worker. trunk names the files with a content hash,
-/// so their URLs are read from the `modulepreload` / `preload` links it puts in the page.
-fn start_worker() -> Result<Worker, String> {
-    let document = web_sys::window().and_then(|w| w.document()).ok_or("no document")?;
-    let href = |selector: &str| -> Result<String, String> {
-        let link = document.query_selector(selector).ok().flatten().ok_or(format!("the page has no {selector}"))?;
-        // The `href` property is the absolute URL (a Blob worker has no base to resolve against).
-        js_sys::Reflect::get(&link, &"href".into()).ok().and_then(|v| v.as_string()).ok_or("no href".into())
-    };
-    let js = href(r#"link[rel="modulepreload"][href$=".js"]"#)?;
-    let wasm = href(r#"link[rel="preload"][href$=".wasm"]"#)?;
-    // A Blob worker has no base URL of its own: give it the page's, for `assets/`.
-    let base = js_sys::Reflect::get(&document, &"baseURI".into()).ok().and_then(|v| v.as_string()).unwrap_or_default();
-    let source = format!(
-        "self.SWITCHYARD_BASE = new URL('.', {base:?}).href;\nimport init from {js:?};\nawait init({{ module_or_path: {wasm:?} }});\n"
-    );
-    let url = super::export::object_url(&js_sys::Array::of1(&source.into()), "text/javascript")
-        .map_err(|e| format!("{e:?}"))?;
-    let options = js_sys::Object::new();
-    let _ = js_sys::Reflect::set(&options, &"type".into(), &"module".into());
-    let _ = js_sys::Reflect::set(&options, &"name".into(), &"switchyard-engine".into());
-    let worker = super::export::construct("Worker", &js_sys::Array::of2(&url.into(), &options));
-    Ok(worker.map_err(|e| format!("{e:?}"))?.unchecked_into())
+/// Which engine module a worker runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    /// `crates/engine-cpu`: burn's CPU backend only (what every visit loads).
+    Cpu,
+    /// `crates/engine-webgpu`: WebGPU (with the CPU backend beside it).
+    WebGpu,
+}
+
+impl EngineKind {
+    /// The engine a link's backend choice starts with.
+    pub fn for_backend(backend: switchyard_state::Backend) -> Self {
+        match backend {
+            switchyard_state::Backend::Webgpu => Self::WebGpu,
+            switchyard_state::Backend::Auto | switchyard_state::Backend::Cpu => Self::Cpu,
+        }
+    }
+
+    /// The worker script trunk writes for the module (beside `index.html`).
+    fn script(self) -> &'static str {
+        match self {
+            Self::Cpu => "switchyard-engine-cpu_loader.js",
+            Self::WebGpu => "switchyard-engine-webgpu_loader.js",
+        }
+    }
+}
+
+/// Starts an engine module in a (classic) worker. Its script sits beside the page, so the URL
+/// is relative and works under any sub-path.
+fn start_worker(kind: EngineKind) -> Result<Worker, String> {
+    let options = web_sys::WorkerOptions::new();
+    options.set_name("switchyard-engine");
+    let url = format!("{}?v={}", kind.script(), env!("CARGO_PKG_VERSION"));
+    Worker::new_with_options(&url, &options).map_err(|e| format!("{e:?}"))
 }
 
 /// Download progress of one file.
@@ -126,7 +137,7 @@ struct Inner {
     worker: Worker,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
     _on_error: Closure<dyn FnMut(ErrorEvent)>,
-    webgpu: bool,
+    kind: EngineKind,
     /// Requests waiting for the worker to start listening (`None` once it has).
     queue: Option<Vec<String>>,
 }
@@ -142,6 +153,7 @@ struct Session {
     /// The last checkpoint (and pinned hash) asked for and the last run's query.
     last_load: Option<(String, Option<String>)>,
     last_query: Option<String>,
+    last_extras: Extras,
     /// Worker deaths since the last finished run.
     crashes: u32,
     /// The query that was running when the worker last died.
@@ -166,8 +178,8 @@ fn now_ms() -> f64 {
 }
 
 impl EngineSignals {
-    /// Starts the engine worker and returns the signals it feeds.
-    pub fn start() -> Self {
+    /// Starts the engine worker of `kind` and returns the signals it feeds.
+    pub fn start(kind: EngineKind) -> Self {
         let signals = Self {
             progress: RwSignal::new(None),
             loaded: RwSignal::new(None),
@@ -180,13 +192,14 @@ impl EngineSignals {
             crashed: RwSignal::new(None),
             check: RwSignal::new(None),
         };
-        signals.spawn(true, false);
+        signals.spawn(kind, false);
         signals
     }
 
-    /// A new worker; it loads the last checkpoint again and, if `replay_run`, runs the last query.
-    fn spawn(self, webgpu: bool, replay_run: bool) {
-        let worker = match start_worker() {
+    /// A new worker of `kind`; it loads the last checkpoint again and, if `replay_run`, runs the
+    /// last query.
+    fn spawn(self, kind: EngineKind, replay_run: bool) {
+        let worker = match start_worker(kind) {
             Ok(w) => w,
             Err(e) => {
                 self.load_error.set(Some(format!("the engine (a Web Worker) could not start: {e}")));
@@ -217,7 +230,7 @@ impl EngineSignals {
         }
         CLIENT.with(|c| {
             *c.borrow_mut() =
-                Some(Inner { worker, _on_message: on_message, _on_error: on_error, webgpu, queue: Some(Vec::new()) });
+                Some(Inner { worker, _on_message: on_message, _on_error: on_error, kind, queue: Some(Vec::new()) });
         });
         // Replay what the dead worker was doing, on the CPU this time.
         let (load, query, waiting) =
@@ -226,7 +239,7 @@ impl EngineSignals {
             self.load(&checkpoint, hash);
         }
         if let Some(query) = query.filter(|_| replay_run || waiting) {
-            self.run(query);
+            self.run((query, session(|s| s.last_extras)));
         }
     }
 
@@ -275,7 +288,7 @@ impl EngineSignals {
             move || {
                 // A setting changed during the pause is a new run, not the one that crashed.
                 let replay = !repeat || session(|s| s.last_query != s.crashed_query);
-                self.spawn(false, replay);
+                self.spawn(EngineKind::Cpu, replay);
             },
             pause,
         );
@@ -286,7 +299,7 @@ impl EngineSignals {
         session(|s| s.crashes = 0);
         self.crashed.set(None);
         let replay = session(|s| s.last_query != s.crashed_query);
-        self.spawn(false, replay);
+        self.spawn(EngineKind::Cpu, replay);
     }
 
     fn send(request: &Request) {
@@ -316,7 +329,7 @@ impl EngineSignals {
     /// Loads a checkpoint, checked against `hash` when a link pins one (the views keep the old
     /// result until the new one runs). Supersedes every earlier load.
     pub fn load(self, checkpoint: &str, hash: Option<String>) {
-        let webgpu = CLIENT.with(|c| c.borrow().as_ref().is_none_or(|i| i.webgpu));
+        let webgpu = CLIENT.with(|c| c.borrow().as_ref().is_some_and(|i| i.kind == EngineKind::WebGpu));
         let id = session(|s| {
             s.latest_load += 1;
             s.last_load = Some((checkpoint.into(), hash.clone()));
@@ -328,14 +341,15 @@ impl EngineSignals {
         Self::send(&Request::Load { id, checkpoint: checkpoint.into(), webgpu, hash });
     }
 
-    /// Runs a state (its query); supersedes every earlier run. While the engine restarts, the
-    /// new worker runs it.
-    pub fn run(self, query: String) {
+    /// Runs a state (its query, and the extras its open view needs); supersedes every earlier
+    /// run. While the engine restarts, the new worker runs it.
+    pub fn run(self, (query, extras): (String, Extras)) {
         let restarting = CLIENT.with(|c| c.borrow().is_none());
         let (id, crash) = session(|s| {
             s.latest_run += 1;
             s.sent_at = now_ms();
             s.last_query = Some(query.clone());
+            s.last_extras = extras;
             s.run_waiting = restarting;
             (s.latest_run, s.crash_on_run)
         });
@@ -344,7 +358,7 @@ impl EngineSignals {
         if restarting {
             return;
         }
-        Self::send(&Request::Run { id, query });
+        Self::send(&Request::Run { id, query, extras });
         if crash {
             Self::send(&Request::Crash);
         }

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use leptos::prelude::*;
+use switchyard_protocol::trace::{Comparison, Trace};
 use switchyard_state::{PlaygroundState, Variant};
-use switchyard_trace::{Comparison, Trace};
 
 use super::canvas::{Cell, CellCanvas, CellGrid};
 use super::client::RunResult;

@@ -7,7 +7,7 @@ use switchyard_state::{MAX_PROMPT_CHARS, PlaygroundState};
 use super::client::Offer;
 use super::params::{self, CAPACITY, Control, DECODINGS, ROUTERS, Widget};
 use super::{Change, Ctl, EXAMPLES};
-use crate::protocol::Source;
+use switchyard_protocol::Source;
 
 /// Checkpoints shipped in `assets/` (and the seed-initialised model), with one line each and
 /// the router their recipe runs at inference (picking a checkpoint selects it; any router can
@@ -64,9 +64,11 @@ pub fn Header() -> impl IntoView {
             </button>
         </header>
         {move || embedding.get().then(|| view! { <super::embed::EmbedDialog close=move || set_embedding.set(false) /> })}
-        {move || ctl.engine.loaded.get().and_then(|l| l.notice).map(|n| view! {
-            <p class="notice" data-testid="backend-notice">"Running on the CPU backend: " {n} "."</p>
-        })}
+        {move || {
+            let loaded = ctl.engine.loaded.get()?;
+            let why = loaded.notice.or_else(|| (loaded.backend == "cpu").then(|| ctl.backend.cpu_reason()).flatten())?;
+            Some(view! { <p class="notice" data-testid="backend-notice">"Running on the CPU backend: " {why} "."</p> })
+        }}
     }
 }
 
@@ -307,7 +309,7 @@ pub fn RouterPanel() -> impl IntoView {
                 on:change=move |ev| { let v = event_target_value(&ev); ctl.set(params::switch_router(&ctl.state.get_untracked(), &v), Change::Deliberate) }>
                 {ROUTERS.iter().map(|r| view! { <option value=r.name>{r.title}</option> }).collect_view()}
             </select>
-            {move || (ctl.state.with(|s| matches!(s.decoding, switchyard_model::Decoding::SelfContrast(_)))).then(|| view! {
+            {move || (ctl.state.with(|s| matches!(s.decoding, switchyard_routing::Decoding::SelfContrast(_)))).then(|| view! {
                 <p class="hint" data-testid="scmoe-router-note">"SCMoE decoding routes by its own rank lists (strong and weak passes); the router chosen here is not used while it is on."</p>
             })}
             {move || ctl.state.with(|s| s.router.non_causal()).map(|why| view! {

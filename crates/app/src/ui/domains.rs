@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use leptos::prelude::*;
+use switchyard_protocol::trace::DomainShares;
 use switchyard_state::{Labelled, LabelledRefusal, MAX_LABELLED, MAX_LABELLED_CHARS};
-use switchyard_trace::DomainShares;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 

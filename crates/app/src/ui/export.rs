@@ -53,7 +53,8 @@ pub(super) fn save_bytes(bytes: &[u8], mime: &str, file: &str) -> Result<(), JsV
 
 /// Why a checkpoint has no model card, when it has none.
 pub(super) fn no_card(checkpoint: &str) -> Option<&'static str> {
-    (checkpoint == crate::engine::SEED_INIT).then_some("seed-init is not a trained checkpoint: it has no model card")
+    (checkpoint == switchyard_protocol::SEED_INIT)
+        .then_some("seed-init is not a trained checkpoint: it has no model card")
 }
 
 /// The export buttons for the latest run.
@@ -73,7 +74,7 @@ pub fn ExportButtons() -> impl IntoView {
     let csv = move |_| {
         let Some(r) = engine.result.get_untracked() else { return };
         let mut bytes = Vec::new();
-        match switchyard_trace::write_csv(&r.trace, &mut bytes) {
+        match switchyard_protocol::trace::write_csv(&r.trace, &mut bytes) {
             Ok(()) => report(save_bytes(&bytes, "text/csv", "switchyard-trace.csv")),
             Err(e) => set_error.set(Some(e.to_string())),
         }

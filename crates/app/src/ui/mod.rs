@@ -2,6 +2,7 @@
 //! right. The state lives in the URL (`switchyard-state`'s codec); the model lives in the engine
 //! worker ([`client`]); every view is computed from the latest trace.
 
+pub mod backend;
 mod canvas;
 mod capacity;
 pub mod client;
@@ -9,7 +10,6 @@ mod compare;
 mod controls;
 mod domains;
 mod embed;
-mod examples;
 pub mod export;
 mod palette;
 pub mod params;
@@ -19,12 +19,13 @@ mod tokens;
 mod views;
 
 use leptos::prelude::*;
+use switchyard_protocol::Extras;
 use switchyard_state::{Panel, PlaygroundState, Problem, View};
 use wasm_bindgen::JsValue;
 use wasm_bindgen::prelude::Closure;
 
 pub use client::EngineSignals;
-pub use examples::EXAMPLES;
+pub use switchyard_protocol::EXAMPLES;
 
 /// The state and the ways to change it (a context newtype).
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +48,8 @@ pub struct Ctl {
     pub token: Memo<Option<usize>>,
     /// A token id whose occurrences the strip highlights (from the expert dictionary).
     pub highlight: RwSignal<Option<u32>>,
+    /// Where the model runs, and why.
+    pub backend: backend::BackendStatus,
 }
 
 /// How a change enters the browser history.
@@ -141,21 +144,20 @@ impl Ctl {
     }
 }
 
-/// What the engine runs for a state: the state without its view, except that the compare view
-/// asks for configuration B and the domain view for the domain shares (and its labelled prompts).
-pub fn run_query(state: &PlaygroundState) -> String {
+/// What the engine runs for a state: the state without its view (configuration B only for the
+/// compare view, labelled prompts only for the domain view), and the extras the open view needs.
+pub fn run_query(state: &PlaygroundState) -> (String, Extras) {
     let mut s = state.clone();
     let open = s.view.embed.unwrap_or(s.view.panel);
+    let extras = Extras { compare: open == Panel::Compare && s.compare.is_some(), domains: open == Panel::Domains };
     s.view = View::default();
-    if open == Panel::Domains {
-        s.view.panel = Panel::Domains;
-    } else {
+    if !extras.domains {
         s.labelled.clear();
     }
-    if open != Panel::Compare {
+    if !extras.compare {
         s.compare = None;
     }
-    s.to_query()
+    (s.to_query(), extras)
 }
 
 /// The checkpoint a state needs: its name and the hash prefix its link pins.
@@ -185,7 +187,7 @@ fn drive_engine(ctl: Ctl) {
                 .is_some_and(|l| l.checkpoint == want && pin.as_ref().is_none_or(|p| l.hash.starts_with(p.as_str())))
         });
         // Not ready, or the run that stopped the engine: it waits for a person's Run.
-        if !ready || engine.held_back(&query) {
+        if !ready || engine.held_back(&query.0) {
             return;
         }
         let ticket = pending.get_value() + 1;
@@ -229,8 +231,9 @@ pub fn Playground() -> impl IntoView {
         // in history (nothing a person typed or was sent is lost).
         write_url(&initial.to_query(), true);
     }
+    let initial_backend = initial.backend;
+    let engine = EngineSignals::start(client::EngineKind::for_backend(initial_backend));
     let state = RwSignal::new(initial);
-    let engine = EngineSignals::start();
     // A link may name a layer the loaded model does not have: the views show its last one.
     let n_layers = move || engine.loaded.with(|l| l.as_ref().map_or(usize::MAX, |l| l.n_layers));
     let ctl = Ctl {
@@ -239,6 +242,7 @@ pub fn Playground() -> impl IntoView {
         panel: Memo::new(move |_| state.with(|s| s.view.panel)),
         token: Memo::new(move |_| state.with(|s| s.view.token)),
         highlight: RwSignal::new(None),
+        backend: backend::BackendStatus::start(initial_backend),
         problems: RwSignal::new(problems),
         engine,
         delay: StoredValue::new(0),

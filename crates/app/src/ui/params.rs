@@ -1,7 +1,7 @@
 //! The router panel's controls, described as data: each control edits one query parameter of
 //! the state codec, so defaults, validation and the URL stay in one place (`switchyard-state`).
 
-use switchyard_model::{Decoding, RouterSpec};
+use switchyard_routing::{Decoding, RouterSpec};
 use switchyard_state::{PlaygroundState, Problem};
 
 /// How a parameter is edited.

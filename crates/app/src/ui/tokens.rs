@@ -2,7 +2,7 @@
 //! selector and the detail of a clicked token.
 
 use leptos::prelude::*;
-use switchyard_trace::{Trace, TraceLayer};
+use switchyard_protocol::trace::{Trace, TraceLayer};
 
 use super::palette::{expert_bg, expert_style};
 use super::{Ctl, client::RunResult};

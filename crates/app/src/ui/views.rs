@@ -2,8 +2,8 @@
 //! load bars (where experts are switched off or forced) and the metrics table.
 
 use leptos::prelude::*;
+use switchyard_protocol::trace::Trace;
 use switchyard_state::Panel;
-use switchyard_trace::Trace;
 
 use super::canvas::{Cell, CellCanvas, CellGrid, LEFT};
 use super::palette::{expert_bg, expert_fg, expert_style};
@@ -73,7 +73,7 @@ pub fn PanelView(
 /// One layer's row of a token chart: each token's shown expert in its colour, outlined where
 /// `outline(token)` or dropped (dashed).
 pub(super) fn expert_row(
-    layer: &switchyard_trace::TraceLayer,
+    layer: &switchyard_protocol::trace::TraceLayer,
     n: usize,
     outline: impl Fn(usize) -> bool,
 ) -> Vec<Option<Cell>> {

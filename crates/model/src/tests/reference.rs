@@ -3,7 +3,7 @@
 
 use crate::ModelConfig;
 use crate::params::ParamStore;
-use crate::router::rank_experts;
+use switchyard_routing::router::rank_experts;
 
 fn w<'a>(s: &'a ParamStore, name: &str) -> &'a [f32] {
     &s[name].data

@@ -9,7 +9,7 @@ use burn::tensor::activation::softmax;
 use crate::layers::SparseMoeBlock;
 use crate::model::{Model, ModelError};
 use crate::rng;
-use crate::router::rank_experts;
+use switchyard_routing::router::rank_experts;
 
 /// How the MoE layers route during a training pass.
 #[derive(Debug, Clone, Copy, PartialEq)]

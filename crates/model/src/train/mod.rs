@@ -18,11 +18,11 @@ use serde::{Deserialize, Serialize};
 pub use data::TokenizedCorpus;
 use forward::TrainRouting;
 
-use crate::config::ModelConfig;
 use crate::model::{Model, ModelError};
 use crate::params::{HostTensor, ParamStore, init_from_seed, layer_prefix};
 use crate::rng::stream;
-use crate::router::{RouterSpec, SmoeDense, ThorMode, smoe_router_weights};
+use switchyard_routing::config::ModelConfig;
+use switchyard_routing::router::{RouterSpec, SmoeDense, ThorMode, smoe_router_weights};
 
 /// A training recipe: how the MoE layers route and what the loss adds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

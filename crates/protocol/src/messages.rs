@@ -5,9 +5,9 @@
 //! superseded, and the page never draws a reply whose id is not the latest it sent.
 
 use serde::{Deserialize, Serialize};
-use switchyard_trace::{Comparison, DomainShares, Trace};
 
-use crate::backend_check::Report;
+use crate::backend::Report;
+use crate::trace::{Comparison, DomainShares, Trace};
 
 /// What the page asks of the engine.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,11 +34,23 @@ pub enum Request {
         id: u64,
         /// The canonical query of the state.
         query: String,
+        /// What the open view needs beyond the trace.
+        #[serde(default)]
+        extras: Extras,
     },
     /// The backend diagnostic (same model on the CPU and on WebGPU).
     Check,
     /// Test hook: make the engine fail as a lost GPU would (it panics, the worker dies).
     Crash,
+}
+
+/// What a run computes beyond the trace, for the view that is open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extras {
+    /// The router A/B against the state's configuration B (the compare view).
+    pub compare: bool,
+    /// The domain × expert shares over the example and labelled prompts (the domain view).
+    pub domains: bool,
 }
 
 /// How a checkpoint's bytes arrived.

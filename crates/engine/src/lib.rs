@@ -1,6 +1,9 @@
 //! The engine: the Web Worker that owns the models. It loads checkpoints (with progress, a size
-//! cap, a stall timeout and the Cache API), picks WebGPU or the CPU backend, and runs playground
-//! states into routing traces without ever blocking the page.
+//! cap, a stall timeout and the Cache API), runs on burn's CPU backend or (in the WebGPU build)
+//! on WebGPU, and runs playground states into routing traces without ever blocking the page.
+//! It is built twice, into two wasm modules (`crates/engine-cpu`, `crates/engine-webgpu`); the
+//! page starts the one it runs on. The page sends [`Request`]s and gets [`Reply`]s
+//! (`switchyard-protocol`); nothing else crosses.
 //!
 //! Loads and runs are independent: a load is its own task (a newer one supersedes it and its
 //! download stops), so a slow or stalled download never holds up runs on a model that is already
@@ -9,6 +12,7 @@
 //! models are kept, so switching back is instant.
 
 mod assets;
+mod backend_check;
 mod scope;
 
 use std::cell::RefCell;
@@ -18,22 +22,17 @@ use assets::{Asset, FetchError};
 use switchyard_model::{
     BpeTokenizer, ByteTokenizer, Checkpoint, Device, Model, ModelConfig, ModelError, Tokenizer, devices, init_from_seed,
 };
-use switchyard_state::{Panel, PlaygroundState};
-use switchyard_trace::{DomainShares, TraceError};
+use switchyard_protocol::trace::DomainShares;
+use switchyard_protocol::{CPU_ADAPTER, EXAMPLES, Extras, Loaded, Reply, Request, SEED_INIT, Source};
+use switchyard_state::PlaygroundState;
+use switchyard_trace::TraceError;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 use web_sys::MessageEvent;
 
-pub use scope::{body_bytes, fetch, js_text, now_ms, url, webgpu_missing};
-use scope::{post, yield_now};
-
-use crate::protocol::{Loaded, Reply, Request, Source};
-
-/// How the CPU backend is described in the page.
-pub(crate) const CPU_ADAPTER: &str = "burn flex (CPU, wasm)";
-
-/// The checkpoint initialised from a seed instead of loaded.
-pub const SEED_INIT: &str = "seed-init";
+#[cfg(feature = "webgpu")]
+use scope::webgpu_missing;
+use scope::{now_ms, post, yield_now};
 
 /// Largest checkpoint file accepted (the shipped ones are under 10 MB).
 const MAX_CHECKPOINT_BYTES: u64 = 64 << 20;
@@ -56,10 +55,10 @@ struct Engine {
     /// Loaded models, most recently wanted last.
     models: Vec<Rc<Ready>>,
     /// The WebGPU device, acquired once per worker (or why there is none).
-    gpu: Option<Result<devices::GpuDevice, String>>,
+    gpu: Option<Result<(Device, String), String>>,
     /// The latest load asked for (id and checkpoint): older loads stop.
     latest_load: (u64, String),
-    pending_run: Option<(u64, String)>,
+    pending_run: Option<(u64, String, Extras)>,
     pending_check: bool,
     latest_run: u64,
     busy: bool,
@@ -76,16 +75,33 @@ fn with<R>(f: impl FnOnce(&mut Engine) -> R) -> R {
     ENGINE.with(|e| f(&mut e.borrow_mut()))
 }
 
-/// Starts listening for requests (the worker's `main`).
+/// Runs the module's static constructors (cubecl registers its kernels with `inventory`).
+/// Calling them from an export tells the linker the module is a "reactor"; otherwise it treats
+/// it as a "command" and re-runs every constructor at the top of every call from JS into wasm,
+/// which the profiler showed costing more than the model itself. The constructors are
+/// idempotent, so running them again is harmless.
+#[cfg(target_family = "wasm")]
+#[allow(unsafe_code)]
+fn run_constructors() {
+    unsafe extern "C" {
+        fn __wasm_call_ctors();
+    }
+    // SAFETY: the linker-synthesised constructor list; called once, before anything else runs.
+    unsafe { __wasm_call_ctors() }
+}
+
+/// Starts listening for requests (the worker's `main`; the engine modules call it at start).
 pub fn start() {
+    #[cfg(target_family = "wasm")]
+    run_constructors();
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(|event: MessageEvent| {
         let Some(text) = event.data().as_string() else { return };
         match serde_json::from_str::<Request>(&text) {
             Ok(Request::Load { id, checkpoint, webgpu, hash }) => request_load(id, checkpoint, webgpu, hash),
-            Ok(Request::Run { id, query }) => {
+            Ok(Request::Run { id, query, extras }) => {
                 with(|e| {
                     e.latest_run = e.latest_run.max(id);
-                    e.pending_run = Some((id, query));
+                    e.pending_run = Some((id, query, extras));
                 });
                 pump_if_idle();
             }
@@ -94,7 +110,7 @@ pub fn start() {
                 pump_if_idle();
             }
             // Only the page's own code can reach the worker; the page sends this only from its
-            // test hook (see `ui::test_hooks`).
+            // test hook (`switchyard-app`'s `ui::test_hooks`).
             Ok(Request::Crash) => panic!("test hook: the engine was asked to fail as a lost GPU would"),
             Err(err) => {
                 post(&Reply::RunFailed { id: 0, message: format!("the engine could not read a request: {err}") })
@@ -119,10 +135,10 @@ async fn pump() {
         yield_now().await;
         let (check, run) = with(|e| (std::mem::take(&mut e.pending_check), e.pending_run.take()));
         if check {
-            post(&Reply::Checked(Box::new(crate::backend_check::report().await)));
+            post(&Reply::Checked(Box::new(backend_check::report().await)));
         }
         match run {
-            Some((id, query)) => run_and_report(id, &query).await,
+            Some((id, query, extras)) => run_and_report(id, &query, extras).await,
             None if !check => break,
             None => {}
         }
@@ -149,31 +165,43 @@ fn request_load(id: u64, name: String, webgpu: bool, pin: Option<String>) {
     }
 }
 
-/// The device to run on: WebGPU when wanted and available, else the CPU with the reason.
+/// The device to run on: WebGPU when wanted and available (in the WebGPU build), else the CPU
+/// with the reason.
 async fn device(webgpu: bool) -> (Device, String, String, Option<String>) {
     let cpu = |notice| (devices::cpu(), "cpu".to_string(), CPU_ADAPTER.to_string(), notice);
     if !webgpu {
-        return cpu(Some("WebGPU is not used in this session after it failed; running on the CPU".into()));
+        return cpu(None);
     }
     if with(|e| e.gpu.is_none()) {
-        let gpu = match webgpu_missing() {
-            Some(reason) => Err(reason),
-            None => devices::wgpu().await.map_err(|e| {
-                if e.contains("No suitable graphics adapter") {
-                    "the browser supports WebGPU but offered no adapter (no usable GPU, or WebGPU is blocked)"
-                        .to_string()
-                } else {
-                    format!("WebGPU could not start ({e})")
-                }
-            }),
-        };
+        let gpu = gpu_device().await;
         with(|e| e.gpu = Some(gpu));
     }
     match with(|e| e.gpu.clone()) {
-        Some(Ok(g)) => (g.device, "webgpu".into(), g.adapter, None),
+        Some(Ok((device, adapter))) => (device, "webgpu".into(), adapter, None),
         Some(Err(reason)) => cpu(Some(reason)),
         None => cpu(None),
     }
+}
+
+/// The WebGPU device and its adapter's description, or why there is none.
+#[cfg(feature = "webgpu")]
+async fn gpu_device() -> Result<(Device, String), String> {
+    if let Some(reason) = webgpu_missing() {
+        return Err(reason);
+    }
+    devices::wgpu().await.map(|g| (g.device, g.adapter)).map_err(|e| {
+        if e.contains("No suitable graphics adapter") {
+            "the browser supports WebGPU but offered no adapter (no usable GPU, or WebGPU is blocked)".to_string()
+        } else {
+            format!("WebGPU could not start ({e})")
+        }
+    })
+}
+
+/// The CPU build has no WebGPU backend.
+#[cfg(not(feature = "webgpu"))]
+async fn gpu_device() -> Result<(Device, String), String> {
+    Err("this is the CPU engine (the page starts the WebGPU engine to use WebGPU)".into())
 }
 
 fn is_latest_load(id: u64) -> bool {
@@ -286,13 +314,13 @@ fn model_for(checkpoint: &str) -> Option<(u64, Rc<Ready>)> {
 }
 
 /// Runs a state; on a WebGPU failure, moves to the CPU and runs it again.
-async fn run_and_report(id: u64, query: &str) {
+async fn run_and_report(id: u64, query: &str, extras: Extras) {
     let (state, _) = PlaygroundState::from_query(query);
     let Some((load_id, ready)) = model_for(&state.checkpoint) else {
         let message = format!("checkpoint `{}` is not loaded (see the loading message above)", state.checkpoint);
         return post(&Reply::RunFailed { id, message });
     };
-    match run(id, &state, &ready).await {
+    match run(id, &state, extras, &ready).await {
         Err(TraceError::Model(ModelError::Backend(err))) if ready.info.backend == "webgpu" => {
             let model = match Model::from_params(&ready.ckpt.config, &ready.ckpt.params, &devices::cpu()) {
                 Ok(m) => m,
@@ -309,7 +337,7 @@ async fn run_and_report(id: u64, query: &str) {
                 e.gpu = Some(Err("WebGPU failed during a run".into()));
             });
             post(&Reply::Ready { id: load_id, loaded: info });
-            if let Err(e) = run(id, &state, &cpu).await {
+            if let Err(e) = run(id, &state, extras, &cpu).await {
                 post(&Reply::RunFailed { id, message: e.to_string() });
             }
         }
@@ -333,7 +361,7 @@ fn still_wanted(id: u64, checkpoint: &str) -> bool {
     with(|e| e.latest_run == id && e.latest_load.1 == checkpoint)
 }
 
-async fn run(id: u64, state: &PlaygroundState, ready: &Ready) -> Result<(), TraceError> {
+async fn run(id: u64, state: &PlaygroundState, extras: Extras, ready: &Ready) -> Result<(), TraceError> {
     if let Some(prefix) = &state.checkpoint_hash
         && !ready.info.hash.starts_with(prefix.as_str())
     {
@@ -374,15 +402,18 @@ async fn run(id: u64, state: &PlaygroundState, ready: &Ready) -> Result<(), Trac
     let tokens_per_s = first.filter(|_| count >= 2).map(|f| (count - 1) as f64 / ((last - f).max(1e-3) / 1000.0));
     let ids: Vec<u32> = trace.tokens.iter().map(|t| t.id).collect();
     // The extras of the open view (A's trace is drawn even when they fail).
-    let comparison =
+    let comparison = if extras.compare {
         view_result(switchyard_trace::compare(&ready.model, state, &ids).await, "configuration B could not run: ")?
             .transpose()
-            .map(|c| c.map(Box::new));
+            .map(|c| c.map(Box::new))
+    } else {
+        None
+    };
     yield_now().await;
     if !still_wanted(id, name) {
         return Ok(());
     }
-    let domains = if state.view.panel == Panel::Domains { Some(domain_shares(state, ready).await?) } else { None };
+    let domains = if extras.domains { Some(domain_shares(state, ready).await?) } else { None };
     if !still_wanted(id, name) {
         return Ok(());
     }
@@ -428,7 +459,7 @@ async fn domain_shares(state: &PlaygroundState, ready: &Ready) -> Result<Result<
         return Ok(Ok(shares));
     }
     let mut texts: Vec<(String, String)> =
-        crate::ui::EXAMPLES.iter().map(|e| (e.domain.to_string(), e.text.to_string())).collect();
+        EXAMPLES.iter().map(|e| (e.domain.to_string(), e.text.to_string())).collect();
     texts.extend(state.labelled.iter().map(|l| (l.label.clone(), l.text.clone())));
     let shares = view_result(switchyard_trace::domain_shares(&ready.model, &ready.tok, state, &texts).await, "")?;
     if let Ok(d) = &shares {

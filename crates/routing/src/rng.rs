@@ -5,8 +5,8 @@
 //! wasm, batched and KV-cached runs, and any evaluation order draw exactly the same numbers. This
 //! function is frozen as part of spec version 1: changing it changes every shared link.
 //!
-//! It lives beside the routing record, with no burn in it, so that the analysis (which
-//! simulates random routers for its baselines) draws from the same generator as the model.
+//! It lives in the routing crate, with no burn in it, so that the analysis (which simulates
+//! random routers for its baselines) draws from the same generator as the routers.
 
 /// One constant per purpose (spec §0.4): never reuse a stream for two purposes.
 pub mod stream {

@@ -16,11 +16,10 @@ pub fn js_text(e: &JsValue) -> String {
         .unwrap_or_else(|| format!("{e:?}"))
 }
 
-/// The absolute URL of a file next to the page (`assets/...`): the page gives the worker its
-/// base URL, since a worker started from a Blob has none to resolve relative URLs against.
+/// The URL of a file next to the page (`assets/...`). The engine's worker script sits beside
+/// the page's `index.html`, so a relative URL resolves the same way from the worker.
 pub fn url(relative: &str) -> String {
-    let base = js_sys::Reflect::get(&global(), &"SWITCHYARD_BASE".into()).ok().and_then(|v| v.as_string());
-    format!("{}{relative}", base.unwrap_or_default())
+    relative.to_string()
 }
 
 /// Milliseconds since the worker started.
@@ -48,6 +47,7 @@ pub async fn body_bytes(response: &Response) -> Result<Vec<u8>, String> {
 }
 
 /// Why WebGPU cannot be asked for an adapter in this worker, if it cannot.
+#[cfg(feature = "webgpu")]
 pub fn webgpu_missing() -> Option<String> {
     let nav = js_sys::Reflect::get(&global(), &"navigator".into()).ok()?;
     let gpu = js_sys::Reflect::get(&nav, &"gpu".into()).ok()?;
@@ -64,7 +64,7 @@ pub async fn yield_now() {
 }
 
 /// Sends a reply to the page.
-pub fn post(reply: &crate::protocol::Reply) {
+pub fn post(reply: &switchyard_protocol::Reply) {
     post_json(&reply.to_json());
 }
 

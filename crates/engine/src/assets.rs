@@ -12,7 +12,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortController, Cache, RequestInit, Response};
 
 use super::scope::{body_bytes, global, js_text, post};
-use crate::protocol::{Reply, Source};
+use switchyard_protocol::{Reply, Source};
 
 /// Name of the Cache API cache.
 const CACHE: &str = concat!("switchyard-assets-", env!("CARGO_PKG_VERSION"));
