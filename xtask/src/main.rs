@@ -162,7 +162,14 @@ fn test() -> Result {
         .env("XDG_RUNTIME_DIR", &xdg)
         // The page and the engine modules are wasm entry points with no native tests.
         .args(["test", "--release", "--workspace", "--exclude", "xtask"])
-        .args(["--exclude", "switchyard-app", "--exclude", "switchyard-engine-cpu", "--exclude", "switchyard-engine-webgpu"])
+        .args([
+            "--exclude",
+            "switchyard-app",
+            "--exclude",
+            "switchyard-engine-cpu",
+            "--exclude",
+            "switchyard-engine-webgpu",
+        ])
         .env("SWITCHYARD_TEST_BACKENDS", &backends))?;
     say("wasm build through trunk");
     run(trunk().args(["build", "--release"]))?;

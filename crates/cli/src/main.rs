@@ -15,7 +15,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures_lite::future::block_on;
 use serde::Serialize;
-use switchyard_model::{Checkpoint, Device, Model, ModelConfig, RunOptions, devices, generate_greedy, param_count};
+use switchyard_model::{
+    Checkpoint, Device, Model, ModelConfig, RunOptions, devices, generate_greedy, param_count, read_backs,
+};
 
 #[derive(Parser)]
 #[command(name = "switchyard", version, about = "Run, inspect and benchmark Switchyard MoE models")]
@@ -397,6 +399,10 @@ struct BenchRow {
     forward_vs_topk: Option<f64>,
     /// Decode speed relative to plain top-k (1.0 = the same).
     decode_vs_topk: Option<f64>,
+    /// Host read-backs per forward pass of the prompt.
+    read_backs_per_forward: f64,
+    /// Host read-backs per decoded token.
+    read_backs_per_token: f64,
 }
 
 #[derive(Serialize)]
@@ -416,18 +422,30 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Median 128-token forward latency (ms, min too) and KV-cached decode speed (tokens/s).
-fn measure(m: &Model, opts: &RunOptions, runs: usize, decode_tokens: usize) -> Result<(f64, f64, f64)> {
+/// A router's speed: forward latency (median and best), decode speed, and read-backs per
+/// forward pass and per decoded token.
+struct Measured {
+    forward_ms: f64,
+    forward_ms_min: f64,
+    decode_tokens_per_s: f64,
+    read_backs_per_forward: f64,
+    read_backs_per_token: f64,
+}
+
+fn measure(m: &Model, opts: &RunOptions, runs: usize, decode_tokens: usize) -> Result<Measured> {
     let cfg = m.config();
     let n = 128.min(cfg.max_seq_len);
     let toks: Vec<u32> = (0..n).map(|i| (i * 31 % cfg.vocab_size) as u32).collect();
     let forward_once = || -> Result<f64> {
         let t0 = Instant::now();
-        let out = block_on(m.forward(std::slice::from_ref(&toks), None, None, opts))?;
-        block_on(out.logits.into_data_async()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        // The forward pass reads back what decoding needs (the last logits, with the routing).
+        block_on(m.forward(std::slice::from_ref(&toks), None, None, opts))?;
         Ok(t0.elapsed().as_secs_f64() * 1e3)
     };
     forward_once()?; // warm-up (shader compilation on wgpu)
+    let before = read_backs();
     let fwd: Vec<f64> = (0..runs).map(|_| forward_once()).collect::<Result<_>>()?;
+    let read_backs_per_forward = (read_backs() - before) as f64 / runs as f64;
     // Greedy generation: KV-cached steps, or whole-sequence recomputes for group-level routers.
     let decode_once = || -> Result<f64> {
         let t0 = Instant::now();
@@ -435,8 +453,16 @@ fn measure(m: &Model, opts: &RunOptions, runs: usize, decode_tokens: usize) -> R
         Ok(decode_tokens as f64 / t0.elapsed().as_secs_f64())
     };
     decode_once()?;
+    let before = read_backs();
     let dec: Vec<f64> = (0..runs).map(|_| decode_once()).collect::<Result<_>>()?;
-    Ok((median(fwd.clone()), fwd.iter().copied().fold(f64::INFINITY, f64::min), median(dec)))
+    let read_backs_per_token = (read_backs() - before) as f64 / (runs * decode_tokens.max(1)) as f64;
+    Ok(Measured {
+        forward_ms: median(fwd.clone()),
+        forward_ms_min: fwd.iter().copied().fold(f64::INFINITY, f64::min),
+        decode_tokens_per_s: median(dec),
+        read_backs_per_forward,
+        read_backs_per_token,
+    })
 }
 
 fn bench(model: &ModelArgs, run: &RunArgs, runs: usize, decode_tokens: usize, all: bool, json: bool) -> Result<()> {
@@ -451,17 +477,19 @@ fn bench(model: &ModelArgs, run: &RunArgs, runs: usize, decode_tokens: usize, al
     let mut topk: Option<(f64, f64)> = None;
     for kind in kinds {
         let opts = run.routing.options_for(kind, &cfg)?;
-        let (fwd, fwd_min, dec) = measure(&m, &opts, runs, decode_tokens)?;
+        let r = measure(&m, &opts, runs, decode_tokens)?;
         if kind == RouterKind::Topk {
-            topk = Some((fwd, dec));
+            topk = Some((r.forward_ms, r.decode_tokens_per_s));
         }
         rows.push(BenchRow {
             router: serde_json::to_string(&opts.router)?,
-            forward_ms_median: fwd,
-            forward_ms_min: fwd_min,
-            decode_tokens_per_s_median: dec,
-            forward_vs_topk: topk.map(|(f, _)| fwd / f),
-            decode_vs_topk: topk.map(|(_, d)| dec / d),
+            forward_ms_median: r.forward_ms,
+            forward_ms_min: r.forward_ms_min,
+            decode_tokens_per_s_median: r.decode_tokens_per_s,
+            forward_vs_topk: topk.map(|(f, _)| r.forward_ms / f),
+            decode_vs_topk: topk.map(|(_, d)| r.decode_tokens_per_s / d),
+            read_backs_per_forward: r.read_backs_per_forward,
+            read_backs_per_token: r.read_backs_per_token,
         });
     }
     let report = BenchReport {
@@ -495,8 +523,12 @@ fn bench(model: &ModelArgs, run: &RunArgs, runs: usize, decode_tokens: usize, al
             _ => String::new(),
         };
         println!(
-            "{:<90} forward {:>7.2} ms  decode {:>6.0} tok/s{rel}",
-            r.router, r.forward_ms_median, r.decode_tokens_per_s_median
+            "{:<90} forward {:>7.2} ms  decode {:>6.0} tok/s  read-backs {:.1}/forward {:.2}/token{rel}",
+            r.router,
+            r.forward_ms_median,
+            r.decode_tokens_per_s_median,
+            r.read_backs_per_forward,
+            r.read_backs_per_token
         );
     }
     Ok(())

@@ -60,7 +60,7 @@ value_enum!(PriorityArg => Priority { Position => Priority::Position, ReversePos
 value_enum!(PolicyArg => SecondPolicy { Random => SecondPolicy::Random, All => SecondPolicy::All, Threshold => SecondPolicy::Threshold, None => SecondPolicy::None });
 value_enum!(ThorArg => ThorMode { Token => ThorMode::Token, Sequence => ThorMode::Sequence, SequenceRef => ThorMode::SequenceRef, Mean => ThorMode::Mean });
 value_enum!(DenseArg => SmoeDense { Softmax => SmoeDense::Softmax, Uniform => SmoeDense::Uniform });
-value_enum!(DispatchArg => Dispatch { Sparse => Dispatch::Sparse, Dense => Dispatch::Dense });
+value_enum!(DispatchArg => Dispatch { Sparse => Dispatch::Sparse, Dense => Dispatch::Dense, Device => Dispatch::Device });
 value_enum!(ScopeArg => JitterScope { RouterOnly => JitterScope::RouterOnly, RouterAndExperts => JitterScope::RouterAndExperts });
 
 /// Router, parameters, seed and interventions.

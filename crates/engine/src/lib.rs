@@ -20,7 +20,8 @@ use std::rc::Rc;
 
 use assets::{Asset, FetchError};
 use switchyard_model::{
-    BpeTokenizer, ByteTokenizer, Checkpoint, Device, Model, ModelConfig, ModelError, Tokenizer, devices, init_from_seed,
+    BpeTokenizer, ByteTokenizer, Checkpoint, Device, Dispatch, Model, ModelConfig, ModelError, Tokenizer, devices,
+    init_from_seed,
 };
 use switchyard_protocol::trace::DomainShares;
 use switchyard_protocol::{CPU_ADAPTER, EXAMPLES, Extras, Loaded, Reply, Request, SEED_INIT, Source};
@@ -288,6 +289,8 @@ async fn load(id: u64, name: &str, webgpu: bool, pin: Option<&str>, t0: f64) -> 
     }
     let (device, backend, adapter, notice) = device(webgpu).await;
     let model = Model::from_params(&ckpt.config, &ckpt.params, &device).map_err(|e| e.to_string())?;
+    // On WebGPU each read-back costs milliseconds: route on the device where the router allows.
+    let model = if backend == "webgpu" { model.with_dispatch(Dispatch::Device) } else { model };
     let c = &ckpt.config;
     let info = Loaded {
         checkpoint: name.into(),

@@ -31,16 +31,8 @@ pub struct Generation {
 /// one flat `n × V` vector.
 async fn logits_to_host(logits: Tensor<3>, from: usize, n: usize) -> Result<Vec<f32>, ModelError> {
     let v = logits.dims()[2];
-    let host = logits
-        .narrow(0, 0, 1)
-        .narrow(1, from, n)
-        .reshape([n * v])
-        .into_data_async()
-        .await
-        .map_err(|e| ModelError::Backend(format!("{e:?}")))?
-        .try_into_vec::<f32>()
-        .map_err(|e| ModelError::Backend(format!("{e:?}")))?;
-    crate::model::finite(host, || "in the next-token logits".into())
+    let host = crate::host::to_host(logits.narrow(0, 0, 1).narrow(1, from, n).reshape([n * v])).await?;
+    crate::host::finite(host, || "in the next-token logits".into())
 }
 
 /// The logits of the last position of the first sequence, read back to the host.
@@ -200,18 +192,17 @@ impl<'a> Pass<'a> {
         Self { model, opts, cache: KvCache::default(), routing: RoutingRecord::default() }
     }
 
-    /// Runs the tokens not seen yet and returns the next-token logits.
+    /// Runs the tokens not seen yet and returns the next-token logits (read back with the
+    /// routing: no second read-back).
     async fn advance(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
-        let out = if self.opts.router.is_group_level() {
+        if self.opts.router.is_group_level() {
             let out = self.model.forward(&[tokens.to_vec()], None, None, self.opts).await?;
             self.routing = out.routing;
-            out.logits
-        } else {
-            let new = tokens[self.cache.len()..].to_vec();
-            let out = self.model.forward(&[new], None, Some(&mut self.cache), self.opts).await?;
-            self.routing.extend(&out.routing);
-            out.logits
-        };
-        last_logits(out).await
+            return Ok(out.last_logits);
+        }
+        let new = tokens[self.cache.len()..].to_vec();
+        let out = self.model.forward(&[new], None, Some(&mut self.cache), self.opts).await?;
+        self.routing.extend(&out.routing);
+        Ok(out.last_logits)
     }
 }

@@ -84,13 +84,7 @@ pub async fn eval_tokens(
         let f = model.forward(&rows, Some(&seq_ids), None, opts).await?;
         let t = Tensor::<3, Int>::from_data(TensorData::new(tgt.clone(), [b, s, 1]), model.device());
         let nll = log_softmax(f.logits, 2).gather(2, t).sum().neg();
-        let nats = nll
-            .into_data_async()
-            .await
-            .map_err(|e| ModelError::Backend(format!("{e:?}")))?
-            .iter::<f64>()
-            .next()
-            .unwrap_or(f64::NAN);
+        let nats = crate::host::to_host(nll).await?.first().map_or(f64::NAN, |&v| f64::from(v));
         out.eval.nats += nats;
         out.eval.tokens += tgt.len();
         out.eval.bytes += tgt.iter().map(|&id| tok.token_bytes(id as u32).len()).sum::<usize>();

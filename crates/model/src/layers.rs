@@ -7,19 +7,28 @@ use burn::prelude::*;
 use burn::tensor::IndexingUpdateOp;
 use burn::tensor::activation::{silu, softmax};
 use switchyard_record::LayerRouting;
-
+use switchyard_routing::RouterSpec;
 use switchyard_routing::router::{dense_weights, expert_assignments};
+
+use crate::model::ModelError;
 
 /// How the MoE block turns a routing decision into expert outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Dispatch {
-    /// Gather each expert's tokens, run the expert on them only, scatter-add the weighted
-    /// results back (compute proportional to k).
+    /// Routing on the host (one read-back of the router logits per layer); gather each expert's
+    /// tokens, run the expert on them only, scatter-add the weighted results back (compute
+    /// proportional to k). The fastest on the CPU.
     Sparse,
-    /// Run every expert on every token and mask with the dense combine weights (compute
-    /// proportional to E): the reference the sparse path is tested against.
+    /// Routing on the host; every expert on every token, masked by the dense combine weights
+    /// (compute proportional to E): the reference the sparse path is tested against.
     Dense,
+    /// Routing on the device for the routers that allow it (top-k without capacity, Switch,
+    /// rank lists; ablations and forced experts included): every expert on every token with
+    /// device weights, and one read-back for the whole forward pass (the router logits of every
+    /// layer with the last logits), from which the host builds the same records. What pays on
+    /// a GPU, where each read-back costs milliseconds. Other routers fall back to `Dense`.
+    Device,
 }
 
 /// Rotary position embedding tables, in the HF "rotate half" convention.
@@ -168,14 +177,18 @@ impl SparseMoeBlock {
         self.gate.forward(x)
     }
 
-    /// Combines the experts' outputs for a routing decision.
+    /// Combines the experts' outputs for a routing decision made on the host.
     ///
     /// # Shapes
     /// - x: `[T, d]` -> `[T, d]`
     pub fn combine(&self, x: Tensor<2>, rec: &LayerRouting, dispatch: Dispatch) -> Tensor<2> {
         match dispatch {
             Dispatch::Sparse => self.combine_sparse(x, rec),
-            Dispatch::Dense => self.combine_dense(x, rec),
+            Dispatch::Dense | Dispatch::Device => {
+                let [t, e] = [x.dims()[0], self.experts.len()];
+                let w = Tensor::<2>::from_data(TensorData::new(dense_weights(rec), [t, e]), &x.device());
+                self.combine_weighted(x, w)
+            }
         }
     }
 
@@ -204,16 +217,81 @@ impl SparseMoeBlock {
         out
     }
 
-    fn combine_dense(&self, x: Tensor<2>, rec: &LayerRouting) -> Tensor<2> {
-        let device = x.device();
+    /// Every expert on every token, weighted by the dense combine weights.
+    ///
+    /// # Shapes
+    /// - x: `[T, d]`, w: `[T, E]` -> `[T, d]`
+    pub(crate) fn combine_weighted(&self, x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
         let [t, d] = x.dims();
-        let e = self.experts.len();
-        let w = Tensor::<2>::from_data(TensorData::new(dense_weights(rec), [t, e]), &device); // [T, E]
-        let mut out = Tensor::<2>::zeros([t, d], &device);
+        let mut out = Tensor::<2>::zeros([t, d], &x.device());
         for (j, expert) in self.experts.iter().enumerate() {
             out = out + expert.forward(x.clone()) * w.clone().narrow(1, j, 1);
         }
         out
+    }
+
+    /// The combine weights a [`DeviceRouting`] gives, computed on the device: a softmax over the
+    /// allowed experts, the experts at the plan's ranks of each token's ordering, their
+    /// probabilities (renormalised or raw); with a forced expert, that expert alone, weight 1.
+    /// The host builds the same choice from the read-back logits (`RouterSpec::route`).
+    ///
+    /// # Shapes
+    /// - logits: `[T, E]` -> `[T, E]`
+    pub(crate) fn device_weights(
+        &self,
+        logits: Tensor<2>,
+        plan: &DeviceRouting,
+        allowed: &[bool],
+        forced: Option<usize>,
+    ) -> Tensor<2> {
+        let [t, e] = logits.dims();
+        let device = logits.device();
+        if let Some(x) = forced {
+            let row: Vec<f32> = (0..e).map(|j| if j == x { 1.0 } else { 0.0 }).collect();
+            return Tensor::<2>::from_data(TensorData::new(row, [1, e]), &device).repeat_dim(0, t);
+        }
+        let off: Vec<bool> = allowed.iter().map(|a| !a).collect();
+        let off = Tensor::<2, Bool>::from_data(TensorData::new(off, [1, e]), &device).expand([t, e]);
+        let masked = logits.mask_fill(off, f32::NEG_INFINITY);
+        let probs = softmax(masked.clone(), 1); // [T, E]
+        let (_, order) = masked.topk_with_indices(plan.depth(), 1); // [T, depth]
+        let ranks: Vec<i32> = plan.ranks.iter().map(|&r| r as i32).collect();
+        let ranks = Tensor::<1, Int>::from_data(TensorData::new(ranks, [plan.ranks.len()]), &device);
+        let chosen = order.select(1, ranks); // [T, K]
+        let p = probs.gather(1, chosen.clone()); // [T, K]
+        let p = if plan.renormalise { p.clone() / p.sum_dim(1) } else { p };
+        Tensor::<2>::zeros([t, e], &device).scatter(1, chosen, p, IndexingUpdateOp::Add)
+    }
+}
+
+/// A routing the device can decide by itself (see [`Dispatch::Device`]): the experts at these
+/// ranks of each token's ordering, weights renormalised or raw.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DeviceRouting {
+    /// Ranks kept, in slot order (top-k: `0..k`).
+    ranks: Vec<usize>,
+    /// Renormalise the kept probabilities (`norm_topk_prob`; rank lists always do).
+    renormalise: bool,
+}
+
+impl DeviceRouting {
+    /// The device routing of `router` on a model whose layers allow these experts, if it has
+    /// one: top-k without capacity (Switch included) and rank lists, when every layer allows
+    /// more experts than the deepest rank.
+    pub(crate) fn of(router: &RouterSpec, allowed_per_layer: impl IntoIterator<Item = usize>) -> Option<Self> {
+        let plan = match router {
+            RouterSpec::TopK { k, norm_topk_prob, capacity: None } => {
+                Self { ranks: (0..*k).collect(), renormalise: *norm_topk_prob }
+            }
+            RouterSpec::Ranks { ranks } => Self { ranks: ranks.clone(), renormalise: true },
+            _ => return None,
+        };
+        allowed_per_layer.into_iter().all(|n| plan.depth() <= n).then_some(plan)
+    }
+
+    /// How many of each token's best experts the plan looks at.
+    fn depth(&self) -> usize {
+        self.ranks.iter().max().map_or(0, |r| r + 1)
     }
 }
 
@@ -224,6 +302,29 @@ pub struct DecoderLayer {
     pub(crate) self_attn: Attention,
     pub(crate) post_attention_layernorm: RmsNorm,
     pub(crate) block_sparse_moe: SparseMoeBlock,
+}
+
+impl DecoderLayer {
+    /// `h + attn(norm(h))`, then `h + moe(norm(h))`. The MoE step is given: inference routes and
+    /// combines (returning the layer's routing), training computes differentiable weights and
+    /// its losses, over the same skeleton.
+    ///
+    /// # Shapes
+    /// - h: `[B, S, d]` (positions `start..start + S`) -> `[B, S, d]`; the step sees `[B·S, d]`
+    pub(crate) async fn forward<R>(
+        &self,
+        h: Tensor<3>,
+        rope: &Rope,
+        start: usize,
+        cache: &mut Option<LayerKv>,
+        moe: impl AsyncFnOnce(&SparseMoeBlock, Tensor<2>) -> Result<(Tensor<2>, R), ModelError>,
+    ) -> Result<(Tensor<3>, R), ModelError> {
+        let [b, s, d] = h.dims();
+        let h = h.clone() + self.self_attn.forward(self.input_layernorm.forward(h), rope, start, cache);
+        let x = self.post_attention_layernorm.forward(h.clone()).reshape([b * s, d]); // [T, d]
+        let (y, out) = moe(&self.block_sparse_moe, x).await?;
+        Ok((h + y.reshape([b, s, d]), out))
+    }
 }
 
 /// The network's parameters: embedding, decoder blocks, final norm, LM head (absent if tied).

@@ -9,9 +9,11 @@ mod checkpoint;
 pub mod corpus;
 mod decode;
 mod eval;
+mod host;
 mod layers;
+mod load;
 mod model;
-mod params;
+pub mod params;
 mod tokenizer;
 #[cfg(feature = "train")]
 pub mod train;
@@ -25,6 +27,7 @@ pub use decode::{
     next_token_distributions,
 };
 pub use eval::{DomainEval, EvalOutput, eval_tokens};
+pub use host::read_backs;
 pub use layers::Dispatch;
 pub use model::{ForwardOutput, Jitter, JitterScope, KvCache, Model, ModelError, RunOptions};
 pub use params::{HostTensor, ParamStore, init_from_seed, param_count, param_specs};

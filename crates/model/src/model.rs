@@ -1,16 +1,18 @@
-//! The model: building it from parameters, the forward pass with its routing record, and the
-//! KV cache.
+//! The model: a Switchyard MoE transformer on one device. Its forward pass is a short loop over
+//! the decoder blocks, each returning its output and its layer's routing; where the routing is
+//! decided (on the host, one read-back per layer, or on the device, one read-back in all) is the
+//! run's [`Dispatch`].
 
-use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::prelude::*;
-use switchyard_record::RoutingRecord;
-
-use crate::layers::{Attention, DecoderLayer, Dispatch, Expert, LayerKv, MoeTransformer, Rope, SparseMoeBlock, param};
-use crate::params::{self, HostTensor, ParamStore, layer_prefix};
+use switchyard_record::{LayerRouting, RoutingRecord};
 use switchyard_routing::config::{ConfigError, ModelConfig};
 use switchyard_routing::router::{
     Interventions, LogitSource, RouteContext, RouterError, RouterSpec, smoe_router_weights,
 };
+
+use crate::host::{finite, to_host};
+use crate::layers::{DeviceRouting, Dispatch, LayerKv, MoeTransformer, Rope, SparseMoeBlock};
+use crate::params::{self, ParamStore};
 
 /// Everything that can go wrong running the model, each with a message a person can act on.
 #[derive(Debug, thiserror::Error)]
@@ -114,8 +116,11 @@ impl RunOptions {
 /// The result of a forward pass.
 #[derive(Debug)]
 pub struct ForwardOutput {
-    /// Next-token logits, `[B, S, V]`.
+    /// Next-token logits, `[B, S, V]`, on the device.
     pub logits: Tensor<3>,
+    /// The last position's logits of every sequence, `B × V` on the host (read back with the
+    /// routing: what decoding needs).
+    pub last_logits: Vec<f32>,
     /// The routing of every MoE layer for the `B * S` tokens of this call.
     pub routing: RoutingRecord,
 }
@@ -148,18 +153,12 @@ type RouterCache = std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<(u
 #[derive(Debug, Clone)]
 pub struct Model {
     config: ModelConfig,
+    /// The dispatch callers that do not choose one run with ([`Model::preferred_dispatch`]).
+    dispatch: Dispatch,
     router_cache: RouterCache,
     pub(crate) net: MoeTransformer,
     pub(crate) rope: Rope,
     device: Device,
-}
-
-fn host_to_device(t: &HostTensor, transposed: bool, device: &Device) -> Tensor<2> {
-    let (r, c) = (t.shape[0], t.shape.get(1).copied().unwrap_or(1));
-    if !transposed {
-        return Tensor::from_data(TensorData::new(t.data.clone(), [r, c]), device);
-    }
-    Tensor::from_data(TensorData::new(transpose(&t.data, r, c), [c, r]), device)
 }
 
 /// `U ~ Uniform(1−ε, 1+ε)` for every (token, feature) of one layer, `[T, d]` row-major.
@@ -189,94 +188,93 @@ pub(crate) fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
-/// `values` unchanged when every one is finite, else [`ModelError::NonFinite`] at `place`.
-pub(crate) fn finite(values: Vec<f32>, place: impl FnOnce() -> String) -> Result<Vec<f32>, ModelError> {
-    if values.iter().all(|v| v.is_finite()) { Ok(values) } else { Err(ModelError::NonFinite { place: place() }) }
+/// Who the tokens of one forward call are: what every layer's routing context is made of.
+struct Call<'a> {
+    opts: &'a RunOptions,
+    batch: usize,
+    len: usize,
+    /// Position of the first new token (the cache's length).
+    start: usize,
+    /// Forward calls made on the cache before this one.
+    step: u64,
+    seq_id: Vec<u32>,
+    pos: Vec<u32>,
+    token_id: Vec<u32>,
 }
 
-struct Loader<'a> {
-    store: &'a ParamStore,
-    device: &'a Device,
-}
-
-impl Loader<'_> {
-    fn get(&self, name: &str, shape: &[usize]) -> Result<&HostTensor, ModelError> {
-        let t =
-            self.store.get(name).ok_or_else(|| ModelError::Param { name: name.into(), problem: "missing".into() })?;
-        if t.shape != shape || t.data.len() != shape.iter().product::<usize>() {
-            return Err(ModelError::Param {
-                name: name.into(),
-                problem: format!("expected shape {shape:?}, found {:?}", t.shape),
-            });
+impl<'a> Call<'a> {
+    /// Checks `tokens` against the model and the cache.
+    fn new(
+        c: &ModelConfig,
+        tokens: &[Vec<u32>],
+        seq_ids: Option<&[u32]>,
+        cache: &KvCache,
+        opts: &'a RunOptions,
+    ) -> Result<Self, ModelError> {
+        opts.router.validate(c.n_experts)?;
+        opts.interventions.validate(c.n_layers, c.n_experts)?;
+        let (batch, len) = (tokens.len(), tokens.first().map_or(0, Vec::len));
+        if batch == 0 || len == 0 {
+            return Err(ModelError::Input("no tokens to run".into()));
         }
-        Ok(t)
+        if tokens.iter().any(|row| row.len() != len) {
+            return Err(ModelError::Input("all sequences of a batch must have the same length".into()));
+        }
+        if let Some(&id) = tokens.iter().flatten().find(|&&id| id as usize >= c.vocab_size) {
+            return Err(ModelError::Token { id, vocab_size: c.vocab_size });
+        }
+        let start = cache.len;
+        if start + len > c.max_seq_len {
+            return Err(ModelError::Context { len: start + len, max: c.max_seq_len });
+        }
+        let seq = |row: usize| seq_ids.and_then(|ids| ids.get(row).copied()).unwrap_or(row as u32);
+        Ok(Self {
+            opts,
+            batch,
+            len,
+            start,
+            step: cache.calls,
+            seq_id: (0..batch).flat_map(|row| std::iter::repeat_n(seq(row), len)).collect(),
+            pos: (0..batch).flat_map(|_| (start..start + len).map(|p| p as u32)).collect(),
+            token_id: tokens.iter().flatten().copied().collect(),
+        })
     }
 
-    /// An HF `[out, in]` projection as a burn `[in, out]` linear layer without bias.
-    fn linear(&self, name: &str, out: usize, inp: usize) -> Result<Linear, ModelError> {
-        let key = format!("{name}.weight");
-        let t = self.get(&key, &[out, inp])?;
-        Ok(Linear { weight: param(&key, host_to_device(t, true, self.device)), bias: None })
+    /// Routes `logits` of `layer` with the run's router, on the host.
+    fn route(&self, logits: Vec<f32>, layer: usize, n_experts: usize) -> LayerRouting {
+        let allowed = self.opts.interventions.allowed(layer, n_experts);
+        let ctx = RouteContext {
+            layer,
+            seq_id: &self.seq_id,
+            pos: &self.pos,
+            token_id: &self.token_id,
+            seed: self.opts.seed,
+            step: self.step,
+            allowed: &allowed,
+            forced: self.opts.interventions.forced(layer),
+        };
+        self.opts.router.route(logits, n_experts, &ctx)
     }
+}
 
-    fn norm(&self, name: &str, d: usize, eps: f64) -> Result<RmsNorm, ModelError> {
-        let key = format!("{name}.weight");
-        let t = self.get(&key, &[d])?;
-        let gamma = host_to_device(t, false, self.device).reshape([d]);
-        Ok(RmsNorm { gamma: param(&key, gamma), epsilon: eps })
-    }
+/// A layer's routing as the loop leaves it: decided on the host, or still its router logits on
+/// the device (decided there; the host builds the record after the one read-back).
+#[allow(clippy::large_enum_variant)] // one per layer of one call: size does not matter
+enum Routed {
+    Host(LayerRouting),
+    Device(Tensor<2>),
 }
 
 impl Model {
     /// Builds the model from host parameters (a checkpoint or a seed initialisation).
     pub fn from_params(config: &ModelConfig, store: &ParamStore, device: &Device) -> Result<Self, ModelError> {
         config.validate()?;
-        let c = config;
-        let (d, kv) = (c.d_model, c.n_kv_heads * c.head_dim());
-        let ld = Loader { store, device };
-        let mut layers = Vec::with_capacity(c.n_layers);
-        for i in 0..c.n_layers {
-            let p = layer_prefix(i);
-            let a = format!("{p}.self_attn");
-            let m = format!("{p}.block_sparse_moe");
-            let experts = (0..c.n_experts)
-                .map(|j| {
-                    let e = format!("{m}.experts.{j}");
-                    Ok(Expert {
-                        w1: ld.linear(&format!("{e}.w1"), c.d_ff, d)?,
-                        w2: ld.linear(&format!("{e}.w2"), d, c.d_ff)?,
-                        w3: ld.linear(&format!("{e}.w3"), c.d_ff, d)?,
-                    })
-                })
-                .collect::<Result<Vec<_>, ModelError>>()?;
-            layers.push(DecoderLayer {
-                input_layernorm: ld.norm(&format!("{p}.input_layernorm"), d, c.rms_eps)?,
-                self_attn: Attention {
-                    q_proj: ld.linear(&format!("{a}.q_proj"), d, d)?,
-                    k_proj: ld.linear(&format!("{a}.k_proj"), kv, d)?,
-                    v_proj: ld.linear(&format!("{a}.v_proj"), kv, d)?,
-                    o_proj: ld.linear(&format!("{a}.o_proj"), d, d)?,
-                    n_heads: c.n_heads,
-                    n_kv_heads: c.n_kv_heads,
-                },
-                post_attention_layernorm: ld.norm(&format!("{p}.post_attention_layernorm"), d, c.rms_eps)?,
-                block_sparse_moe: SparseMoeBlock { gate: ld.linear(&format!("{m}.gate"), c.n_experts, d)?, experts },
-            });
-        }
-        let embed = ld.get("model.embed_tokens.weight", &[c.vocab_size, d])?;
-        let net = MoeTransformer {
-            embed_tokens: Embedding {
-                weight: param("model.embed_tokens.weight", host_to_device(embed, false, device)),
-            },
-            layers,
-            norm: ld.norm("model.norm", d, c.rms_eps)?,
-            lm_head: if c.tie_embeddings { None } else { Some(ld.linear("lm_head", c.vocab_size, d)?) },
-        };
         Ok(Self {
             config: config.clone(),
+            dispatch: Dispatch::Sparse,
             router_cache: RouterCache::default(),
-            net,
-            rope: Rope::new(c.max_seq_len, c.head_dim(), c.rope_theta, device),
+            net: crate::load::network(config, store, device)?,
+            rope: Rope::new(config.max_seq_len, config.head_dim(), config.rope_theta, device),
             device: device.clone(),
         })
     }
@@ -286,6 +284,18 @@ impl Model {
     pub fn from_seed(config: &ModelConfig, seed: u64, device: &Device) -> Result<Self, ModelError> {
         config.validate()?;
         Self::from_params(config, &params::init_from_seed(config, seed), device)
+    }
+
+    /// This model with another preferred dispatch: [`Dispatch::Device`] on a GPU, where each
+    /// read-back costs milliseconds; the default [`Dispatch::Sparse`] is the CPU's fastest.
+    pub fn with_dispatch(mut self, dispatch: Dispatch) -> Self {
+        self.dispatch = dispatch;
+        self
+    }
+
+    /// The dispatch runs that do not choose one should use (the trace runner's).
+    pub fn preferred_dispatch(&self) -> Dispatch {
+        self.dispatch
     }
 
     /// The configuration.
@@ -313,184 +323,136 @@ impl Model {
         opts: &RunOptions,
     ) -> Result<ForwardOutput, ModelError> {
         let c = &self.config;
-        opts.router.validate(c.n_experts)?;
-        opts.interventions.validate(c.n_layers, c.n_experts)?;
-        let b = tokens.len();
-        let s = tokens.first().map_or(0, Vec::len);
-        if b == 0 || s == 0 {
-            return Err(ModelError::Input("no tokens to run".into()));
-        }
-        if tokens.iter().any(|row| row.len() != s) {
-            return Err(ModelError::Input("all sequences of a batch must have the same length".into()));
-        }
-        if let Some(&id) = tokens.iter().flatten().find(|&&id| id as usize >= c.vocab_size) {
-            return Err(ModelError::Token { id, vocab_size: c.vocab_size });
-        }
         let mut scratch = KvCache::default();
         let cache = cache.unwrap_or(&mut scratch);
-        let start = cache.len;
-        if start + s > c.max_seq_len {
-            return Err(ModelError::Context { len: start + s, max: c.max_seq_len });
-        }
+        let call = Call::new(c, tokens, seq_ids, cache, opts)?;
         if cache.layers.len() != c.n_layers {
             cache.layers = vec![None; c.n_layers];
         }
-        let seq_id: Vec<u32> = (0..b)
-            .flat_map(|row| std::iter::repeat_n(seq_ids.and_then(|ids| ids.get(row).copied()).unwrap_or(row as u32), s))
-            .collect();
-        let pos: Vec<u32> = (0..b).flat_map(|_| (start..start + s).map(|p| p as u32)).collect();
-
-        let token_id: Vec<u32> = tokens.iter().flatten().copied().collect();
-        let step = cache.calls;
-        let ids: Vec<i32> = token_id.iter().map(|&id| id as i32).collect();
-        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, s]), &self.device);
+        let plan = self.device_plan(opts);
+        let ids: Vec<i32> = call.token_id.iter().map(|&id| id as i32).collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [call.batch, call.len]), &self.device);
         let mut h = self.net.embed_tokens.forward(ids); // [B, S, d]
-        let d = c.d_model;
-        let mut routing = RoutingRecord::default();
+        let mut routed = Vec::with_capacity(c.n_layers);
         for (i, layer) in self.net.layers.iter().enumerate() {
-            let a = layer.self_attn.forward(
-                layer.input_layernorm.forward(h.clone()),
-                &self.rope,
-                start,
-                &mut cache.layers[i],
-            );
-            h = h + a;
-            let x = layer.post_attention_layernorm.forward(h.clone()).reshape([b * s, d]); // [T, d]
-            let moe = &layer.block_sparse_moe;
-            let (x, x_router) = match (opts.jitter, opts.train_step) {
-                (Some(j), Some(step)) => {
-                    let noise = jitter_noise(j.epsilon, opts.seed, i, &seq_id, &pos, d, step);
-                    let jittered = x.clone() * Tensor::from_data(TensorData::new(noise, [b * s, d]), &self.device);
-                    match j.scope {
-                        JitterScope::RouterOnly => (x, jittered),
-                        JitterScope::RouterAndExperts => (jittered.clone(), jittered),
-                    }
-                }
-                _ => (x.clone(), x),
-            };
-            let logits = self.router_logits(moe, x_router, i, opts).await?;
-            let allowed = opts.interventions.allowed(i, c.n_experts);
-            let ctx = RouteContext {
-                layer: i,
-                seq_id: &seq_id,
-                pos: &pos,
-                token_id: &token_id,
-                seed: opts.seed,
-                step,
-                allowed: &allowed,
-                forced: opts.interventions.forced(i),
-            };
-            let rec = opts.router.route(logits, c.n_experts, &ctx);
-            h = h + moe.combine(x, &rec, opts.dispatch).reshape([b, s, d]);
-            routing.layers.push(rec);
+            let step = async |moe: &SparseMoeBlock, x| self.moe_step(moe, x, i, &call, plan.as_ref()).await;
+            let (next, r) = layer.forward(h, &self.rope, call.start, &mut cache.layers[i], step).await?;
+            h = next;
+            routed.push(r);
         }
-        cache.len = start + s;
+        cache.len = call.start + call.len;
         cache.calls += 1;
         let h = self.net.norm.forward(h);
         let logits = match &self.net.lm_head {
             Some(head) => head.forward(h),
             None => h.matmul(self.net.embed_tokens.weight.val().transpose().unsqueeze()),
         };
-        Ok(ForwardOutput { logits, routing })
+        let (routing, last_logits) = self.read_back(routed, logits.clone(), &call).await?;
+        Ok(ForwardOutput { logits, last_logits, routing })
     }
 
-    /// The router logits of layer `layer` as host data `[T, E]`, from the source the router
-    /// names: the learned gate, a frozen random router, or none (zeros, nothing computed).
-    async fn router_logits(
+    /// The device routing this run can use, if it asked for one and its router has one.
+    fn device_plan(&self, opts: &RunOptions) -> Option<DeviceRouting> {
+        let (c, iv) = (&self.config, &opts.interventions);
+        let training = opts.jitter.is_some() && opts.train_step.is_some();
+        let allowed = (0..c.n_layers).map(|l| iv.allowed(l, c.n_experts).iter().filter(|a| **a).count());
+        (opts.dispatch == Dispatch::Device && !training).then(|| DeviceRouting::of(&opts.router, allowed)).flatten()
+    }
+
+    /// One MoE layer of the inference pass: router logits, routing (on the host, or on the
+    /// device under `plan`), and the combined expert output.
+    async fn moe_step(
         &self,
         moe: &SparseMoeBlock,
         x: Tensor<2>,
         layer: usize,
-        opts: &RunOptions,
-    ) -> Result<Vec<f32>, ModelError> {
-        let [t, d] = x.dims();
+        call: &Call<'_>,
+        plan: Option<&DeviceRouting>,
+    ) -> Result<(Tensor<2>, Routed), ModelError> {
+        let (opts, e) = (call.opts, self.config.n_experts);
+        let (x, x_router) = match (opts.jitter, opts.train_step) {
+            (Some(j), Some(step)) => {
+                let noise = jitter_noise(j.epsilon, opts.seed, layer, &call.seq_id, &call.pos, x.dims()[1], step);
+                let jittered = x.clone() * Tensor::from_data(TensorData::new(noise, x.dims()), &self.device);
+                match j.scope {
+                    JitterScope::RouterOnly => (x, jittered),
+                    JitterScope::RouterAndExperts => (jittered.clone(), jittered),
+                }
+            }
+            _ => (x.clone(), x),
+        };
+        let logits = self.router_logits(moe, x_router, layer, opts);
+        if let (Some(plan), Some(logits)) = (plan, &logits) {
+            let allowed = opts.interventions.allowed(layer, e);
+            let w = moe.device_weights(logits.clone(), plan, &allowed, opts.interventions.forced(layer));
+            return Ok((moe.combine_weighted(x, w), Routed::Device(logits.clone())));
+        }
+        let host = match logits {
+            Some(l) => finite(to_host(l).await?, || format!("at layer {layer} (router logits)"))?,
+            None => vec![0.0; x.dims()[0] * e],
+        };
+        let rec = call.route(host, layer, e);
+        Ok((moe.combine(x, &rec, opts.dispatch), Routed::Host(rec)))
+    }
+
+    /// The router logits of `layer` `[T, E]` on the device, from the source the router names:
+    /// the learned gate, a frozen random router, or none (THOR, hash: nothing is computed).
+    fn router_logits(&self, moe: &SparseMoeBlock, x: Tensor<2>, layer: usize, opts: &RunOptions) -> Option<Tensor<2>> {
+        let [_, d] = x.dims();
         let e = self.config.n_experts;
-        let logits = match opts.router.logit_source() {
-            LogitSource::None => return Ok(vec![0.0; t * e]),
-            LogitSource::Gate => moe.router_logits(x),
+        match opts.router.logit_source() {
+            LogitSource::None => None,
+            LogitSource::Gate => Some(moe.router_logits(x)),
             // An SMoE-Dropout checkpoint's gate is the frozen router it was trained with.
-            LogitSource::FrozenRandom { .. } if self.config.frozen_gate => moe.router_logits(x),
+            LogitSource::FrozenRandom { .. } if self.config.frozen_gate => Some(moe.router_logits(x)),
             LogitSource::FrozenRandom { init_std } => {
                 let key = (opts.seed, layer, init_std.to_bits());
-                let w = {
-                    let mut cache =
-                        self.router_cache.lock().map_err(|_| ModelError::Backend("router cache poisoned".into()))?;
-                    cache
-                        .entry(key)
-                        .or_insert_with(|| {
-                            let w = smoe_router_weights(opts.seed, layer, d, e, init_std);
-                            Tensor::from_data(TensorData::new(w, [d, e]), &self.device)
-                        })
-                        .clone()
-                };
-                x.matmul(w)
+                let mut cache = self.router_cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let w = cache.entry(key).or_insert_with(|| {
+                    let w = smoe_router_weights(opts.seed, layer, d, e, init_std);
+                    Tensor::from_data(TensorData::new(w, [d, e]), &self.device)
+                });
+                Some(x.matmul(w.clone()))
             }
-        };
-        let logits = logits
-            .into_data_async()
-            .await
-            .map_err(|e| ModelError::Backend(format!("{e:?}")))?
-            .try_into_vec::<f32>()
-            .map_err(|e| ModelError::Backend(format!("{e:?}")))?;
-        finite(logits, || format!("at layer {layer} (router logits)"))
+        }
+    }
+
+    /// Reads back what the host needs in one transfer: the last position's logits of every
+    /// sequence and the router logits of every layer routed on the device; builds those layers'
+    /// records with the router (the same function the host path runs).
+    async fn read_back(
+        &self,
+        routed: Vec<Routed>,
+        logits: Tensor<3>,
+        call: &Call<'_>,
+    ) -> Result<(RoutingRecord, Vec<f32>), ModelError> {
+        let [b, s, v] = logits.dims();
+        let (t, e) = (call.batch * call.len, self.config.n_experts);
+        let mut parts = vec![logits.narrow(1, s - 1, 1).reshape([b * v])];
+        parts.extend(routed.iter().filter_map(|r| match r {
+            Routed::Device(l) => Some(l.clone().reshape([t * e])),
+            Routed::Host(_) => None,
+        }));
+        let host = to_host(Tensor::cat(parts, 0)).await?;
+        let (last, mut rest) = host.split_at(b * v);
+        let last = finite(last.to_vec(), || "in the next-token logits".into())?;
+        let mut layers = Vec::with_capacity(routed.len());
+        for (i, r) in routed.into_iter().enumerate() {
+            layers.push(match r {
+                Routed::Host(rec) => rec,
+                Routed::Device(_) => {
+                    let (mine, tail) = rest.split_at(t * e);
+                    rest = tail;
+                    let logits = finite(mine.to_vec(), || format!("at layer {i} (router logits)"))?;
+                    call.route(logits, i, e)
+                }
+            });
+        }
+        Ok((RoutingRecord { layers }, last))
     }
 
     /// Reads every parameter back to the host, in the HF layout (for checkpoints).
     pub async fn to_params(&self) -> Result<ParamStore, ModelError> {
-        let mut out = ParamStore::new();
-        let spec_shapes: std::collections::BTreeMap<String, Vec<usize>> =
-            params::param_specs(&self.config).into_iter().map(|s| (s.name, s.shape)).collect();
-        for (name, tensor, transposed) in self.named_tensors() {
-            let data = tensor
-                .into_data_async()
-                .await
-                .map_err(|e| ModelError::Backend(format!("{e:?}")))?
-                .try_into_vec::<f32>()
-                .map_err(|e| ModelError::Backend(format!("{e:?}")))?;
-            let shape = spec_shapes.get(&name).cloned().ok_or_else(|| ModelError::Param {
-                name: name.clone(),
-                problem: "not in the configuration's parameter list".into(),
-            })?;
-            // burn stores projections as [in, out]; the HF layout is [out, in].
-            // The burn tensor is [in, out] = [shape[1], shape[0]].
-            let data = if transposed { transpose(&data, shape[1], shape[0]) } else { data };
-            out.insert(name, HostTensor { shape, data });
-        }
-        Ok(out)
-    }
-
-    /// Every parameter with its checkpoint key; `true` marks burn `[in, out]` projections.
-    fn named_tensors(&self) -> Vec<(String, Tensor<2>, bool)> {
-        let mut v = Vec::new();
-        let lin = |v: &mut Vec<(String, Tensor<2>, bool)>, name: String, l: &Linear| {
-            v.push((format!("{name}.weight"), l.weight.val(), true))
-        };
-        let norm = |v: &mut Vec<(String, Tensor<2>, bool)>, name: String, n: &RmsNorm| {
-            v.push((format!("{name}.weight"), n.gamma.val().unsqueeze(), false))
-        };
-        v.push(("model.embed_tokens.weight".into(), self.net.embed_tokens.weight.val(), false));
-        for (i, layer) in self.net.layers.iter().enumerate() {
-            let p = layer_prefix(i);
-            norm(&mut v, format!("{p}.input_layernorm"), &layer.input_layernorm);
-            let a = &layer.self_attn;
-            lin(&mut v, format!("{p}.self_attn.q_proj"), &a.q_proj);
-            lin(&mut v, format!("{p}.self_attn.k_proj"), &a.k_proj);
-            lin(&mut v, format!("{p}.self_attn.v_proj"), &a.v_proj);
-            lin(&mut v, format!("{p}.self_attn.o_proj"), &a.o_proj);
-            norm(&mut v, format!("{p}.post_attention_layernorm"), &layer.post_attention_layernorm);
-            let m = &layer.block_sparse_moe;
-            lin(&mut v, format!("{p}.block_sparse_moe.gate"), &m.gate);
-            for (j, e) in m.experts.iter().enumerate() {
-                let pe = format!("{p}.block_sparse_moe.experts.{j}");
-                lin(&mut v, format!("{pe}.w1"), &e.w1);
-                lin(&mut v, format!("{pe}.w2"), &e.w2);
-                lin(&mut v, format!("{pe}.w3"), &e.w3);
-            }
-        }
-        norm(&mut v, "model.norm".into(), &self.net.norm);
-        if let Some(head) = &self.net.lm_head {
-            lin(&mut v, "lm_head".into(), head);
-        }
-        v
+        crate::load::host_params(&self.config, &self.net).await
     }
 }

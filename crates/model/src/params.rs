@@ -45,39 +45,96 @@ pub struct ParamSpec {
 /// Standard deviation of every projection at initialisation (GPT-2 / Mixtral convention).
 const INIT_STD: f32 = 0.02;
 
-/// Checkpoint key prefix of decoder block `i`.
-pub fn layer_prefix(i: usize) -> String {
-    format!("model.layers.{i}")
+/// Every checkpoint key, spelled once (Hugging Face Mixtral names). The parameter list, the
+/// model builder and the exporter all name tensors through these, as candle's
+/// `vb.pp("experts").pp(j)` does.
+pub mod keys {
+    /// The token embedding.
+    pub const EMBED: &str = "model.embed_tokens.weight";
+    /// The final norm.
+    pub const FINAL_NORM: &str = "model.norm.weight";
+    /// The LM head (absent when tied to the embedding).
+    pub const LM_HEAD: &str = "lm_head.weight";
+
+    /// Keys of one decoder block.
+    #[derive(Debug, Clone)]
+    pub struct Layer(String);
+
+    /// The three projections of a SwiGLU expert: `w2 · (silu(w1 · x) ⊙ w3 · x)`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum ExpertProj {
+        /// Gate projection (`w1`).
+        W1,
+        /// Down projection (`w2`).
+        W2,
+        /// Up projection (`w3`).
+        W3,
+    }
+
+    /// Decoder block `i`.
+    pub fn layer(i: usize) -> Layer {
+        Layer(format!("model.layers.{i}"))
+    }
+
+    impl Layer {
+        fn key(&self, rest: &str) -> String {
+            format!("{}.{rest}.weight", self.0)
+        }
+        /// Pre-attention RMSNorm gain.
+        pub fn input_norm(&self) -> String {
+            self.key("input_layernorm")
+        }
+        /// Attention projection `q`, `k`, `v` or `o`.
+        pub fn attn(&self, proj: char) -> String {
+            self.key(&format!("self_attn.{proj}_proj"))
+        }
+        /// Pre-MoE RMSNorm gain.
+        pub fn post_norm(&self) -> String {
+            self.key("post_attention_layernorm")
+        }
+        /// The router.
+        pub fn gate(&self) -> String {
+            self.key("block_sparse_moe.gate")
+        }
+        /// Expert `j`'s projection.
+        pub fn expert(&self, j: usize, proj: ExpertProj) -> String {
+            let w = match proj {
+                ExpertProj::W1 => "w1",
+                ExpertProj::W2 => "w2",
+                ExpertProj::W3 => "w3",
+            };
+            self.key(&format!("block_sparse_moe.experts.{j}.{w}"))
+        }
+    }
 }
 
-/// Every parameter of `cfg`, in a fixed order.
+/// Every parameter of `cfg`, in a fixed order: the one list of names, shapes and initialisations.
 pub fn param_specs(cfg: &ModelConfig) -> Vec<ParamSpec> {
+    use keys::ExpertProj::{W1, W2, W3};
     let d = cfg.d_model;
-    let hd = cfg.head_dim();
-    let kv = cfg.n_kv_heads * hd;
+    let kv = cfg.n_kv_heads * cfg.head_dim();
     let proj_std = INIT_STD / (2.0 * cfg.n_layers as f32).sqrt();
     let mut specs = Vec::new();
     let mut push = |name: String, shape: Vec<usize>, init: Init| specs.push(ParamSpec { name, shape, init });
-    push("model.embed_tokens.weight".into(), vec![cfg.vocab_size, d], Init::Normal(INIT_STD));
+    push(keys::EMBED.into(), vec![cfg.vocab_size, d], Init::Normal(INIT_STD));
     for i in 0..cfg.n_layers {
-        let p = layer_prefix(i);
-        push(format!("{p}.input_layernorm.weight"), vec![d], Init::Ones);
-        push(format!("{p}.self_attn.q_proj.weight"), vec![d, d], Init::Normal(INIT_STD));
-        push(format!("{p}.self_attn.k_proj.weight"), vec![kv, d], Init::Normal(INIT_STD));
-        push(format!("{p}.self_attn.v_proj.weight"), vec![kv, d], Init::Normal(INIT_STD));
-        push(format!("{p}.self_attn.o_proj.weight"), vec![d, d], Init::Normal(proj_std));
-        push(format!("{p}.post_attention_layernorm.weight"), vec![d], Init::Ones);
-        push(format!("{p}.block_sparse_moe.gate.weight"), vec![cfg.n_experts, d], Init::Normal(INIT_STD));
+        let l = keys::layer(i);
+        push(l.input_norm(), vec![d], Init::Ones);
+        push(l.attn('q'), vec![d, d], Init::Normal(INIT_STD));
+        push(l.attn('k'), vec![kv, d], Init::Normal(INIT_STD));
+        push(l.attn('v'), vec![kv, d], Init::Normal(INIT_STD));
+        push(l.attn('o'), vec![d, d], Init::Normal(proj_std));
+        push(l.post_norm(), vec![d], Init::Ones);
+        push(l.gate(), vec![cfg.n_experts, d], Init::Normal(INIT_STD));
         for j in 0..cfg.n_experts {
-            let e = format!("{p}.block_sparse_moe.experts.{j}");
-            push(format!("{e}.w1.weight"), vec![cfg.d_ff, d], Init::Normal(INIT_STD));
-            push(format!("{e}.w2.weight"), vec![d, cfg.d_ff], Init::Normal(proj_std));
-            push(format!("{e}.w3.weight"), vec![cfg.d_ff, d], Init::Normal(INIT_STD));
+            push(l.expert(j, W1), vec![cfg.d_ff, d], Init::Normal(INIT_STD));
+            push(l.expert(j, W2), vec![d, cfg.d_ff], Init::Normal(proj_std));
+            push(l.expert(j, W3), vec![cfg.d_ff, d], Init::Normal(INIT_STD));
         }
     }
-    push("model.norm.weight".into(), vec![d], Init::Ones);
+    push(keys::FINAL_NORM.into(), vec![d], Init::Ones);
     if !cfg.tie_embeddings {
-        push("lm_head.weight".into(), vec![cfg.vocab_size, d], Init::Normal(INIT_STD));
+        push(keys::LM_HEAD.into(), vec![cfg.vocab_size, d], Init::Normal(INIT_STD));
     }
     specs
 }

@@ -18,7 +18,7 @@ pub async fn compare(model: &Model, state: &PlaygroundState, tokens: &[u32]) -> 
     let cfg = model.config();
     b.router.validate(cfg.n_experts)?;
     b.decoding.validate(cfg.n_experts)?;
-    let run = |v: &Variant| run_options(state, &v.router);
+    let run = |v: &Variant| run_options(model, state, &v.router);
     let a = state.variant();
     let (ra, pa) = next_token_distributions(model, tokens, &run(&a), &a.decoding).await?;
     let (rb, pb) = next_token_distributions(model, tokens, &run(b), &b.decoding).await?;

@@ -20,7 +20,7 @@ pub async fn domain_shares(
     state.decoding.validate(cfg.n_experts)?;
     state.interventions.validate(cfg.n_layers, cfg.n_experts)?;
     // Route as the trace does: under SCMoE that is the strong pass's rank list.
-    let opts = decoding_passes(&run_options(state, &state.router), &state.decoding).0;
+    let opts = decoding_passes(&run_options(model, state, &state.router), &state.decoding).0;
     let mut domains: Vec<DomainText> = Vec::new();
     let mut records = Vec::new();
     for (label, text) in texts {

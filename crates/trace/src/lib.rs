@@ -31,12 +31,12 @@ pub enum TraceError {
     Model(#[from] ModelError),
 }
 
-/// How a state runs `router`: sparse dispatch, the state's seed and interventions, no training
-/// options.
-fn run_options(state: &PlaygroundState, router: &switchyard_model::RouterSpec) -> RunOptions {
+/// How a state runs `router` on `model`: the model's preferred dispatch (device routing on a
+/// GPU), the state's seed and interventions, no training options.
+fn run_options(model: &Model, state: &PlaygroundState, router: &switchyard_model::RouterSpec) -> RunOptions {
     RunOptions {
         router: router.clone(),
-        dispatch: switchyard_model::Dispatch::Sparse,
+        dispatch: model.preferred_dispatch(),
         seed: state.seed,
         interventions: state.interventions.clone(),
         jitter: None,
@@ -67,7 +67,7 @@ pub async fn trace(
     state.router.validate(cfg.n_experts)?;
     state.decoding.validate(cfg.n_experts)?;
     state.interventions.validate(cfg.n_layers, cfg.n_experts)?;
-    let opts = RunOptions { jitter: train.0, train_step: train.1, ..run_options(state, &state.router) };
+    let opts = RunOptions { jitter: train.0, train_step: train.1, ..run_options(model, state, &state.router) };
     let g: Generation = generate_streaming(model, &prompt, state.generate, &opts, &state.decoding, on_token).await?;
     let mut offset = 0;
     let tokens = g

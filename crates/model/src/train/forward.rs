@@ -6,6 +6,7 @@ use burn::prelude::*;
 use burn::tensor::IndexingUpdateOp;
 use burn::tensor::activation::softmax;
 
+use crate::host::to_host;
 use crate::layers::SparseMoeBlock;
 use crate::model::{Model, ModelError};
 use crate::rng;
@@ -66,6 +67,13 @@ pub(crate) fn z_loss(logits: Tensor<2>) -> Tensor<1> {
     lse.powi_scalar(2).mean()
 }
 
+/// What a training MoE step leaves besides its output: tokens per expert, and the layer's LBL
+/// and z-loss when the gate trains.
+pub(crate) struct LayerTerms {
+    counts: Vec<u64>,
+    losses: Option<(Tensor<1>, Tensor<1>)>,
+}
+
 /// Runs the experts on their rows and adds them up with differentiable weights.
 ///
 /// # Shapes
@@ -92,7 +100,8 @@ fn combine_weighted(moe: &SparseMoeBlock, x: Tensor<2>, rows: &[Vec<i32>], w: Te
 }
 
 impl Model {
-    /// One training pass over `tokens` (B rows of S ids) at optimizer step `step`.
+    /// One training pass over `tokens` (B rows of S ids) at optimizer step `step`: the same
+    /// decoder blocks as inference, with [`Self::train_moe`] as the MoE step.
     pub(crate) async fn forward_train(
         &self,
         tokens: &[Vec<u32>],
@@ -111,63 +120,21 @@ impl Model {
         if let Some(&id) = tokens.iter().flatten().find(|&&id| id as usize >= c.vocab_size) {
             return Err(ModelError::Token { id, vocab_size: c.vocab_size });
         }
-        let (t, d, e) = (b * s, c.d_model, c.n_experts);
         let device = self.device().clone();
         let ids: Vec<i32> = tokens.iter().flatten().map(|&id| id as i32).collect();
         let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, s]), &device);
         let mut h = self.net.embed_tokens.forward(ids);
-        let mut lbl = Tensor::<1>::zeros([1], &device);
-        let mut z = Tensor::<1>::zeros([1], &device);
+        let (mut lbl, mut z) = (Tensor::<1>::zeros([1], &device), Tensor::<1>::zeros([1], &device));
         let mut load = Vec::with_capacity(c.n_layers);
         for (i, layer) in self.net.layers.iter().enumerate() {
-            let a = layer.self_attn.forward(layer.input_layernorm.forward(h.clone()), &self.rope, 0, &mut None);
-            h = h + a;
-            let x = layer.post_attention_layernorm.forward(h.clone()).reshape([t, d]);
-            let moe = &layer.block_sparse_moe;
-            let out = match routing {
-                TrainRouting::Thor { stream } => {
-                    let u = rng::u01(seed, stream, &[i as u64, step]);
-                    let chosen = ((u * e as f64) as usize).min(e - 1);
-                    let mut counts = vec![0u64; e];
-                    counts[chosen] = t as u64;
-                    load.push(counts);
-                    moe.experts[chosen].forward(x)
-                }
-                TrainRouting::Softmax { k } => {
-                    let logits = if c.frozen_gate {
-                        x.clone().matmul(moe.gate.weight.val().detach())
-                    } else {
-                        moe.router_logits(x.clone())
-                    };
-                    let host = logits
-                        .clone()
-                        .into_data_async()
-                        .await
-                        .map_err(|err| ModelError::Backend(format!("{err:?}")))?
-                        .try_into_vec::<f32>()
-                        .map_err(|err| ModelError::Backend(format!("{err:?}")))?;
-                    let mut mask = vec![0.0f32; t * e];
-                    let mut rows: Vec<Vec<i32>> = vec![Vec::new(); e];
-                    for row in 0..t {
-                        for &j in rank_experts(&host[row * e..(row + 1) * e]).iter().take(k) {
-                            mask[row * e + j] = 1.0;
-                            rows[j].push(row as i32);
-                        }
-                    }
-                    let counts: Vec<u64> = rows.iter().map(|r| r.len() as u64).collect();
-                    let probs = softmax(logits.clone(), 1); // [T, E]
-                    let mask = Tensor::<2>::from_data(TensorData::new(mask, [t, e]), &device);
-                    let w = probs.clone() * mask;
-                    let w = w.clone() / w.sum_dim(1);
-                    if !c.frozen_gate {
-                        lbl = lbl + load_balancing_loss(probs, &counts);
-                        z = z + z_loss(logits);
-                    }
-                    load.push(counts);
-                    combine_weighted(moe, x, &rows, w)
-                }
-            };
-            h = h + out.reshape([b, s, d]);
+            let moe = async |block: &SparseMoeBlock, x| self.train_moe(block, x, routing, (seed, i as u64, step)).await;
+            let (next, terms) = layer.forward(h, &self.rope, 0, &mut None, moe).await?;
+            h = next;
+            if let Some((layer_lbl, layer_z)) = terms.losses {
+                lbl = lbl + layer_lbl;
+                z = z + layer_z;
+            }
+            load.push(terms.counts);
         }
         let h = self.net.norm.forward(h);
         let logits = match &self.net.lm_head {
@@ -175,6 +142,60 @@ impl Model {
             None => h.matmul(self.net.embed_tokens.weight.val().transpose().unsqueeze()),
         };
         let n = c.n_layers as f32;
-        Ok(TrainPass { logits: logits.reshape([t, c.vocab_size]), lbl: lbl.div_scalar(n), z: z.div_scalar(n), load })
+        Ok(TrainPass {
+            logits: logits.reshape([b * s, c.vocab_size]),
+            lbl: lbl.div_scalar(n),
+            z: z.div_scalar(n),
+            load,
+        })
+    }
+
+    /// The training MoE step of one layer: THOR's batch-level expert, or top-k chosen on the
+    /// host from the detached logits with differentiable softmax weights (and the layer's LBL
+    /// and z-loss, when the gate trains). `key` is (seed, layer, step).
+    ///
+    /// # Shapes
+    /// - x: `[T, d]` -> `[T, d]`
+    async fn train_moe(
+        &self,
+        moe: &SparseMoeBlock,
+        x: Tensor<2>,
+        routing: TrainRouting,
+        (seed, layer, step): (u64, u64, u64),
+    ) -> Result<(Tensor<2>, LayerTerms), ModelError> {
+        let (t, e) = (x.dims()[0], self.config().n_experts);
+        match routing {
+            TrainRouting::Thor { stream } => {
+                let u = rng::u01(seed, stream, &[layer, step]);
+                let chosen = ((u * e as f64) as usize).min(e - 1);
+                let mut counts = vec![0u64; e];
+                counts[chosen] = t as u64;
+                Ok((moe.experts[chosen].forward(x), LayerTerms { counts, losses: None }))
+            }
+            TrainRouting::Softmax { k } => {
+                let frozen = self.config().frozen_gate;
+                let logits = if frozen {
+                    x.clone().matmul(moe.gate.weight.val().detach())
+                } else {
+                    moe.router_logits(x.clone())
+                };
+                let host = to_host(logits.clone()).await?;
+                let mut mask = vec![0.0f32; t * e];
+                let mut rows: Vec<Vec<i32>> = vec![Vec::new(); e];
+                for row in 0..t {
+                    for &j in rank_experts(&host[row * e..(row + 1) * e]).iter().take(k) {
+                        mask[row * e + j] = 1.0;
+                        rows[j].push(row as i32);
+                    }
+                }
+                let counts: Vec<u64> = rows.iter().map(|r| r.len() as u64).collect();
+                let probs = softmax(logits.clone(), 1); // [T, E]
+                let mask = Tensor::<2>::from_data(TensorData::new(mask, [t, e]), &x.device());
+                let w = probs.clone() * mask;
+                let w = w.clone() / w.sum_dim(1);
+                let losses = (!frozen).then(|| (load_balancing_loss(probs, &counts), z_loss(logits)));
+                Ok((combine_weighted(moe, x, &rows, w), LayerTerms { counts, losses }))
+            }
+        }
     }
 }

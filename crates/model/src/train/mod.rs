@@ -19,7 +19,7 @@ pub use data::TokenizedCorpus;
 use forward::TrainRouting;
 
 use crate::model::{Model, ModelError};
-use crate::params::{HostTensor, ParamStore, init_from_seed, layer_prefix};
+use crate::params::{HostTensor, ParamStore, init_from_seed};
 use crate::rng::stream;
 use switchyard_routing::config::ModelConfig;
 use switchyard_routing::router::{RouterSpec, SmoeDense, ThorMode, smoe_router_weights};
@@ -233,10 +233,7 @@ pub fn initial_params(model: &ModelConfig, train: &TrainConfig) -> ParamStore {
                 .map(|v| half::f16::from_f32(v).to_f32())
                 .collect();
             let hf = crate::model::transpose(&w, d, e);
-            params.insert(
-                format!("{}.block_sparse_moe.gate.weight", layer_prefix(layer)),
-                HostTensor { shape: vec![e, d], data: hf },
-            );
+            params.insert(crate::params::keys::layer(layer).gate(), HostTensor { shape: vec![e, d], data: hf });
         }
     }
     params

@@ -52,7 +52,7 @@ fn run(trainer: &mut Trainer, data: &TokenizedCorpus, steps: u64) -> Vec<StepSta
 }
 
 fn gate(params: &ParamStore, layer: usize) -> Vec<f32> {
-    params[&format!("{}.block_sparse_moe.gate.weight", layer_prefix(layer))].data.clone()
+    params[&crate::params::keys::layer(layer).gate()].data.clone()
 }
 
 #[test]

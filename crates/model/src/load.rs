@@ -1,0 +1,146 @@
+//! Parameters in and out: the network built from host parameters and read back to them. Both
+//! directions name and shape every tensor through [`param_specs`] and [`keys`], so a checkpoint
+//! key or shape is written in one place.
+
+use std::collections::BTreeMap;
+
+use burn::nn::{Embedding, Linear, RmsNorm};
+use burn::prelude::*;
+use switchyard_routing::ModelConfig;
+
+use crate::host::to_host;
+use crate::layers::{Attention, DecoderLayer, Expert, MoeTransformer, SparseMoeBlock, param};
+use crate::model::{ModelError, transpose};
+use crate::params::keys::ExpertProj::{W1, W2, W3};
+use crate::params::{HostTensor, ParamStore, keys, param_specs};
+
+/// Host parameters and the shapes the configuration gives them.
+struct Loader<'a> {
+    store: &'a ParamStore,
+    shapes: BTreeMap<String, Vec<usize>>,
+    device: &'a Device,
+}
+
+impl Loader<'_> {
+    fn get(&self, key: &str) -> Result<(&HostTensor, &[usize]), ModelError> {
+        let shape = self.shapes.get(key).ok_or_else(|| ModelError::Param {
+            name: key.into(),
+            problem: "not a parameter of this configuration".into(),
+        })?;
+        let t = self.store.get(key).ok_or_else(|| ModelError::Param { name: key.into(), problem: "missing".into() })?;
+        if t.shape != *shape || t.data.len() != shape.iter().product::<usize>() {
+            return Err(ModelError::Param {
+                name: key.into(),
+                problem: format!("expected shape {shape:?}, found {:?}", t.shape),
+            });
+        }
+        Ok((t, shape))
+    }
+
+    /// An HF `[out, in]` projection as a burn `[in, out]` linear layer without bias.
+    fn linear(&self, key: String) -> Result<Linear, ModelError> {
+        let (t, shape) = self.get(&key)?;
+        let w = Tensor::from_data(
+            TensorData::new(transpose(&t.data, shape[0], shape[1]), [shape[1], shape[0]]),
+            self.device,
+        );
+        Ok(Linear { weight: param(&key, w), bias: None })
+    }
+
+    fn matrix(&self, key: &str) -> Result<Tensor<2>, ModelError> {
+        let (t, shape) = self.get(key)?;
+        Ok(Tensor::from_data(TensorData::new(t.data.clone(), [shape[0], shape[1]]), self.device))
+    }
+
+    fn norm(&self, key: String, eps: f64) -> Result<RmsNorm, ModelError> {
+        let (t, shape) = self.get(&key)?;
+        let gamma = Tensor::from_data(TensorData::new(t.data.clone(), [shape[0]]), self.device);
+        Ok(RmsNorm { gamma: param(&key, gamma), epsilon: eps })
+    }
+
+    fn layer(&self, c: &ModelConfig, i: usize) -> Result<DecoderLayer, ModelError> {
+        let l = keys::layer(i);
+        let experts = (0..c.n_experts)
+            .map(|j| {
+                Ok(Expert {
+                    w1: self.linear(l.expert(j, W1))?,
+                    w2: self.linear(l.expert(j, W2))?,
+                    w3: self.linear(l.expert(j, W3))?,
+                })
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        Ok(DecoderLayer {
+            input_layernorm: self.norm(l.input_norm(), c.rms_eps)?,
+            self_attn: Attention {
+                q_proj: self.linear(l.attn('q'))?,
+                k_proj: self.linear(l.attn('k'))?,
+                v_proj: self.linear(l.attn('v'))?,
+                o_proj: self.linear(l.attn('o'))?,
+                n_heads: c.n_heads,
+                n_kv_heads: c.n_kv_heads,
+            },
+            post_attention_layernorm: self.norm(l.post_norm(), c.rms_eps)?,
+            block_sparse_moe: SparseMoeBlock { gate: self.linear(l.gate())?, experts },
+        })
+    }
+}
+
+/// The network from host parameters, every tensor checked against the configuration's list.
+pub(crate) fn network(c: &ModelConfig, store: &ParamStore, device: &Device) -> Result<MoeTransformer, ModelError> {
+    let shapes = param_specs(c).into_iter().map(|s| (s.name, s.shape)).collect();
+    let ld = Loader { store, shapes, device };
+    let layers = (0..c.n_layers).map(|i| ld.layer(c, i)).collect::<Result<Vec<_>, _>>()?;
+    Ok(MoeTransformer {
+        embed_tokens: Embedding { weight: param(keys::EMBED, ld.matrix(keys::EMBED)?) },
+        layers,
+        norm: ld.norm(keys::FINAL_NORM.into(), c.rms_eps)?,
+        lm_head: if c.tie_embeddings { None } else { Some(ld.linear(keys::LM_HEAD.into())?) },
+    })
+}
+
+/// Every parameter of the network with its key; `true` marks burn `[in, out]` projections.
+fn named_tensors(net: &MoeTransformer) -> Vec<(String, Tensor<2>, bool)> {
+    let mut v: Vec<(String, Tensor<2>, bool)> = vec![(keys::EMBED.into(), net.embed_tokens.weight.val(), false)];
+    let mut lin = |key: String, l: &Linear| v.push((key, l.weight.val(), true));
+    for (i, layer) in net.layers.iter().enumerate() {
+        let l = keys::layer(i);
+        let a = &layer.self_attn;
+        for (proj, linear) in [('q', &a.q_proj), ('k', &a.k_proj), ('v', &a.v_proj), ('o', &a.o_proj)] {
+            lin(l.attn(proj), linear);
+        }
+        lin(l.gate(), &layer.block_sparse_moe.gate);
+        for (j, e) in layer.block_sparse_moe.experts.iter().enumerate() {
+            lin(l.expert(j, W1), &e.w1);
+            lin(l.expert(j, W2), &e.w2);
+            lin(l.expert(j, W3), &e.w3);
+        }
+    }
+    if let Some(head) = &net.lm_head {
+        lin(keys::LM_HEAD.into(), head);
+    }
+    let norm = |key: String, n: &RmsNorm| (key, n.gamma.val().unsqueeze(), false);
+    for (i, layer) in net.layers.iter().enumerate() {
+        let l = keys::layer(i);
+        v.push(norm(l.input_norm(), &layer.input_layernorm));
+        v.push(norm(l.post_norm(), &layer.post_attention_layernorm));
+    }
+    v.push(norm(keys::FINAL_NORM.into(), &net.norm));
+    v
+}
+
+/// Reads every parameter back to the host, in the HF layout (for checkpoints).
+pub(crate) async fn host_params(c: &ModelConfig, net: &MoeTransformer) -> Result<ParamStore, ModelError> {
+    let shapes: BTreeMap<String, Vec<usize>> = param_specs(c).into_iter().map(|s| (s.name, s.shape)).collect();
+    let mut out = ParamStore::new();
+    for (name, tensor, transposed) in named_tensors(net) {
+        let data = to_host(tensor).await?;
+        let shape = shapes.get(&name).cloned().ok_or_else(|| ModelError::Param {
+            name: name.clone(),
+            problem: "not in the configuration's parameter list".into(),
+        })?;
+        // burn stores projections as [in, out] = [shape[1], shape[0]]; the HF layout is [out, in].
+        let data = if transposed { transpose(&data, shape[1], shape[0]) } else { data };
+        out.insert(name, HostTensor { shape, data });
+    }
+    Ok(out)
+}
