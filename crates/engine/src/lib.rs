@@ -20,11 +20,11 @@ use std::rc::Rc;
 
 use assets::{Asset, FetchError};
 use switchyard_model::{
-    BpeTokenizer, ByteTokenizer, Checkpoint, Device, Dispatch, Model, ModelConfig, ModelError, Tokenizer, devices,
-    init_from_seed,
+    BpeTokenizer, ByteTokenizer, Checkpoint, Device, Dispatch, Model, ModelConfig, ModelError, RunOptions, Tokenizer,
+    devices, generate_greedy, init_from_seed, read_backs,
 };
 use switchyard_protocol::trace::DomainShares;
-use switchyard_protocol::{CPU_ADAPTER, EXAMPLES, Extras, Loaded, Reply, Request, SEED_INIT, Source};
+use switchyard_protocol::{CPU_ADAPTER, EXAMPLES, Extras, Loaded, Reply, Request, SEED_INIT, Source, Timing};
 use switchyard_state::PlaygroundState;
 use switchyard_trace::TraceError;
 use wasm_bindgen::JsCast;
@@ -59,8 +59,11 @@ struct Engine {
     gpu: Option<Result<(Device, String), String>>,
     /// The latest load asked for (id and checkpoint): older loads stop.
     latest_load: (u64, String),
+    /// A load task is running for `latest_load` (a run of its checkpoint waits for it).
+    loading: bool,
     pending_run: Option<(u64, String, Extras)>,
     pending_check: bool,
+    pending_calibration: Option<(u64, String)>,
     latest_run: u64,
     busy: bool,
     /// The last domain shares, by what they depend on (checkpoint hash and the state without
@@ -110,6 +113,10 @@ pub fn start() {
                 with(|e| e.pending_check = true);
                 pump_if_idle();
             }
+            Ok(Request::Calibrate { id, query }) => {
+                with(|e| e.pending_calibration = Some((id, query)));
+                pump_if_idle();
+            }
             // Only the page's own code can reach the worker; the page sends this only from its
             // test hook (`switchyard-app`'s `ui::test_hooks`).
             Ok(Request::Crash) => panic!("test hook: the engine was asked to fail as a lost GPU would"),
@@ -129,22 +136,85 @@ fn pump_if_idle() {
     }
 }
 
-/// Works through the queued runs and checks: the backend check, then the latest run.
+/// Works through the queued work: the backend check, a calibration, then the latest run.
 async fn pump() {
     loop {
         // Let a burst of messages arrive before choosing what to do.
         yield_now().await;
-        let (check, run) = with(|e| (std::mem::take(&mut e.pending_check), e.pending_run.take()));
+        let (check, calibration, run) =
+            with(|e| (std::mem::take(&mut e.pending_check), e.pending_calibration.take(), e.pending_run.take()));
         if check {
             post(&Reply::Checked(Box::new(backend_check::report().await)));
         }
+        let calibration = match calibration {
+            // Like a run, a calibration waits for the checkpoint it times.
+            Some(c) if waits_for_load(&c.1) => {
+                with(|e| e.pending_calibration = e.pending_calibration.take().or(Some(c)));
+                None
+            }
+            Some((id, query)) => {
+                post(&Reply::Calibrated { id, timing: calibrate(&query).await });
+                Some(())
+            }
+            None => None,
+        };
         match run {
+            // A run of the checkpoint being loaded waits for it (the load restarts the pump).
+            Some(run) if waits_for_load(&run.1) => {
+                with(|e| e.pending_run = e.pending_run.take().or(Some(run)));
+                break;
+            }
             Some((id, query, extras)) => run_and_report(id, &query, extras).await,
-            None if !check => break,
+            None if !check && calibration.is_none() => break,
             None => {}
         }
     }
     with(|e| e.busy = false);
+}
+
+/// Whether a run of `query` must wait: its checkpoint is the one being loaded.
+fn waits_for_load(query: &str) -> bool {
+    let (state, _) = PlaygroundState::from_query(query);
+    with(|e| e.loading && e.latest_load.1 == state.checkpoint)
+}
+
+/// Decoded tokens a calibration times.
+const CALIBRATION_STEPS: usize = 8;
+
+/// Times the loaded model on a state's work: one warm-up, then the median of three forward
+/// passes of its prompt, and KV-cached decoding steps.
+async fn calibrate(query: &str) -> Result<Timing, String> {
+    let (state, _) = PlaygroundState::from_query(query);
+    let (_, ready) =
+        model_for(&state.checkpoint).ok_or_else(|| format!("checkpoint `{}` is not loaded", state.checkpoint))?;
+    let cfg = ready.model.config();
+    let mut prompt = ready.tok.encode(&state.prompt);
+    prompt.truncate(cfg.max_seq_len.saturating_sub(CALIBRATION_STEPS + 1));
+    if prompt.is_empty() {
+        prompt.push(0);
+    }
+    let opts = RunOptions { dispatch: ready.model.preferred_dispatch(), ..RunOptions::for_config(cfg) };
+    let forward = async || -> Result<f64, String> {
+        let t0 = now_ms();
+        ready.model.forward(std::slice::from_ref(&prompt), None, None, &opts).await.map_err(|e| e.to_string())?;
+        Ok(now_ms() - t0)
+    };
+    forward().await?; // warm-up: shader compilation on WebGPU
+    let mut times = [forward().await?, forward().await?, forward().await?];
+    times.sort_by(f64::total_cmp);
+    let (t0, before) = (now_ms(), read_backs());
+    generate_greedy(&ready.model, &prompt, CALIBRATION_STEPS, &opts).await.map_err(|e| e.to_string())?;
+    let decode_total = now_ms() - t0;
+    // That call ran the prompt and then one step per token but the last: take the prompt out.
+    let decode_ms = ((decode_total - times[1]) / (CALIBRATION_STEPS - 1) as f64).max(0.0);
+    Ok(Timing {
+        backend: ready.info.backend.clone(),
+        adapter: ready.info.adapter.clone(),
+        tokens: prompt.len(),
+        forward_ms: times[1],
+        decode_ms,
+        read_backs_per_token: (read_backs() - before) as f64 / CALIBRATION_STEPS as f64,
+    })
 }
 
 /// A load: answered at once from a kept model that fits, else loaded in its own task.
@@ -161,8 +231,14 @@ fn request_load(id: u64, name: String, webgpu: bool, pin: Option<String>) {
         Some(model)
     });
     match kept {
-        Some(model) => post(&Reply::Ready { id, loaded: model.info.clone() }),
-        None => wasm_bindgen_futures::spawn_local(load_and_report(id, name, webgpu, pin)),
+        Some(model) => {
+            with(|e| e.loading = false);
+            post(&Reply::Ready { id, loaded: model.info.clone() });
+        }
+        None => {
+            with(|e| e.loading = true);
+            wasm_bindgen_futures::spawn_local(load_and_report(id, name, webgpu, pin));
+        }
     }
 }
 
@@ -211,7 +287,11 @@ fn is_latest_load(id: u64) -> bool {
 
 async fn load_and_report(id: u64, name: String, webgpu: bool, pin: Option<String>) {
     let t0 = now_ms();
-    match load(id, &name, webgpu, pin.as_deref(), t0).await {
+    let result = load(id, &name, webgpu, pin.as_deref(), t0).await;
+    if is_latest_load(id) {
+        with(|e| e.loading = false);
+    }
+    match result {
         Ok(ready) if is_latest_load(id) => {
             post(&Reply::Ready { id, loaded: ready.info.clone() });
             with(|e| {
@@ -228,6 +308,9 @@ async fn load_and_report(id: u64, name: String, webgpu: bool, pin: Option<String
                 post(&Reply::LoadFailed { id, checkpoint: name, message });
             }
         }
+    }
+    if with(|e| e.pending_run.is_some() || e.pending_calibration.is_some()) {
+        pump_if_idle();
     }
 }
 
@@ -396,8 +479,10 @@ async fn run(id: u64, state: &PlaygroundState, extras: Extras, ready: &Ready) ->
         still_wanted(id, name)
     };
     let backend = if ready.info.backend == "webgpu" { "wgpu (WebGPU, in the page)" } else { "cpu (flex, in the page)" };
+    let before = read_backs();
     let trace =
         switchyard_trace::trace(&ready.model, tok, state, &ready.info.hash, backend, (None, None), on_token).await?;
+    let read_backs = read_backs() - before;
     if !still_wanted(id, name) {
         return Ok(()); // superseded: nobody will draw it
     }
@@ -429,7 +514,8 @@ async fn run(id: u64, state: &PlaygroundState, extras: Extras, ready: &Ready) ->
     shown.sort_unstable();
     shown.dedup();
     let candidate_text = shown.into_iter().map(|t| (t, tok.display(t))).collect();
-    let reply = Reply::Traced { id, trace: Box::new(trace), run_ms, tokens_per_s, candidate_text, comparison, domains };
+    let trace = Box::new(trace);
+    let reply = Reply::Traced { id, trace, run_ms, tokens_per_s, read_backs, candidate_text, comparison, domains };
     post_checked(id, &reply);
     Ok(())
 }

@@ -279,6 +279,10 @@ impl DeviceRouting {
     /// one: top-k without capacity (Switch included) and rank lists, when every layer allows
     /// more experts than the deepest rank.
     pub(crate) fn of(router: &RouterSpec, allowed_per_layer: impl IntoIterator<Item = usize>) -> Option<Self> {
+        // Only a GPU build uses it (the CPU engine module would carry the kernels for nothing).
+        if !cfg!(feature = "wgpu") {
+            return None;
+        }
         let plan = match router {
             RouterSpec::TopK { k, norm_topk_prob, capacity: None } => {
                 Self { ranks: (0..*k).collect(), renormalise: *norm_topk_prob }

@@ -306,6 +306,7 @@ fn a_token_sent_to_one_expert_twice_is_combined_the_same_by_both_dispatches() {
 /// `Dispatch::Device` decides the top-k family on the device and reads back once per forward
 /// pass; the host then builds the records with the same router. Its experts agree exactly with
 /// host routing, its numbers within float error, on every backend, with ablations and forcing.
+#[cfg(feature = "wgpu")]
 #[test]
 fn device_routing_agrees_with_host_routing_and_reads_back_once() {
     let cfg = small_config();
@@ -363,6 +364,7 @@ fn device_routing_agrees_with_host_routing_and_reads_back_once() {
 
 /// Decoding under `Dispatch::Device` gives the same tokens and routing as host routing, with
 /// one read-back per decoded token; routers the device cannot decide still run (per layer).
+#[cfg(feature = "wgpu")]
 #[test]
 fn device_dispatch_decodes_like_host_routing_with_one_read_back_per_token() {
     let cfg = small_config();

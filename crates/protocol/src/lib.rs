@@ -9,7 +9,7 @@ pub mod messages;
 pub mod trace;
 
 pub use examples::{EXAMPLES, Example};
-pub use messages::{Extras, Loaded, Reply, Request, Source};
+pub use messages::{Extras, Loaded, Reply, Request, Source, Timing};
 
 /// The checkpoint initialised from a seed instead of loaded.
 pub const SEED_INIT: &str = "seed-init";

@@ -10,8 +10,10 @@ use crate::backend::Report;
 use crate::trace::{Comparison, DomainShares, Trace};
 
 /// What the page asks of the engine.
+// Externally tagged (`{"run": {...}}`): an internally tagged enum is read through serde's
+// buffered `Content`, which costs code in the page module and time on every message.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Request {
     /// Load a checkpoint (`seed-init` or `assets/<name>.safetensors`) and its tokenizer. A newer
     /// load supersedes this one (its download stops); a run in flight on another checkpoint
@@ -40,6 +42,14 @@ pub enum Request {
     },
     /// The backend diagnostic (same model on the CPU and on WebGPU).
     Check,
+    /// Time this engine on a state's work (its prompt, a few decoded tokens) on the loaded
+    /// checkpoint, to choose the faster backend.
+    Calibrate {
+        /// Answered with the same id.
+        id: u64,
+        /// The state's canonical query.
+        query: String,
+    },
     /// Test hook: make the engine fail as a lost GPU would (it panics, the worker dies).
     Crash,
 }
@@ -51,6 +61,30 @@ pub struct Extras {
     pub compare: bool,
     /// The domain × expert shares over the example and labelled prompts (the domain view).
     pub domains: bool,
+}
+
+/// How fast an engine runs a state's work on its backend (medians).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    /// `webgpu` or `cpu`.
+    pub backend: String,
+    /// The adapter (WebGPU) or the CPU backend's name.
+    pub adapter: String,
+    /// Tokens of the prompt timed.
+    pub tokens: usize,
+    /// One forward pass of the prompt, read-backs included (ms).
+    pub forward_ms: f64,
+    /// One KV-cached decoding step (ms per token).
+    pub decode_ms: f64,
+    /// Host read-backs per decoded token.
+    pub read_backs_per_token: f64,
+}
+
+impl Timing {
+    /// The estimated milliseconds of a run of this prompt generating `generate` tokens.
+    pub fn estimate_ms(&self, generate: usize) -> f64 {
+        self.forward_ms + generate as f64 * self.decode_ms
+    }
 }
 
 /// How a checkpoint's bytes arrived.
@@ -94,7 +128,7 @@ pub struct Loaded {
 
 /// What the engine tells the page.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Reply {
     /// The engine is listening (messages sent before this would be lost: the worker's wasm
     /// starts asynchronously).
@@ -147,9 +181,11 @@ pub enum Reply {
         run_ms: f64,
         /// Generated tokens per second, when tokens were generated.
         tokens_per_s: Option<f64>,
+        /// Host read-backs the run's trace made (forward passes and decoding, not the extras).
+        #[serde(default)]
+        read_backs: u64,
         /// Printable text of the SCMoE candidate tokens and of the A/B next tokens (the page
-        /// has no tokenizer).
-        /// (A list, not a map: an internally tagged enum cannot read integer map keys back.)
+        /// has no tokenizer). A list, not a map: JSON map keys are strings.
         candidate_text: Vec<(u32, String)>,
         /// The router A/B, when the state has a configuration B and the compare view is open
         /// (an error message when B cannot run; A's trace is still drawn).
@@ -166,6 +202,13 @@ pub enum Reply {
     },
     /// The backend diagnostic's report.
     Checked(Box<Report>),
+    /// A calibration's timings, or why it could not run.
+    Calibrated {
+        /// The request's id.
+        id: u64,
+        /// The timings.
+        timing: Result<Timing, String>,
+    },
 }
 
 impl Request {

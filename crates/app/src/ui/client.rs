@@ -16,7 +16,7 @@ use wasm_bindgen::prelude::Closure;
 use web_sys::{ErrorEvent, MessageEvent, Worker};
 
 use switchyard_protocol::backend::Report;
-use switchyard_protocol::{Extras, Loaded, Reply, Request};
+use switchyard_protocol::{Extras, Loaded, Reply, Request, Timing};
 
 /// Automatic restarts in a row (without a finished run between them) before the page stops
 /// restarting the engine and asks.
@@ -41,7 +41,7 @@ impl EngineKind {
     }
 
     /// The worker script trunk writes for the module (beside `index.html`).
-    fn script(self) -> &'static str {
+    pub fn script(self) -> &'static str {
         match self {
             Self::Cpu => "switchyard-engine-cpu_loader.js",
             Self::WebGpu => "switchyard-engine-webgpu_loader.js",
@@ -51,7 +51,7 @@ impl EngineKind {
 
 /// Starts an engine module in a (classic) worker. Its script sits beside the page, so the URL
 /// is relative and works under any sub-path.
-fn start_worker(kind: EngineKind) -> Result<Worker, String> {
+pub fn start_worker(kind: EngineKind) -> Result<Worker, String> {
     let options = web_sys::WorkerOptions::new();
     options.set_name("switchyard-engine");
     let url = format!("{}?v={}", kind.script(), env!("CARGO_PKG_VERSION"));
@@ -78,6 +78,8 @@ pub struct RunResult {
     pub run_ms: f64,
     /// Decode speed, when tokens were generated.
     pub tokens_per_s: Option<f64>,
+    /// Host read-backs the engine made for the trace.
+    pub read_backs: u64,
     /// Milliseconds from the request leaving the page to the reply arriving.
     pub round_trip_ms: f64,
     /// Text of SCMoE candidate tokens and A/B next tokens.
@@ -131,6 +133,8 @@ pub struct EngineSignals {
     pub crashed: RwSignal<Option<Stopped>>,
     /// The backend check's report.
     pub check: RwSignal<Option<Report>>,
+    /// This engine's calibration on the current state, or why it failed.
+    pub calibration: RwSignal<Option<Result<Timing, String>>>,
 }
 
 struct Inner {
@@ -191,6 +195,7 @@ impl EngineSignals {
             streaming: RwSignal::new(Vec::new()),
             crashed: RwSignal::new(None),
             check: RwSignal::new(None),
+            calibration: RwSignal::new(None),
         };
         signals.spawn(kind, false);
         signals
@@ -369,6 +374,25 @@ impl EngineSignals {
         Self::send(&Request::Check);
     }
 
+    /// Times this engine on a state's work (the answer lands in [`Self::calibration`]).
+    pub fn calibrate(self, query: String) {
+        self.calibration.set(None);
+        Self::send(&Request::Calibrate { id: 1, query });
+    }
+
+    /// Which engine module runs now.
+    pub fn kind(self) -> Option<EngineKind> {
+        CLIENT.with(|c| c.borrow().as_ref().map(|i| i.kind))
+    }
+
+    /// Moves to the other engine module: the new worker loads the checkpoint and runs the
+    /// current state again.
+    pub fn switch(self, kind: EngineKind) {
+        if self.kind() != Some(kind) {
+            self.spawn(kind, true);
+        }
+    }
+
     /// Test hook: makes the worker fail as a lost GPU would.
     pub fn crash(self) {
         Self::send(&Request::Crash);
@@ -421,7 +445,7 @@ impl EngineSignals {
                     self.streaming.update(|s| s.push(text));
                 }
             }
-            Reply::Traced { id, trace, run_ms, tokens_per_s, candidate_text, comparison, domains } => {
+            Reply::Traced { id, trace, run_ms, tokens_per_s, read_backs, candidate_text, comparison, domains } => {
                 // A stale result is never drawn.
                 if let Some(round_trip_ms) = Self::is_latest(id) {
                     session(|s| {
@@ -439,6 +463,7 @@ impl EngineSignals {
                         trace: Arc::from(trace),
                         run_ms,
                         tokens_per_s,
+                        read_backs,
                         round_trip_ms,
                         candidate_text: Arc::new(candidate_text.into_iter().collect()),
                         comparison: comparison.map(|c| c.map(Arc::from)),
@@ -454,6 +479,7 @@ impl EngineSignals {
                 }
             }
             Reply::Checked(report) => self.check.set(Some(*report)),
+            Reply::Calibrated { timing, .. } => self.calibration.set(Some(timing)),
         }
     }
 }

@@ -56,6 +56,7 @@ pub fn Header() -> impl IntoView {
                     <span class="adapter">{l.adapter}</span>
                 })}
             </div>
+            <BackendChoice />
             <button class="share" data-testid="embed-code" title="an iframe snippet of the open view for a tutorial"
                 aria-expanded=move || embedding.get().to_string()
                 on:click=move |_| set_embedding.update(|open| *open = !*open)>"Embed…"</button>
@@ -66,14 +67,40 @@ pub fn Header() -> impl IntoView {
         {move || embedding.get().then(|| view! { <super::embed::EmbedDialog close=move || set_embedding.set(false) /> })}
         {move || {
             let loaded = ctl.engine.loaded.get()?;
-            let why = loaded.notice.or_else(|| (loaded.backend == "cpu").then(|| ctl.backend.cpu_reason()).flatten())?;
-            Some(view! { <p class="notice" data-testid="backend-notice">"Running on the CPU backend: " {why} "."</p> })
+            if loaded.backend == "webgpu" {
+                let why = ctl.backend.calibration.get().map(|c| c.summary())?;
+                return Some(view! { <p class="notice" data-testid="backend-notice">"Running on WebGPU: " {why} "."</p> }.into_any());
+            }
+            let why = loaded.notice.or_else(|| ctl.backend.cpu_reason())?;
+            Some(view! { <p class="notice" data-testid="backend-notice">"Running on the CPU backend: " {why} "."</p> }.into_any())
         }}
     }
 }
 
 /// Problems listed in the banner; the rest are counted.
 const BANNER_PROBLEMS: usize = 20;
+
+/// Where the model runs: measured (auto), or forced; kept in the link as `backend=`.
+#[component]
+fn BackendChoice() -> impl IntoView {
+    use super::client::EngineKind;
+    use switchyard_state::{Backend, Named};
+    let ctl = ctl();
+    let choose = move |name: String| {
+        let Some(backend) = Backend::parse(&name) else { return };
+        ctl.edit(|s| s.backend = backend, Change::Deliberate);
+        ctl.engine.switch(if backend == Backend::Webgpu { EngineKind::WebGpu } else { EngineKind::Cpu });
+    };
+    view! {
+        <select class="share" data-testid="backend-choice" aria-label="where the model runs" title="where the model runs"
+            prop:value=move || ctl.state.with(|s| s.backend.name())
+            on:change=move |ev| choose(event_target_value(&ev))>
+            <option value="auto">"auto (measured)"</option>
+            <option value="cpu">"CPU"</option>
+            <option value="webgpu">"WebGPU"</option>
+        </select>
+    }
+}
 
 /// What the link could not use, and engine restarts.
 #[component]
@@ -276,6 +303,7 @@ pub fn PromptPanel() -> impl IntoView {
                     data-run-ms=move || engine.result.with(|r| r.as_ref().map(|r| format!("{:.2}", r.run_ms)))
                     data-round-trip-ms=move || engine.result.with(|r| r.as_ref().map(|r| format!("{:.2}", r.round_trip_ms)))
                     data-tokens=move || engine.result.with(|r| r.as_ref().map(|r| r.trace.tokens.len()))
+                    data-read-backs=move || engine.result.with(|r| r.as_ref().map(|r| r.read_backs))
                     data-tokens-per-s=move || engine.result.with(|r| r.as_ref().and_then(|r| r.tokens_per_s).map(|t| format!("{t:.2}")))>
                     {move || {
                     let running = engine.running.get();

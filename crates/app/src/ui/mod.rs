@@ -252,6 +252,7 @@ pub fn Playground() -> impl IntoView {
     drive_engine(ctl);
     follow_history(ctl);
     embed::listen(ctl);
+    backend::calibrate_when_ready(ctl);
     let embed = Memo::new(move |_| state.with(|s| s.view.embed));
     test_hooks::install(ctl.engine);
     view! {
