@@ -463,19 +463,10 @@ async fn run(id: u64, state: &PlaygroundState, extras: Extras, ready: &Ready) ->
     }
     let name = ready.info.checkpoint.as_str();
     let t0 = now_ms();
-    let (mut count, mut first, mut last, mut last_yield) = (0usize, None::<f64>, t0, t0);
     let tok = &ready.tok;
+    let mut stream = TokenStream::new(id, t0);
     let on_token = async |token: u32| {
-        count += 1;
-        let now = now_ms();
-        first.get_or_insert(now);
-        last = now;
-        post(&Reply::Token { id, text: tok.display(token), count, elapsed_ms: now - t0 });
-        // Let newer requests in now and then (a timer turn costs up to 4 ms in a worker).
-        if now - last_yield > 40.0 {
-            yield_now().await;
-            last_yield = now_ms();
-        }
+        stream.push(tok.display(token)).await;
         still_wanted(id, name)
     };
     let backend = if ready.info.backend == "webgpu" { "wgpu (WebGPU, in the page)" } else { "cpu (flex, in the page)" };
@@ -486,8 +477,8 @@ async fn run(id: u64, state: &PlaygroundState, extras: Extras, ready: &Ready) ->
     if !still_wanted(id, name) {
         return Ok(()); // superseded: nobody will draw it
     }
-    // Steady decoding speed: from the first generated token to the last.
-    let tokens_per_s = first.filter(|_| count >= 2).map(|f| (count - 1) as f64 / ((last - f).max(1e-3) / 1000.0));
+    stream.flush();
+    let tokens_per_s = stream.tokens_per_s();
     let ids: Vec<u32> = trace.tokens.iter().map(|t| t.id).collect();
     // The extras of the open view (A's trace is drawn even when they fail).
     let comparison = if extras.compare {
@@ -518,6 +509,60 @@ async fn run(id: u64, state: &PlaygroundState, extras: Extras, ready: &Ready) ->
     let reply = Reply::Traced { id, trace, run_ms, tokens_per_s, read_backs, candidate_text, comparison, domains };
     post_checked(id, &reply);
     Ok(())
+}
+
+/// The generated tokens of one run on their way to the page: the first at once, then one
+/// message per ~16 ms (a frame); and the event loop let in every 40 ms, so a newer request can
+/// stop the run.
+struct TokenStream {
+    id: u64,
+    t0: f64,
+    pending: Vec<String>,
+    count: usize,
+    first: Option<f64>,
+    last: f64,
+    last_post: f64,
+    last_yield: f64,
+}
+
+impl TokenStream {
+    const POST_EVERY_MS: f64 = 16.0;
+    const YIELD_EVERY_MS: f64 = 40.0;
+
+    fn new(id: u64, t0: f64) -> Self {
+        Self { id, t0, pending: Vec::new(), count: 0, first: None, last: t0, last_post: t0, last_yield: t0 }
+    }
+
+    async fn push(&mut self, text: String) {
+        self.count += 1;
+        let now = now_ms();
+        self.first.get_or_insert(now);
+        self.last = now;
+        self.pending.push(text);
+        if self.count == 1 || now - self.last_post >= Self::POST_EVERY_MS {
+            self.flush();
+        }
+        if now - self.last_yield > Self::YIELD_EVERY_MS {
+            yield_now().await;
+            self.last_yield = now_ms();
+        }
+    }
+
+    /// Posts the tokens not sent yet.
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let texts = std::mem::take(&mut self.pending);
+        self.last_post = now_ms();
+        post(&Reply::Tokens { id: self.id, texts, count: self.count, elapsed_ms: self.last - self.t0 });
+    }
+
+    /// Steady decoding speed: from the first generated token to the last.
+    fn tokens_per_s(&self) -> Option<f64> {
+        let first = self.first.filter(|_| self.count >= 2)?;
+        Some((self.count - 1) as f64 / ((self.last - first).max(1e-3) / 1000.0))
+    }
 }
 
 /// Posts a finished run, or says plainly that it cannot be sent: JSON writes NaN and infinities

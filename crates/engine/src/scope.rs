@@ -55,12 +55,18 @@ pub fn webgpu_missing() -> Option<String> {
         .then(|| "this browser exposes no navigator.gpu (WebGPU is off or unsupported)".to_string())
 }
 
-/// Lets the event loop run (a `setTimeout(0)` macrotask), so newer requests are seen.
+/// Lets the event loop run, so newer requests are seen: a message to ourselves through a
+/// `MessageChannel` is one macrotask, and unlike `setTimeout(0)` it is never clamped to 4 ms
+/// (browsers clamp timers nested five deep, which a decode loop that yields every 40 ms is).
 pub async fn yield_now() {
+    let Ok(channel) = web_sys::MessageChannel::new() else { return };
     let promise = js_sys::Promise::new(&mut |resolve, _| {
-        let _ = global().set_timeout_with_callback(&resolve);
+        channel.port1().set_onmessage(Some(&resolve));
     });
-    let _ = JsFuture::from(promise).await;
+    if channel.port2().post_message(&JsValue::UNDEFINED).is_ok() {
+        let _ = JsFuture::from(promise).await;
+    }
+    channel.port1().set_onmessage(None);
 }
 
 /// Sends a reply to the page.

@@ -160,12 +160,14 @@ pub enum Reply {
         /// What failed, for a person.
         message: String,
     },
-    /// A generated token, as soon as it is chosen.
-    Token {
+    /// Generated tokens: the first as soon as it is chosen, then those of each ~16 ms (one
+    /// message per frame, not per token: a `postMessage` costs about 60 µs, an eighth of the
+    /// time a token takes to decode in the page).
+    Tokens {
         /// Run id.
         id: u64,
-        /// Printable text.
-        text: String,
+        /// Printable text of each new token, in order.
+        texts: Vec<String>,
         /// Tokens generated so far in this run.
         count: usize,
         /// Milliseconds since the run started.

@@ -440,9 +440,9 @@ impl EngineSignals {
                     self.load_error.set(Some(format!("Could not load checkpoint `{checkpoint}`: {message}")));
                 }
             }
-            Reply::Token { id, text, .. } => {
+            Reply::Tokens { id, texts, .. } => {
                 if Self::is_latest(id).is_some() {
-                    self.streaming.update(|s| s.push(text));
+                    self.streaming.update(|s| s.extend(texts));
                 }
             }
             Reply::Traced { id, trace, run_ms, tokens_per_s, read_backs, candidate_text, comparison, domains } => {
