@@ -86,9 +86,55 @@ async function attach(type) {
   const { sessionId } = await root.send('Target.attachToTarget', { targetId: target.targetId, flatten: false });
   return new ChildSession(root, sessionId);
 }
+// The first view, warm (modules in the HTTP cache, the checkpoint in the Cache API): the
+// page's own timeline (navigation, its resources, when the controls and the first token strip
+// appeared) and the engine worker's (its module, the `engine: …` marks), on one clock.
+await page.addInitScript(() => {
+  const seen = {};
+  window.__firstSeen = seen;
+  new MutationObserver(() => {
+    for (const [name, sel] of [['controls painted', '[data-testid="prompt"]'], ['first token strip', '[data-testid="token"]']]) {
+      if (!seen[name] && document.querySelector(sel)) seen[name] = performance.now();
+    }
+  }).observe(document, { childList: true, subtree: true });
+});
+async function firstView(url) {
+  await page.goto(url);
+  await page.locator('[data-testid="token"]').first().waitFor({ timeout: 120_000 });
+  const pageSide = await page.evaluate(() => ({
+    origin: performance.timeOrigin,
+    seen: window.__firstSeen,
+    nav: performance.getEntriesByType('navigation').map((e) => ({ responseEnd: e.responseEnd, domContentLoaded: e.domContentLoadedEventEnd }))[0],
+    resources: performance.getEntriesByType('resource').map((e) => ({ name: e.name.split('/').pop().split('?')[0], start: e.startTime, end: e.responseEnd })),
+  }));
+  const { targetInfos } = await root.send('Target.getTargets');
+  const target = targetInfos.filter((t) => t.type === 'worker' && t.url.includes('engine')).pop();
+  const { sessionId } = await root.send('Target.attachToTarget', { targetId: target.targetId, flatten: false });
+  const w = new ChildSession(root, sessionId);
+  const { result } = await w.send('Runtime.evaluate', { returnByValue: true, expression: `({ origin: performance.timeOrigin,
+    marks: performance.getEntriesByType('mark').map((e) => ({ name: e.name, at: e.startTime })),
+    resources: performance.getEntriesByType('resource').map((e) => ({ name: e.name.split('/').pop().split('?')[0], start: e.startTime, end: e.responseEnd })) })` });
+  const worker = result.value;
+  const shift = worker.origin - pageSide.origin;
+  const rows = [['page: navigation response', pageSide.nav.responseEnd], ['page: DOMContentLoaded', pageSide.nav.domContentLoaded]];
+  for (const r of pageSide.resources.filter((r) => /\.(wasm|js)$/.test(r.name))) rows.push([`page: fetched ${r.name} (from ${r.start.toFixed(0)} ms)`, r.end]);
+  for (const [name, at] of Object.entries(pageSide.seen)) rows.push([`page: ${name}`, at]);
+  rows.push(['worker: created', shift]);
+  for (const r of worker.resources) rows.push([`worker: fetched ${r.name} (from ${(r.start + shift).toFixed(0)} ms)`, r.end + shift]);
+  for (const m of worker.marks) rows.push([`worker: ${m.name}`, m.at + shift]);
+  rows.sort((a, b) => a[1] - b[1]);
+  console.log('\n## first view, warm cache: ms after navigation start');
+  console.log('| ms | event |\n|---:|---|');
+  for (const [name, at] of rows) console.log(`| ${at.toFixed(0)} | ${name} |`);
+}
+
 const idle = () => page.waitForFunction(() => !document.querySelector('[data-testid="speed"]').textContent.includes('running'), null, { timeout: 120_000 });
 const base = `${server.url}?v=1&ckpt=topk&router=topk&k=2`;
 const prompt256 = PROSE.repeat(8).slice(0, 740);
+const prompt128 = `${base}&prompt=${encodeURIComponent(PROSE.repeat(4).slice(0, 370))}`;
+await page.goto(prompt128); // cold: fills the HTTP cache and the Cache API
+await page.locator('[data-testid="token"]').first().waitFor({ timeout: 120_000 });
+await firstView(prompt128);
 await page.goto(`${base}&prompt=${encodeURIComponent(prompt256)}`);
 await page.locator('[data-testid="token"]').first().waitFor({ timeout: 120_000 });
 await idle();

@@ -127,6 +127,7 @@ pub fn start() {
     });
     scope::global().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     on_message.forget();
+    scope::mark("engine: started");
     post(&Reply::Started);
 }
 
@@ -287,7 +288,9 @@ fn is_latest_load(id: u64) -> bool {
 
 async fn load_and_report(id: u64, name: String, webgpu: bool, pin: Option<String>) {
     let t0 = now_ms();
+    scope::mark("engine: load requested");
     let result = load(id, &name, webgpu, pin.as_deref(), t0).await;
+    scope::mark("engine: model ready");
     if is_latest_load(id) {
         with(|e| e.loading = false);
     }
@@ -316,19 +319,18 @@ async fn load_and_report(id: u64, name: String, webgpu: bool, pin: Option<String
 
 /// The checkpoint's file, checked (and against the pinned hash, when the link has one); a
 /// cached copy that fails is forgotten and downloaded again.
-async fn checkpoint_file(id: u64, name: &str, pin: Option<&str>) -> Result<(Checkpoint, Source), FetchError> {
+async fn checkpoint_file(id: u64, name: &str, pin: Option<&str>) -> Result<((Checkpoint, String), Source), FetchError> {
     let file = format!("{name}.safetensors");
     let current = move || is_latest_load(id);
     let asset = Asset { file: &file, max_bytes: MAX_CHECKPOINT_BYTES, load: id, current: &current };
     assets::get_checked(&asset, |bytes| {
-        let ckpt =
-            Checkpoint::from_bytes(bytes).map_err(|e| format!("assets/{file} is not a usable checkpoint: {e}"))?;
+        let (ckpt, hash) = Checkpoint::from_bytes_hashed(bytes)
+            .map_err(|e| format!("assets/{file} is not a usable checkpoint: {e}"))?;
         match pin {
-            Some(p) if !ckpt.content_hash().starts_with(p) => Err(format!(
-                "the link pins checkpoint hash {p}…, but assets/{file} hashes to {}…",
-                &ckpt.content_hash()[..12]
-            )),
-            _ => Ok(ckpt),
+            Some(p) if !hash.starts_with(p) => {
+                Err(format!("the link pins checkpoint hash {p}…, but assets/{file} hashes to {}…", &hash[..12]))
+            }
+            _ => Ok((ckpt, hash)),
         }
     })
     .await
@@ -359,13 +361,16 @@ async fn tokenizer_for(id: u64, ckpt: &Checkpoint) -> Result<Tokenizer, FetchErr
 }
 
 async fn load(id: u64, name: &str, webgpu: bool, pin: Option<&str>, t0: f64) -> Result<Ready, FetchError> {
-    let (ckpt, source) = if name == SEED_INIT {
+    let ((ckpt, hash), source) = if name == SEED_INIT {
         let config = ModelConfig::tiny();
         let params = init_from_seed(&config, 0);
-        (Checkpoint { name: SEED_INIT.into(), config, params, tokenizer: "byte".into() }, Source::Seed)
+        let ckpt = Checkpoint { name: SEED_INIT.into(), config, params, tokenizer: "byte".into() };
+        let hash = ckpt.content_hash();
+        ((ckpt, hash), Source::Seed)
     } else {
         checkpoint_file(id, name, pin).await?
     };
+    scope::mark("engine: checkpoint read and verified");
     let tok = tokenizer_for(id, &ckpt).await?;
     if !is_latest_load(id) {
         return Err(FetchError::Superseded);
@@ -377,7 +382,7 @@ async fn load(id: u64, name: &str, webgpu: bool, pin: Option<&str>, t0: f64) -> 
     let c = &ckpt.config;
     let info = Loaded {
         checkpoint: name.into(),
-        hash: ckpt.content_hash(),
+        hash,
         backend,
         adapter,
         notice,
@@ -464,6 +469,7 @@ async fn run(id: u64, state: &PlaygroundState, extras: Extras, ready: &Ready) ->
     let name = ready.info.checkpoint.as_str();
     let t0 = now_ms();
     let tok = &ready.tok;
+    scope::mark("engine: run started");
     let mut stream = TokenStream::new(id, t0);
     let on_token = async |token: u32| {
         stream.push(tok.display(token)).await;
@@ -507,7 +513,9 @@ async fn run(id: u64, state: &PlaygroundState, extras: Extras, ready: &Ready) ->
     let candidate_text = shown.into_iter().map(|t| (t, tok.display(t))).collect();
     let trace = Box::new(trace);
     let reply = Reply::Traced { id, trace, run_ms, tokens_per_s, read_backs, candidate_text, comparison, domains };
+    scope::mark("engine: trace computed");
     post_checked(id, &reply);
+    scope::mark("engine: trace posted");
     Ok(())
 }
 

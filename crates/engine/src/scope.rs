@@ -27,6 +27,14 @@ pub fn now_ms() -> f64 {
     global().performance().map_or(0.0, |p| p.now())
 }
 
+/// A `performance.mark` on the worker's timeline: the phases of a load and a run, for
+/// `tests/browser/profile.mjs` (which reads them) and the browser's performance panel.
+pub fn mark(name: &str) {
+    if let Some(p) = global().performance() {
+        let _ = p.mark(name);
+    }
+}
+
 /// `fetch(url)`, failing on network errors and on HTTP errors.
 pub async fn fetch(url: &str) -> Result<Response, String> {
     let response: Response = JsFuture::from(global().fetch_with_str(url))

@@ -363,10 +363,12 @@ impl EngineSignals {
         if restarting {
             return;
         }
-        Self::send(&Request::Run { id, query, extras });
+        // The test hook's crash goes first: sent after the run, it raced the run (a short run
+        // could finish before the crash arrived, and the browser test then saw no crash).
         if crash {
             Self::send(&Request::Crash);
         }
+        Self::send(&Request::Run { id, query, extras });
     }
 
     /// Asks for the backend check.
