@@ -7,17 +7,12 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { chromium } from 'playwright-core';
 import { serveDist } from './serve.mjs';
+import { BASE_FLAGS, CHROMIUM, dist, firstSeen, root, watchFirstSeen } from './harness.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = join(here, '..', '..');
-const dist = join(root, 'dist');
-const FLAGS = ['--headless=new', '--no-sandbox', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--disable-quic'];
 const REPS = Number(process.env.BENCH_REPS ?? 5);
 // BENCH_PATHS=cpu measures one path only (a quicker loop while profiling).
 const PATHS = (process.env.BENCH_PATHS ?? 'cpu,webgpu').split(',');
@@ -44,7 +39,7 @@ const stripState = () => [...document.querySelectorAll('[data-testid="token"]')]
 
 async function measure(label, flags, server, forced) {
   const context = await chromium.launchPersistentContext(await mkdtemp(join(tmpdir(), 'switchyard-bench-')), {
-    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', headless: true, args: [...FLAGS, ...flags],
+    executablePath: CHROMIUM, headless: true, args: [...BASE_FLAGS, ...flags],
     viewport: { width: 1360, height: 900 },
   });
   const page = await context.newPage();
@@ -55,23 +50,13 @@ async function measure(label, flags, server, forced) {
 
   // Cold (nothing cached), then warm (the checkpoint in the Cache API, modules in the HTTP
   // cache): navigation to the painted controls and to the first routing view.
-  // Times are read on the page's own clock (performance.now(), from navigation start) by a
-  // MutationObserver installed before the page's scripts run: polling from the test driver
-  // added its own round trips (about 0.5 s on this machine).
-  await page.addInitScript(() => {
-    const seen = {};
-    window.__firstSeen = seen;
-    new MutationObserver(() => {
-      for (const [name, sel] of [['painted', '[data-testid="prompt"], [data-testid="embedded"]'], ['first_view', '[data-testid="token"]']]) {
-        if (!seen[name] && document.querySelector(sel)) seen[name] = performance.now();
-      }
-    }).observe(document, { childList: true, subtree: true });
-  });
+  // Times are read on the page's own clock (harness.mjs).
+  await watchFirstSeen(page, [['painted', '[data-testid="prompt"], [data-testid="embedded"]'], ['first_view', '[data-testid="token"]']]);
   const first128 = url(`prompt=${encodeURIComponent(promptOf(128))}`);
   for (const key of ['cold', 'warm']) {
     await page.goto(first128);
     await page.locator('[data-testid="token"]').first().waitFor({ timeout: TIMEOUT });
-    const seen = await page.evaluate(() => window.__firstSeen);
+    const seen = await firstSeen(page);
     out[`${key}_painted_ms`] = Math.round(seen.painted);
     out[`${key}_first_view_ms`] = Math.round(seen.first_view);
     await idle();

@@ -7,13 +7,11 @@
 // self time in each thread, and the share of time each thread was idle.
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { serveDist } from './serve.mjs';
+import { BASE_FLAGS, CHROMIUM, dist, firstSeen, watchFirstSeen } from './harness.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const dist = join(here, '..', '..', 'dist');
 const TOP = Number(process.env.PROFILE_TOP ?? 25);
 const PROSE = 'The harbour was quiet in the early morning, and the fishing boats rocked gently against the old stone wall while gulls circled above the market. ';
 
@@ -69,8 +67,7 @@ function print(title, s) {
 
 const server = await serveDist(dist);
 const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', headless: true,
-  args: ['--headless=new', '--no-sandbox', '--no-first-run', '--disable-background-networking'],
+  executablePath: CHROMIUM, headless: true, args: BASE_FLAGS,
 });
 const context = await browser.newContext();
 const page = await context.newPage();
@@ -89,36 +86,24 @@ async function attach(type) {
 // The first view, warm (modules in the HTTP cache, the checkpoint in the Cache API): the
 // page's own timeline (navigation, its resources, when the controls and the first token strip
 // appeared) and the engine worker's (its module, the `engine: …` marks), on one clock.
-await page.addInitScript(() => {
-  const seen = {};
-  window.__firstSeen = seen;
-  new MutationObserver(() => {
-    for (const [name, sel] of [['controls painted', '[data-testid="prompt"]'], ['first token strip', '[data-testid="token"]']]) {
-      if (!seen[name] && document.querySelector(sel)) seen[name] = performance.now();
-    }
-  }).observe(document, { childList: true, subtree: true });
-});
+await watchFirstSeen(page, [['controls painted', '[data-testid="prompt"]'], ['first token strip', '[data-testid="token"]']]);
 async function firstView(url) {
   await page.goto(url);
   await page.locator('[data-testid="token"]').first().waitFor({ timeout: 120_000 });
   const pageSide = await page.evaluate(() => ({
     origin: performance.timeOrigin,
-    seen: window.__firstSeen,
     nav: performance.getEntriesByType('navigation').map((e) => ({ responseEnd: e.responseEnd, domContentLoaded: e.domContentLoadedEventEnd }))[0],
     resources: performance.getEntriesByType('resource').map((e) => ({ name: e.name.split('/').pop().split('?')[0], start: e.startTime, end: e.responseEnd })),
   }));
-  const { targetInfos } = await root.send('Target.getTargets');
-  const target = targetInfos.filter((t) => t.type === 'worker' && t.url.includes('engine')).pop();
-  const { sessionId } = await root.send('Target.attachToTarget', { targetId: target.targetId, flatten: false });
-  const w = new ChildSession(root, sessionId);
-  const { result } = await w.send('Runtime.evaluate', { returnByValue: true, expression: `({ origin: performance.timeOrigin,
+  const seen = await firstSeen(page);
+  const { result } = await (await attach('worker')).send('Runtime.evaluate', { returnByValue: true, expression: `({ origin: performance.timeOrigin,
     marks: performance.getEntriesByType('mark').map((e) => ({ name: e.name, at: e.startTime })),
     resources: performance.getEntriesByType('resource').map((e) => ({ name: e.name.split('/').pop().split('?')[0], start: e.startTime, end: e.responseEnd })) })` });
   const worker = result.value;
   const shift = worker.origin - pageSide.origin;
   const rows = [['page: navigation response', pageSide.nav.responseEnd], ['page: DOMContentLoaded', pageSide.nav.domContentLoaded]];
   for (const r of pageSide.resources.filter((r) => /\.(wasm|js)$/.test(r.name))) rows.push([`page: fetched ${r.name} (from ${r.start.toFixed(0)} ms)`, r.end]);
-  for (const [name, at] of Object.entries(pageSide.seen)) rows.push([`page: ${name}`, at]);
+  for (const [name, at] of Object.entries(seen)) rows.push([`page: ${name}`, at]);
   rows.push(['worker: created', shift]);
   for (const r of worker.resources) rows.push([`worker: fetched ${r.name} (from ${(r.start + shift).toFixed(0)} ms)`, r.end + shift]);
   for (const m of worker.marks) rows.push([`worker: ${m.name}`, m.at + shift]);
