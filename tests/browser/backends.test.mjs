@@ -2,34 +2,19 @@
 // each runs on the backend it claims, and the two agree.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chromium } from 'playwright-core';
 import { serveDist } from './serve.mjs';
-
-const here = dirname(fileURLToPath(import.meta.url));
-const root = join(here, '..', '..');
-const outDir = join(here, 'out');
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-// Offline-safe flags: this machine's network is closed (see shared/design/ENVIRONMENT.md).
-const BASE_FLAGS = ['--headless=new', '--no-sandbox', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--disable-quic'];
+import { launch, outDir, root } from './harness.mjs';
 
 let server;
 const results = {};
 
 async function runPage(name, extraFlags) {
-  const userDataDir = await mkdtemp(join(tmpdir(), 'switchyard-chromium-'));
-  const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [...BASE_FLAGS, ...extraFlags],
-    viewport: { width: 1100, height: 800 },
-  });
+  // The adapter is this test's subject: its own flags, no forced backend.
+  const context = await launch({ path: 'cpu', flags: extraFlags, viewport: { width: 1100, height: 800 } });
   try {
     const page = context.pages()[0] ?? (await context.newPage());
     const errors = [];

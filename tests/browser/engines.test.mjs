@@ -4,12 +4,9 @@
 // (on this machine the adapter is SwiftShader, so the CPU), saying so in the header.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
 import { serveDist } from './serve.mjs';
-import { BASE_FLAGS, CHROMIUM, dist, outDir, SLOW } from './harness.mjs';
+import { dist, launch, outDir, SLOW } from './harness.mjs';
 
 const contexts = [];
 
@@ -23,9 +20,8 @@ after(async () => {
 async function visit(flags, query) {
   const server = await serveDist(dist);
   servers.push(server);
-  const context = await chromium.launchPersistentContext(await mkdtemp(join(tmpdir(), 'switchyard-chromium-')), {
-    executablePath: CHROMIUM, headless: true, args: [...BASE_FLAGS, ...flags], viewport: { width: 1360, height: 900 },
-  });
+  // The path is this test's subject: its own flags, no forced backend.
+  const context = await launch({ path: 'cpu', flags });
   contexts.push(context);
   const page = await context.newPage();
   const errors = [];

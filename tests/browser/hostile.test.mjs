@@ -6,12 +6,10 @@
 // settles with views or a clear message, and history does not grow per message.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
 import { serveDist } from './serve.mjs';
-import { BASE_FLAGS, CHROMIUM, dist, outDir, SLOW } from './harness.mjs';
+import { dist, launch, openedQuery, outDir, SLOW } from './harness.mjs';
 
 const SETTLE = 30_000;
 
@@ -38,10 +36,7 @@ const sibling = `<!doctype html><meta charset="utf-8"><title>sibling</title><scr
 before(async () => {
   await mkdir(outDir, { recursive: true });
   server = await serveDist(dist, { pages: { '/sibling.html': sibling } });
-  const dir = await mkdtemp(join(tmpdir(), 'switchyard-chromium-'));
-  browser = await chromium.launchPersistentContext(dir, {
-    executablePath: CHROMIUM, headless: true, args: BASE_FLAGS, viewport: { width: 1360, height: 900 },
-  });
+  browser = await launch();
 });
 
 after(async () => {
@@ -65,7 +60,8 @@ async function settle(frame, what) {
   await frame.waitForTimeout(150);
   await frame.waitForFunction(() => {
     const speed = document.querySelector('[data-testid="speed"], [data-testid="embedded"]');
-    const running = /running/.test(document.querySelector('[data-testid="speed"]')?.textContent ?? '');
+    const running = /running/.test(document.querySelector('[data-testid="speed"]')?.textContent ?? '')
+      || document.querySelector('[data-testid="embedded"][aria-busy="true"]');
     const loading = document.querySelector('[data-testid="loading"]');
     const views = document.querySelectorAll('[data-testid="token"]').length > 0
       || document.querySelector('[data-testid="embedded"] canvas, [data-testid="embedded"] table');
@@ -156,7 +152,7 @@ test('more than a hundred hostile links: each settles with views or a clear mess
     assert.equal(shown.tokens, prompt, `${q}: the strip shows the prompt`);
     assert.equal(shown.problems, '', `${q}: nothing to correct`);
     assert.equal(await page.evaluate(() => history.length), 2 + count, `${q}: no history entry added`);
-    assert.equal(new URL(page.url()).search.replace(/^\?/, ''), q.replace(/^\?/, ''), `${q}: the address bar keeps the link`);
+    assert.equal(new URL(page.url()).search.replace(/^\?/, ''), openedQuery(q).replace(/^\?/, ''), `${q}: the address bar keeps the link`);
     count += 1;
   }
   for (const q of LOADED) {
@@ -169,7 +165,8 @@ test('more than a hundred hostile links: each settles with views or a clear mess
       // The corrected link is on top; the link as opened is one step back, unchanged.
       assert.equal(await fresh.evaluate(() => history.length), 3, `${q}: the original stays in history`);
       await fresh.goBack();
-      assert.equal(new URL(fresh.url()).search, q ? `?${q}` : '', `${q}: back returns to the link as opened`);
+      const opened = openedQuery(q);
+      assert.equal(new URL(fresh.url()).search, opened ? `?${opened}` : '', `${q}: back returns to the link as opened`);
       await fresh.goForward();
       await settle(fresh, `${q} (forward)`);
     } else {
@@ -369,8 +366,7 @@ test('the engine: a link that crashes it is not replayed in a loop; restarts are
 test('downloads: a stalled one stops with Retry and never blocks a loaded model; a stale cached copy is replaced for a pinned hash', async () => {
   const stallOnce = new Set(['thor.safetensors', 'smoe-dropout.safetensors']);
   const sub = await serveDist(dist, { stallOnce });
-  const dir = await mkdtemp(join(tmpdir(), 'switchyard-chromium-'));
-  const context = await chromium.launchPersistentContext(dir, { executablePath: CHROMIUM, headless: true, args: BASE_FLAGS });
+  const context = await launch();
   try {
     const page = await context.newPage();
     const errors = watch(page);
@@ -425,8 +421,7 @@ test('downloads: a stalled one stops with Retry and never blocks a loaded model;
 
 test('a first visit to a clean static host requests nothing that fails', async () => {
   const sub = await serveDist(dist);
-  const dir = await mkdtemp(join(tmpdir(), 'switchyard-chromium-'));
-  const context = await chromium.launchPersistentContext(dir, { executablePath: CHROMIUM, headless: true, args: BASE_FLAGS });
+  const context = await launch();
   try {
     const page = await context.newPage();
     const errors = watch(page, { console: true });

@@ -5,42 +5,24 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { serveDist } from './serve.mjs';
-
-const here = dirname(fileURLToPath(import.meta.url));
-const root = join(here, '..', '..');
-const dist = join(root, 'dist');
-const outDir = join(here, 'out');
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const BASE_FLAGS = ['--headless=new', '--no-sandbox', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--disable-quic'];
-const SLOW = 240_000;
+import { dist, launch, outDir, PATH, PATH_BADGE, root, SLOW } from './harness.mjs';
 
 let server;
-let browser; // CPU (WebGPU off): the fast, deterministic path
+let browser; // the path under test (harness.mjs: CPU unless SWITCHYARD_BROWSER_PATH=webgpu)
 
 before(async () => {
   await mkdir(outDir, { recursive: true });
   server = await serveDist(dist);
-  browser = await launch([]);
+  browser = await launch();
 });
 
 after(async () => {
   await browser?.close();
   server?.close();
 });
-
-async function launch(flags) {
-  const dir = await mkdtemp(join(tmpdir(), 'switchyard-chromium-'));
-  return chromium.launchPersistentContext(dir, {
-    executablePath: CHROMIUM, headless: true, args: [...BASE_FLAGS, ...flags], viewport: { width: 1360, height: 900 },
-  });
-}
 
 async function open(context, url) {
   const page = await context.newPage();
@@ -73,8 +55,9 @@ const query = (page) => new URL(page.url()).searchParams;
 
 test('a person types, switches routers, inspects a token, switches an expert off and shares the link', async () => {
   const { page, errors } = await open(browser, server.url);
-  await assert.doesNotReject(page.locator('[data-testid="backend"]', { hasText: 'CPU' }).waitFor());
-  assert.match(await page.locator('[data-testid="backend-notice"]').textContent(), /navigator\.gpu|adapter/);
+  await assert.doesNotReject(page.locator('[data-testid="backend"]', { hasText: PATH_BADGE }).waitFor());
+  // Without an adapter the header says why it runs on the CPU (a forced WebGPU run needs no reason).
+  if (PATH === 'cpu') assert.match(await page.locator('[data-testid="backend-notice"]').textContent(), /navigator\.gpu|adapter/);
   const first = await strip(page);
   assert.ok(first.length > 20, `the Rust example should give many tokens, got ${first.length}`);
   assert.ok(first.every(([, e]) => /^[0-7]$/.test(e)), 'every token shows an expert');
@@ -184,7 +167,7 @@ test('generation streams tokens and reports tokens/s', async () => {
   assert.equal(await page.locator('[data-testid="token"].generated').count(), 24);
   const speed = await page.locator('[data-testid="speed"]').textContent();
   assert.match(speed, /[\d.]+ tokens\/s/);
-  console.log(`in-page CPU generation: ${speed}`);
+  console.log(`in-page generation (${PATH} path): ${speed}`);
   await page.close();
 });
 
@@ -205,7 +188,7 @@ test('when the engine dies (a lost GPU), it restarts on the CPU and the prompt a
 
 test('a corrupt download says what failed, Retry recovers, and the second visit uses the cache', async () => {
   const sub = await serveDist(dist, { prefix: '/tutorials/moe/', corruptOnce: new Set(['thor.safetensors']) });
-  const context = await launch([]);
+  const context = await launch();
   try {
     const page = await context.newPage();
     await page.goto(`${sub.url}?v=1&ckpt=thor&router=thor&thor_mode=token&prompt=hi`);
@@ -228,10 +211,11 @@ test('a corrupt download says what failed, Retry recovers, and the second visit 
 
 test('WebGPU on: backend=webgpu runs on WebGPU and routes a shared link as the CPU does', async () => {
   const link = `${server.url}?v=1&ckpt=topk&router=topk&k=2&prompt=${encodeURIComponent('Bonjour tout le monde')}`;
-  const cpu = await open(browser, link);
+  const reference = await launch({ path: 'cpu' });
+  const cpu = await open(reference, link);
   const expected = await strip(cpu.page);
-  await cpu.page.close();
-  const context = await launch(['--enable-unsafe-webgpu']);
+  await reference.close();
+  const context = await launch({ path: 'webgpu' });
   try {
     const { page, errors } = await open(context, `${link}&backend=webgpu`);
     await page.locator('[data-testid="backend"]', { hasText: 'WEBGPU' }).waitFor();

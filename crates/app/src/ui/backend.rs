@@ -147,6 +147,24 @@ pub fn calibrate_when_ready(ctl: Ctl) {
     });
 }
 
+/// A state whose `backend=cpu|webgpu` changes (the picker, back and forward, a postMessage)
+/// moves the engine to that path; `auto` keeps the engine that runs. Only a change counts: the
+/// first engine already follows the link, and after a crash the CPU engine stays.
+pub fn follow_forced_backend(ctl: Ctl) {
+    let backend = Memo::new(move |_| ctl.state.with(|s| s.backend));
+    Effect::new(move |before: Option<Backend>| {
+        let now = backend.get();
+        if before.is_some_and(|b| b != now) {
+            match now {
+                Backend::Cpu => ctl.engine.switch(EngineKind::Cpu),
+                Backend::Webgpu => ctl.engine.switch(EngineKind::WebGpu),
+                Backend::Auto => {}
+            }
+        }
+        now
+    });
+}
+
 /// Starts the WebGPU engine in a worker of its own, loads the state's checkpoint there, times
 /// it and stops it; the timing (or why there is none) lands in `out`.
 fn time_webgpu_engine(ctl: Ctl, query: String, out: RwSignal<Option<Result<Timing, String>>>) {

@@ -83,13 +83,12 @@ const BANNER_PROBLEMS: usize = 20;
 /// Where the model runs: measured (auto), or forced; kept in the link as `backend=`.
 #[component]
 fn BackendChoice() -> impl IntoView {
-    use super::client::EngineKind;
     use switchyard_state::{Backend, Named};
     let ctl = ctl();
+    // The engine follows the state (backend::follow_forced_backend), as it does for a link.
     let choose = move |name: String| {
         let Some(backend) = Backend::parse(&name) else { return };
         ctl.edit(|s| s.backend = backend, Change::Deliberate);
-        ctl.engine.switch(if backend == Backend::Webgpu { EngineKind::WebGpu } else { EngineKind::Cpu });
     };
     view! {
         <select class="share" data-testid="backend-choice" aria-label="where the model runs" title="where the model runs"

@@ -289,7 +289,7 @@ pub fn Embedded(
         format!("?{}", s.to_query())
     };
     view! {
-        <div class="embedded" data-testid="embedded">
+        <div class="embedded" data-testid="embedded" aria-busy=move || ctl.engine.running.get().to_string()>
             <controls::Banner />
             <controls::LoadStatus />
             {move || shows(Control::Prompt).then(|| view! { <controls::PromptPanel /> })}

@@ -94,7 +94,17 @@ pub fn default_state() -> PlaygroundState {
 
 /// The state a URL query gives (a bare URL is the default state, not a problem).
 fn state_from(query: &str) -> (PlaygroundState, Vec<Problem>) {
-    if query.is_empty() { (default_state(), Vec::new()) } else { PlaygroundState::from_query(query) }
+    if query.is_empty() {
+        return (default_state(), Vec::new());
+    }
+    // Where the model runs is not part of what a link shows: `?backend=webgpu` alone is the
+    // first visit's page on that path (not a versionless link read as an empty one).
+    let only_backend = query.split('&').filter(|p| !p.is_empty()).all(|p| p.split('=').next() == Some("backend"));
+    if only_backend {
+        let (parsed, problems) = PlaygroundState::from_query(&format!("v=1&{query}"));
+        return (PlaygroundState { backend: parsed.backend, ..default_state() }, problems);
+    }
+    PlaygroundState::from_query(query)
 }
 
 impl Ctl {
@@ -253,6 +263,7 @@ pub fn Playground() -> impl IntoView {
     follow_history(ctl);
     embed::listen(ctl);
     backend::calibrate_when_ready(ctl);
+    backend::follow_forced_backend(ctl);
     let embed = Memo::new(move |_| state.with(|s| s.view.embed));
     test_hooks::install(ctl.engine);
     view! {
