@@ -188,6 +188,8 @@ const TRAIN_FLAGS: &[&str] = &["--seed", "1"];
 /// pass, so each expert sees about a quarter of the updates (ARCHITECTURE.md, training decisions).
 const RECIPES: &[(&str, &str, &[&str], &str)] = &[
     ("topk", "1800", &["--router", "topk"], "v=1&ckpt=topk&router=topk&k=2"),
+    ("topk-global", "1800", &["--router", "topk"], "v=1&ckpt=topk-global&router=topk&k=2"),
+    ("top-p", "1800", &["--router", "top-p", "--top-p", "0.4"], "v=1&ckpt=top-p&router=top_p&p=0.4"),
     ("thor", "3600", &["--router", "thor", "--thor-mode", "token"], "v=1&ckpt=thor&router=thor&thor_mode=token"),
     (
         "smoe-dropout",

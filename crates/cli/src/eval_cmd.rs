@@ -390,6 +390,14 @@ pub fn departures(recipe: &str) -> &'static [&'static str] {
             "SwiGLU experts without dropout: the reference (`VITA-Group/Random-MoE-as-Dropout`) uses ReLU experts with dropout.",
             "The frozen router is rounded to f16 before training, so the file holds exactly the router the model learned with.",
         ],
+        "top-p" => &[
+            "The reference (`ZhenweiAn/Dynamic_MoE`) ships inference code only; the training loss follows the paper's description (§5.2): CE + 0.01·LBL + 0.001·z + 1e-4·H(P), where the LBL's f counts the variable-size sets, H is the router's mean entropy (the dynamic loss) and both coefficients are ours (the paper's are not verified). The z-loss is ours too, kept so that the recipe differs from `topk` only in its routing and dynamic loss.",
+            "Every layer is an MoE layer; the reference alternates MoE and dense FFN layers (`expert_frequency = 2`).",
+            "Router, softmax and cumulative sum in f32 (the reference runs them in bf16), so choices right at the threshold can differ from it.",
+        ],
+        "topk-global" => &[
+            "The global-batch LBL (\"Demons in the Detail\", §9.1) as a running buffer: each step's f_e pools the expert counts of that step and the 15 before it (128 sequences, 32768 tokens per layer), P̄_e is the step's own; the paper synchronises f_e over the micro-batches of one global batch. `topk` computes f_e over its step's 8 sequences (each from one domain).",
+        ],
         _ => &[],
     }
 }
@@ -425,6 +433,7 @@ fn markdown(c: &Card) -> String {
                 .to_string(),
             "smoe-dropout" =>
                 "a frozen random gate N(0, 0.02²) (SMoE-Dropout; any k from 1 to E at inference)".to_string(),
+            "top-p" => "a learned gate with dynamic top-p routing (p 0.4: the fewest experts whose probabilities sum past p, raw weights)".to_string(),
             _ => format!("a learned top-{} gate", m.top_k),
         },
         m.max_seq_len,

@@ -58,6 +58,10 @@ pub fn tokenizer(args: &TokenizerArgs) -> Result<()> {
 enum RecipeArg {
     /// Top-k with load-balancing and z-loss.
     Topk,
+    /// Top-k with the load-balancing loss over the global batch (`--lbl-window` steps).
+    TopkGlobal,
+    /// Dynamic top-p with load-balancing, z-loss and the dynamic (entropy) loss.
+    TopP,
     /// THOR: random experts, two passes, consistency loss.
     Thor,
     /// SMoE-Dropout: frozen random router, k rising to E.
@@ -142,6 +146,15 @@ pub struct TrainArgs {
     /// top-k: z-loss coefficient.
     #[arg(long, default_value_t = 1e-3)]
     z_coef: f32,
+    /// topk-global: steps whose expert counts make the LBL's load fractions.
+    #[arg(long, default_value_t = switchyard_model::train::GLOBAL_LBL_WINDOW)]
+    lbl_window: u64,
+    /// top-p: threshold p.
+    #[arg(long, default_value_t = 0.4)]
+    p: f32,
+    /// top-p: coefficient of the dynamic (router entropy) loss.
+    #[arg(long, default_value_t = 1e-4)]
+    dyn_coef: f32,
     /// THOR: consistency weight α.
     #[arg(long, default_value_t = 1.0)]
     alpha: f32,
@@ -215,7 +228,13 @@ pub struct TrainSummary {
 
 fn recipe(args: &TrainArgs, cfg: &ModelConfig) -> Recipe {
     match args.recipe {
-        RecipeArg::Topk => Recipe::Topk { k: args.k, lbl_coef: args.lbl_coef, z_coef: args.z_coef },
+        RecipeArg::Topk => Recipe::Topk { k: args.k, lbl_coef: args.lbl_coef, z_coef: args.z_coef, lbl_window: 1 },
+        RecipeArg::TopkGlobal => {
+            Recipe::Topk { k: args.k, lbl_coef: args.lbl_coef, z_coef: args.z_coef, lbl_window: args.lbl_window }
+        }
+        RecipeArg::TopP => {
+            Recipe::TopP { p: args.p, lbl_coef: args.lbl_coef, z_coef: args.z_coef, dyn_coef: args.dyn_coef }
+        }
         RecipeArg::Thor => Recipe::Thor { alpha: args.alpha },
         RecipeArg::SmoeDropout => {
             Recipe::SmoeDropout { k_min: args.k_min, k_max: cfg.n_experts, init_std: args.init_std }
@@ -355,7 +374,10 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         tokens_done += per_step;
         let elapsed = t0.elapsed().as_secs_f64();
         let tps = tokens_done as f64 / elapsed.max(1e-9);
-        bar.set_message(format!("loss {:.3} ce {:.3} k {} | {:.0} tok/s", stats.loss, stats.ce, stats.k, tps));
+        bar.set_message(format!(
+            "loss {:.3} ce {:.3} experts/token {:.2} | {:.0} tok/s",
+            stats.loss, stats.ce, stats.active, tps
+        ));
         bar.inc(1);
         let line = LogLine::Step { stats, tokens_seen: (step + 1) * per_step, wall_s: wall0 + elapsed };
         writeln!(log, "{}", serde_json::to_string(&line)?)?;

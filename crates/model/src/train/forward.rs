@@ -10,7 +10,7 @@ use crate::host::to_host;
 use crate::layers::SparseMoeBlock;
 use crate::model::{Model, ModelError};
 use crate::rng;
-use switchyard_routing::router::rank_experts;
+use switchyard_routing::router::{rank_experts, softmax_row, top_p_choice};
 
 /// How the MoE layers route during a training pass.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -21,12 +21,29 @@ pub(crate) enum TrainRouting {
         /// Experts per token.
         k: usize,
     },
+    /// Dynamic top-p (§5.1): the fewest experts whose probabilities sum past `p`, weighted by
+    /// their raw (not renormalised) probabilities; the same choice as inference's router.
+    TopP {
+        /// Threshold p.
+        p: f32,
+    },
     /// THOR §2.2: one uniformly drawn expert per layer for the whole batch, weight 1, drawn
     /// from `stream` keyed by (layer, step).
     Thor {
         /// `THOR_FWD1` or `THOR_FWD2`.
         stream: u64,
     },
+}
+
+/// Tokens per expert per layer from earlier steps, pooled with this step's into the LBL's
+/// `f_e` (the global-batch LBL of "Demons in the Detail", §9.1, as a running buffer: the
+/// counts of the last steps, no extra forward passes). Empty: this step's batch alone.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PriorLoad {
+    /// `[layer][expert]` slots routed, summed over the buffered steps.
+    pub counts: Vec<Vec<u64>>,
+    /// Tokens per layer in those steps.
+    pub tokens: u64,
 }
 
 /// Logits and auxiliary terms of one training pass.
@@ -39,6 +56,9 @@ pub(crate) struct TrainPass {
     pub lbl: Tensor<1>,
     /// Per-layer mean of the router z-loss (§1.5). Zero for THOR.
     pub z: Tensor<1>,
+    /// Per-layer mean of the router's mean entropy `(1/T)·Σ_t H(P_t)` (nats): top-p's dynamic
+    /// loss (§5.2). Zero for THOR.
+    pub entropy: Tensor<1>,
     /// Tokens routed to each expert, per layer (slots counted).
     pub load: Vec<Vec<u64>>,
 }
@@ -49,9 +69,26 @@ pub(crate) struct TrainPass {
 ///
 /// # Shapes
 /// - probs: `[T, E]`, counts: `[E]` tokens per expert -> `[1]`
+#[cfg(test)]
 pub(crate) fn load_balancing_loss(probs: Tensor<2>, counts: &[u64]) -> Tensor<1> {
+    load_balancing_loss_pooled(probs, counts, &[], 0)
+}
+
+/// [`load_balancing_loss`] with `f_e` pooled over earlier steps' counts (`prior`, over
+/// `prior_tokens` tokens) and this step's: `P̄` stays this step's, the only part with gradient.
+///
+/// # Shapes
+/// - probs: `[T, E]`, counts and prior: `[E]` (prior may be empty) -> `[1]`
+pub(crate) fn load_balancing_loss_pooled(
+    probs: Tensor<2>,
+    counts: &[u64],
+    prior: &[u64],
+    prior_tokens: u64,
+) -> Tensor<1> {
     let [t, e] = probs.dims();
-    let f: Vec<f32> = counts.iter().map(|&n| n as f32 / t as f32).collect();
+    let tokens = (t as u64 + prior_tokens) as f32;
+    let f: Vec<f32> =
+        counts.iter().enumerate().map(|(j, &n)| (n + prior.get(j).copied().unwrap_or(0)) as f32 / tokens).collect();
     let f = Tensor::<2>::from_data(TensorData::new(f, [1, e]), &probs.device());
     (probs.mean_dim(0) * f).sum().mul_scalar(e as f32)
 }
@@ -67,11 +104,27 @@ pub(crate) fn z_loss(logits: Tensor<2>) -> Tensor<1> {
     lse.powi_scalar(2).mean()
 }
 
-/// What a training MoE step leaves besides its output: tokens per expert, and the layer's LBL
-/// and z-loss when the gate trains.
+/// The router's mean entropy `(1/T)·Σ_t H(P_t)` in nats (spec §5.2's dynamic loss).
+///
+/// # Shapes
+/// - logits: `[T, E]` -> `[1]`
+pub(crate) fn router_entropy(logits: Tensor<2>) -> Tensor<1> {
+    let lp = burn::tensor::activation::log_softmax(logits, 1);
+    (lp.clone().exp() * lp).sum_dim(1).mean().neg()
+}
+
+/// The losses on a trained gate's probabilities, one layer.
+pub(crate) struct GateLosses {
+    lbl: Tensor<1>,
+    z: Tensor<1>,
+    entropy: Tensor<1>,
+}
+
+/// What a training MoE step leaves besides its output: tokens per expert, and the layer's
+/// gate losses when the gate trains.
 pub(crate) struct LayerTerms {
     counts: Vec<u64>,
-    losses: Option<(Tensor<1>, Tensor<1>)>,
+    losses: Option<GateLosses>,
 }
 
 /// Runs the experts on their rows and adds them up with differentiable weights.
@@ -106,8 +159,8 @@ impl Model {
         &self,
         tokens: &[Vec<u32>],
         routing: TrainRouting,
-        seed: u64,
-        step: u64,
+        prior: &PriorLoad,
+        (seed, step): (u64, u64),
     ) -> Result<TrainPass, ModelError> {
         let c = self.config();
         let (b, s) = (tokens.len(), tokens.first().map_or(0, Vec::len));
@@ -124,15 +177,19 @@ impl Model {
         let ids: Vec<i32> = tokens.iter().flatten().map(|&id| id as i32).collect();
         let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, s]), &device);
         let mut h = self.net.embed_tokens.forward(ids);
-        let (mut lbl, mut z) = (Tensor::<1>::zeros([1], &device), Tensor::<1>::zeros([1], &device));
+        let zero = || Tensor::<1>::zeros([1], &device);
+        let (mut lbl, mut z, mut entropy) = (zero(), zero(), zero());
         let mut load = Vec::with_capacity(c.n_layers);
         for (i, layer) in self.net.layers.iter().enumerate() {
-            let moe = async |block: &SparseMoeBlock, x| self.train_moe(block, x, routing, (seed, i as u64, step)).await;
+            let prior = (prior.counts.get(i).map_or(&[][..], Vec::as_slice), prior.tokens);
+            let key = (seed, i as u64, step);
+            let moe = async |block: &SparseMoeBlock, x| self.train_moe(block, x, routing, prior, key).await;
             let (next, terms) = layer.forward(h, &self.rope, 0, &mut None, moe).await?;
             h = next;
-            if let Some((layer_lbl, layer_z)) = terms.losses {
-                lbl = lbl + layer_lbl;
-                z = z + layer_z;
+            if let Some(g) = terms.losses {
+                lbl = lbl + g.lbl;
+                z = z + g.z;
+                entropy = entropy + g.entropy;
             }
             load.push(terms.counts);
         }
@@ -146,13 +203,15 @@ impl Model {
             logits: logits.reshape([b * s, c.vocab_size]),
             lbl: lbl.div_scalar(n),
             z: z.div_scalar(n),
+            entropy: entropy.div_scalar(n),
             load,
         })
     }
 
-    /// The training MoE step of one layer: THOR's batch-level expert, or top-k chosen on the
-    /// host from the detached logits with differentiable softmax weights (and the layer's LBL
-    /// and z-loss, when the gate trains). `key` is (seed, layer, step).
+    /// The training MoE step of one layer: THOR's batch-level expert, or top-k / top-p chosen
+    /// on the host from the detached logits with differentiable softmax weights (and the
+    /// layer's gate losses, when the gate trains). `prior` is the LBL's pooled earlier load;
+    /// `key` is (seed, layer, step).
     ///
     /// # Shapes
     /// - x: `[T, d]` -> `[T, d]`
@@ -161,41 +220,52 @@ impl Model {
         moe: &SparseMoeBlock,
         x: Tensor<2>,
         routing: TrainRouting,
+        (prior, prior_tokens): (&[u64], u64),
         (seed, layer, step): (u64, u64, u64),
     ) -> Result<(Tensor<2>, LayerTerms), ModelError> {
         let (t, e) = (x.dims()[0], self.config().n_experts);
-        match routing {
-            TrainRouting::Thor { stream } => {
-                let u = rng::u01(seed, stream, &[layer, step]);
-                let chosen = ((u * e as f64) as usize).min(e - 1);
-                let mut counts = vec![0u64; e];
-                counts[chosen] = t as u64;
-                Ok((moe.experts[chosen].forward(x), LayerTerms { counts, losses: None }))
-            }
-            TrainRouting::Softmax { k } => {
-                let frozen = self.config().frozen_gate;
-                let logits = if frozen {
-                    x.clone().matmul(moe.gate.weight.val().detach())
-                } else {
-                    moe.router_logits(x.clone())
-                };
-                let host = to_host(logits.clone()).await?;
-                let mut mask = vec![0.0f32; t * e];
-                let mut rows: Vec<Vec<i32>> = vec![Vec::new(); e];
-                for row in 0..t {
-                    for &j in rank_experts(&host[row * e..(row + 1) * e]).iter().take(k) {
-                        mask[row * e + j] = 1.0;
-                        rows[j].push(row as i32);
-                    }
-                }
-                let counts: Vec<u64> = rows.iter().map(|r| r.len() as u64).collect();
-                let probs = softmax(logits.clone(), 1); // [T, E]
-                let mask = Tensor::<2>::from_data(TensorData::new(mask, [t, e]), &x.device());
-                let w = probs.clone() * mask;
-                let w = w.clone() / w.sum_dim(1);
-                let losses = (!frozen).then(|| (load_balancing_loss(probs, &counts), z_loss(logits)));
-                Ok((combine_weighted(moe, x, &rows, w), LayerTerms { counts, losses }))
+        if let TrainRouting::Thor { stream } = routing {
+            let u = rng::u01(seed, stream, &[layer, step]);
+            let chosen = ((u * e as f64) as usize).min(e - 1);
+            let mut counts = vec![0u64; e];
+            counts[chosen] = t as u64;
+            return Ok((moe.experts[chosen].forward(x), LayerTerms { counts, losses: None }));
+        }
+        let frozen = self.config().frozen_gate;
+        let logits =
+            if frozen { x.clone().matmul(moe.gate.weight.val().detach()) } else { moe.router_logits(x.clone()) };
+        let host = to_host(logits.clone()).await?;
+        let mut mask = vec![0.0f32; t * e];
+        let mut rows: Vec<Vec<i32>> = vec![Vec::new(); e];
+        for row in 0..t {
+            for j in train_choice(&host[row * e..(row + 1) * e], routing) {
+                mask[row * e + j] = 1.0;
+                rows[j].push(row as i32);
             }
         }
+        let counts: Vec<u64> = rows.iter().map(|r| r.len() as u64).collect();
+        let probs = softmax(logits.clone(), 1); // [T, E]
+        let mask = Tensor::<2>::from_data(TensorData::new(mask, [t, e]), &x.device());
+        let w = probs.clone() * mask;
+        // Top-k renormalises over its k (Mixtral); top-p keeps the raw probabilities (§5.1).
+        let w = if matches!(routing, TrainRouting::Softmax { .. }) { w.clone() / w.sum_dim(1) } else { w };
+        let losses = (!frozen).then(|| GateLosses {
+            lbl: load_balancing_loss_pooled(probs, &counts, prior, prior_tokens),
+            z: z_loss(logits.clone()),
+            entropy: router_entropy(logits),
+        });
+        Ok((combine_weighted(moe, x, &rows, w), LayerTerms { counts, losses }))
+    }
+}
+
+/// The experts one token's logits choose in training (`Thor` has no logits: none).
+fn train_choice(logits: &[f32], routing: TrainRouting) -> Vec<usize> {
+    match routing {
+        TrainRouting::Softmax { k } => rank_experts(logits).into_iter().take(k).collect(),
+        TrainRouting::TopP { p } => {
+            let all = vec![true; logits.len()];
+            top_p_choice(&softmax_row(logits), &all, p).into_iter().map(|(x, _)| x).collect()
+        }
+        TrainRouting::Thor { .. } => Vec::new(),
     }
 }

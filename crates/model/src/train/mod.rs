@@ -1,4 +1,4 @@
-//! Training (feature `train`): the three recipes of the shipped checkpoints, each following its
+//! Training (feature `train`): the recipes of the shipped checkpoints, each following its
 //! section of the routing spec, with AdamW, warmup + cosine decay, gradient clipping and
 //! resumable state. Every random choice (initialisation, data order, THOR's experts, the
 //! SMoE-Dropout router) comes from the counter-based generator, so a run is a pure function of
@@ -16,7 +16,7 @@ use burn::tensor::activation::log_softmax;
 use serde::{Deserialize, Serialize};
 
 pub use data::TokenizedCorpus;
-use forward::TrainRouting;
+use forward::{PriorLoad, TrainRouting};
 
 use crate::model::{Model, ModelError};
 use crate::params::{HostTensor, ParamStore, init_from_seed};
@@ -29,7 +29,9 @@ use switchyard_routing::router::{RouterSpec, SmoeDense, ThorMode, smoe_router_we
 #[serde(tag = "recipe", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Recipe {
     /// Learned gate, top-k with renormalised softmax weights (Mixtral, §1.4), top-k
-    /// load-balancing loss over the global batch (§9.1) and router z-loss (§1.5).
+    /// load-balancing loss (§9.1) and router z-loss (§1.5). The LBL's `f_e` counts the step's
+    /// batch (8 sequences, each from one domain), or with `lbl_window` > 1 also the previous
+    /// steps' counts: the global-batch LBL of "Demons in the Detail" (`topk-global`).
     Topk {
         /// Experts per token.
         k: usize,
@@ -37,6 +39,23 @@ pub enum Recipe {
         lbl_coef: f32,
         /// Coefficient of the z-loss.
         z_coef: f32,
+        /// Steps whose expert counts make the LBL's `f_e` (this one and the ones before it).
+        #[serde(default = "one_step", skip_serializing_if = "is_one_step")]
+        lbl_window: u64,
+    },
+    /// Dynamic top-p (§5): the fewest experts whose probabilities exceed `p`, raw weights;
+    /// loss `CE + lbl_coef·LBL + z_coef·z + dyn_coef·H(P)`, the LBL's `f_e` over the variable
+    /// sets and the dynamic loss the router's mean entropy (§5.2; its coefficient is not in
+    /// the reference code, ours is written on the card).
+    TopP {
+        /// Threshold p.
+        p: f32,
+        /// Coefficient of the load-balancing loss.
+        lbl_coef: f32,
+        /// Coefficient of the z-loss.
+        z_coef: f32,
+        /// Coefficient of the dynamic (entropy) loss.
+        dyn_coef: f32,
     },
     /// THOR (§2.2): no router; two passes, each with one random expert per layer for the
     /// whole batch; loss `CE₁ + CE₂ + α·½(KL(p¹‖p²) + KL(p²‖p¹))`, all token means.
@@ -57,12 +76,29 @@ pub enum Recipe {
     },
 }
 
+fn one_step() -> u64 {
+    1
+}
+
+fn is_one_step(n: &u64) -> bool {
+    *n == 1
+}
+
+/// Steps pooled by `topk-global`'s LBL: with 8 sequences a step, 128 sequences (32768 tokens).
+pub const GLOBAL_LBL_WINDOW: u64 = 16;
+
 impl Recipe {
-    /// The recipe's defaults for a model: top-2, LBL 0.01, z 1e-3; THOR α = 1 (the reference
-    /// task default); SMoE-Dropout k from 2 to E, init_std 0.02 (the reference).
+    /// The recipe's defaults for a model: top-2, LBL 0.01, z 1e-3 (`topk-global`: LBL over
+    /// [`GLOBAL_LBL_WINDOW`] steps); top-p 0.4 (the reference config) with the same LBL and
+    /// z-loss and a dynamic loss of 1e-4; THOR α = 1 (the reference task default);
+    /// SMoE-Dropout k from 2 to E, init_std 0.02 (the reference).
     pub fn default_named(name: &str, cfg: &ModelConfig) -> Option<Self> {
         match name {
-            "topk" => Some(Self::Topk { k: cfg.top_k, lbl_coef: 0.01, z_coef: 1e-3 }),
+            "topk" => Some(Self::Topk { k: cfg.top_k, lbl_coef: 0.01, z_coef: 1e-3, lbl_window: 1 }),
+            "topk-global" => {
+                Some(Self::Topk { k: cfg.top_k, lbl_coef: 0.01, z_coef: 1e-3, lbl_window: GLOBAL_LBL_WINDOW })
+            }
+            "top-p" => Some(Self::TopP { p: 0.4, lbl_coef: 0.01, z_coef: 1e-3, dyn_coef: 1e-4 }),
             "thor" => Some(Self::Thor { alpha: 1.0 }),
             "smoe-dropout" => {
                 Some(Self::SmoeDropout { k_min: 2.min(cfg.n_experts), k_max: cfg.n_experts, init_std: 0.02 })
@@ -71,10 +107,12 @@ impl Recipe {
         }
     }
 
-    /// `topk`, `thor` or `smoe-dropout`.
+    /// `topk`, `topk-global`, `top-p`, `thor` or `smoe-dropout`.
     pub fn name(&self) -> &'static str {
         match self {
-            Self::Topk { .. } => "topk",
+            Self::Topk { lbl_window: 1, .. } => "topk",
+            Self::Topk { .. } => "topk-global",
+            Self::TopP { .. } => "top-p",
             Self::Thor { .. } => "thor",
             Self::SmoeDropout { .. } => "smoe-dropout",
         }
@@ -86,6 +124,7 @@ impl Recipe {
     pub fn inference_router(&self, cfg: &ModelConfig) -> RouterSpec {
         match self {
             Self::Topk { k, .. } => RouterSpec::top_k(*k, true),
+            Self::TopP { p, .. } => RouterSpec::TopP { p: *p },
             Self::Thor { .. } => RouterSpec::Thor { mode: ThorMode::Token },
             Self::SmoeDropout { init_std, .. } => {
                 RouterSpec::SmoeDropout { k: cfg.n_experts, init_std: *init_std, dense: SmoeDense::Softmax }
@@ -155,6 +194,12 @@ pub struct StepStats {
     pub lbl: f32,
     /// Router z-loss (top-k), before its coefficient.
     pub z: f32,
+    /// The router's mean entropy in nats (top-p's dynamic loss before its coefficient).
+    #[serde(default)]
+    pub entropy: f32,
+    /// Mean experts per token over the layers (top-p: varies; top-k: k).
+    #[serde(default)]
+    pub active: f32,
     /// THOR's symmetric KL, before α.
     pub kl: f32,
     /// Experts per token this step.
@@ -189,6 +234,9 @@ struct StateFile {
     model: ModelConfig,
     train: TrainConfig,
     tokenizer: String,
+    /// The global LBL's buffer: `[step][layer][expert]` counts of the last steps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    lbl_buffer: Vec<Vec<Vec<u64>>>,
 }
 
 /// A model being trained, its optimizer and its step counter.
@@ -198,6 +246,8 @@ pub struct Trainer {
     config: TrainConfig,
     tokenizer: String,
     step: u64,
+    /// Expert counts of the last `lbl_window − 1` steps, oldest first (global-batch LBL).
+    lbl_buffer: std::collections::VecDeque<Vec<Vec<u64>>>,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -280,7 +330,14 @@ impl Trainer {
         device: &Device,
     ) -> Result<Self, TrainError> {
         let net = Model::from_params(model, params, &device.clone().autodiff())?;
-        Ok(Self { model: net, optim: optimizer(&config), config, tokenizer: tokenizer.into(), step })
+        Ok(Self {
+            model: net,
+            optim: optimizer(&config),
+            config,
+            tokenizer: tokenizer.into(),
+            step,
+            lbl_buffer: Default::default(),
+        })
     }
 
     fn check(model: &ModelConfig, cfg: &TrainConfig) -> Result<(), TrainError> {
@@ -298,6 +355,10 @@ impl Trainer {
         let e = model.n_experts;
         match cfg.recipe {
             Recipe::Topk { k, .. } if k == 0 || k > e => bad(format!("k = {k} is outside 1..={e}")),
+            Recipe::Topk { lbl_window, .. } if !(1..=1024).contains(&lbl_window) => {
+                bad(format!("lbl_window = {lbl_window} is outside 1..=1024"))
+            }
+            Recipe::TopP { p, .. } if !(p > 0.0 && p <= 1.0) => bad(format!("p = {p} is outside (0, 1]")),
             Recipe::SmoeDropout { k_min, k_max, .. } if k_min == 0 || k_min > k_max || k_max > e => {
                 bad(format!("need 1 <= k_min <= k_max <= {e}, got {k_min}..{k_max}"))
             }
@@ -320,10 +381,11 @@ impl Trainer {
         self.model.config()
     }
 
-    /// Experts per token at `step` for this recipe.
+    /// Experts per token at `step` for this recipe (0: it varies per token, top-p).
     pub fn k_at(&self, step: u64) -> usize {
         match self.config.recipe {
             Recipe::Topk { k, .. } => k,
+            Recipe::TopP { .. } => 0,
             Recipe::Thor { .. } => 1,
             Recipe::SmoeDropout { k_min, k_max, .. } => smoe_k(step, self.config.steps.saturating_sub(1), k_min, k_max),
         }
@@ -342,36 +404,52 @@ impl Trainer {
         let (step, seed) = (self.step, self.config.seed);
         let k = self.k_at(step);
         let zero = || Tensor::<1>::zeros([1], &device);
-        let (loss, ce, lbl, z, kl, load) = match self.config.recipe {
+        let prior = self.prior_load();
+        let key = (seed, step);
+        let (loss, ce, pass, kl) = match self.config.recipe {
             Recipe::Topk { lbl_coef, z_coef, .. } => {
-                let p = self.model.forward_train(&inputs, TrainRouting::Softmax { k }, seed, step).await?;
-                let ce = cross_entropy(p.logits, targets);
+                let p = self.model.forward_train(&inputs, TrainRouting::Softmax { k }, &prior, key).await?;
+                let ce = cross_entropy(p.logits.clone(), targets);
                 let loss = ce.clone() + p.lbl.clone().mul_scalar(lbl_coef) + p.z.clone().mul_scalar(z_coef);
-                (loss, ce, p.lbl, p.z, zero(), p.load)
+                (loss, ce, p, zero())
+            }
+            Recipe::TopP { p, lbl_coef, z_coef, dyn_coef } => {
+                let p = self.model.forward_train(&inputs, TrainRouting::TopP { p }, &prior, key).await?;
+                let ce = cross_entropy(p.logits.clone(), targets);
+                let loss = ce.clone()
+                    + p.lbl.clone().mul_scalar(lbl_coef)
+                    + p.z.clone().mul_scalar(z_coef)
+                    + p.entropy.clone().mul_scalar(dyn_coef);
+                (loss, ce, p, zero())
             }
             Recipe::SmoeDropout { .. } => {
-                let p = self.model.forward_train(&inputs, TrainRouting::Softmax { k }, seed, step).await?;
-                let ce = cross_entropy(p.logits, targets);
-                (ce.clone(), ce, zero(), zero(), zero(), p.load)
+                let p = self.model.forward_train(&inputs, TrainRouting::Softmax { k }, &prior, key).await?;
+                let ce = cross_entropy(p.logits.clone(), targets);
+                (ce.clone(), ce, p, zero())
             }
             Recipe::Thor { alpha } => {
                 let one = TrainRouting::Thor { stream: stream::THOR_FWD1 };
                 let two = TrainRouting::Thor { stream: stream::THOR_FWD2 };
-                let p1 = self.model.forward_train(&inputs, one, seed, step).await?;
-                let p2 = self.model.forward_train(&inputs, two, seed, step).await?;
-                let (lp1, lp2) = (log_softmax(p1.logits, 1), log_softmax(p2.logits, 1));
+                let p1 = self.model.forward_train(&inputs, one, &prior, key).await?;
+                let p2 = self.model.forward_train(&inputs, two, &prior, key).await?;
+                let (lp1, lp2) = (log_softmax(p1.logits.clone(), 1), log_softmax(p2.logits, 1));
                 let ce1 = nll(lp1.clone(), targets.clone());
                 let ce2 = nll(lp2.clone(), targets);
                 let kl = symmetric_kl(lp1.clone(), lp2.clone());
                 let loss = ce1.clone() + ce2.clone() + kl.clone().mul_scalar(alpha);
-                (loss, (ce1 + ce2).div_scalar(2.0), zero(), zero(), kl, p1.load)
+                (loss, (ce1 + ce2).div_scalar(2.0), p1, kl)
             }
         };
+        self.remember_load(&pass.load);
         let lr = lr_at(&self.config, step);
         let grads = GradientsParams::from_grads(loss.backward(), &self.model.net);
         self.model.net = self.optim.step(lr, self.model.net.clone(), grads);
         self.step += 1;
-        let load = load
+        let tokens = (b * s) as f32;
+        let active = pass.load.iter().map(|c| c.iter().sum::<u64>() as f32 / tokens).sum::<f32>()
+            / pass.load.len().max(1) as f32;
+        let load = pass
+            .load
             .into_iter()
             .map(|c| {
                 let total: u64 = c.iter().sum();
@@ -383,12 +461,39 @@ impl Trainer {
             lr,
             loss: scalar(&loss),
             ce: scalar(&ce),
-            lbl: scalar(&lbl),
-            z: scalar(&z),
+            lbl: scalar(&pass.lbl),
+            z: scalar(&pass.z),
+            entropy: scalar(&pass.entropy),
+            active,
             kl: scalar(&kl),
             k,
             load,
         })
+    }
+
+    /// The buffered steps' expert counts, summed, for the global LBL (empty without a window).
+    fn prior_load(&self) -> PriorLoad {
+        let Some(first) = self.lbl_buffer.front() else { return PriorLoad::default() };
+        let mut counts: Vec<Vec<u64>> = first.iter().map(|l| vec![0; l.len()]).collect();
+        for step in &self.lbl_buffer {
+            for (sum, layer) in counts.iter_mut().zip(step) {
+                sum.iter_mut().zip(layer).for_each(|(s, &n)| *s += n);
+            }
+        }
+        let tokens = (self.lbl_buffer.len() * self.config.batch_size * self.config.seq_len) as u64;
+        PriorLoad { counts, tokens }
+    }
+
+    /// Keeps this step's counts for the next steps' global LBL (the last `lbl_window − 1`).
+    fn remember_load(&mut self, load: &[Vec<u64>]) {
+        let Recipe::Topk { lbl_window, .. } = self.config.recipe else { return };
+        if lbl_window <= 1 {
+            return;
+        }
+        self.lbl_buffer.push_back(load.to_vec());
+        while self.lbl_buffer.len() as u64 >= lbl_window {
+            self.lbl_buffer.pop_front();
+        }
     }
 
     /// The current parameters on the host (HF layout).
@@ -425,6 +530,7 @@ impl Trainer {
             model: self.model.config().clone(),
             train: self.config.clone(),
             tokenizer: self.tokenizer.clone(),
+            lbl_buffer: self.lbl_buffer.iter().cloned().collect(),
         };
         let json = serde_json::to_string_pretty(&state).map_err(|e| err(e.to_string()))?;
         let tmp = |name: &str| dir.join(format!("{name}.tmp"));
@@ -464,6 +570,7 @@ impl Trainer {
         }
         let mut t = Self::from_parts(&state.model, &params, state.train, tokenizer, state.step, device)?;
         t.optim = t.optim.load(dir.join("optim.bpk")).map_err(|e| err(format!("{e:?}")))?;
+        t.lbl_buffer = state.lbl_buffer.into();
         Ok(t)
     }
 }

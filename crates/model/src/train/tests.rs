@@ -74,7 +74,7 @@ fn schedules_follow_the_spec() {
 #[test]
 fn every_recipe_learns_and_repeats_its_curve_exactly() {
     let data = corpus();
-    for recipe in ["topk", "thor", "smoe-dropout"] {
+    for recipe in ["topk", "topk-global", "top-p", "thor", "smoe-dropout"] {
         let mut a = Trainer::new(&tiny(), settings(recipe, 40), "byte", &Device::flex()).expect("trainer");
         let curve = run(&mut a, &data, 40);
         let first = curve[..5].iter().map(|s| s.ce).sum::<f32>() / 5.0;
@@ -139,11 +139,97 @@ fn recipe_specific_terms_behave() {
 }
 
 #[test]
-fn a_resumed_run_continues_the_same_curve() {
+fn top_p_trains_with_the_routers_own_choice_and_its_entropy_loss() {
     let data = corpus();
-    let dir = std::env::temp_dir().join(format!("switchyard-resume-{}", std::process::id()));
+    let mut t = Trainer::new(&tiny(), settings("top-p", 10), "byte", &Device::flex()).expect("trainer");
+    let stats = run(&mut t, &data, 6);
+    for s in &stats {
+        // 1 <= |S_t| <= E (§5.3.1); at initialisation the router is near uniform (4 experts
+        // of 1/4 each: two are needed to pass p = 0.4), so more than one on average.
+        assert!(s.active > 1.0 && s.active <= 4.0, "active {}", s.active);
+        // The entropy of a distribution over 4 experts lies in [0, ln 4].
+        assert!(s.entropy > 0.0 && s.entropy <= 4f32.ln() + 1e-4, "entropy {}", s.entropy);
+        // f counts the variable sets: Σ f = mean |S_t|, so the loss is not k-bounded.
+        assert!(s.lbl > 0.5, "lbl {}", s.lbl);
+        for layer in &s.load {
+            assert!((layer.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        }
+    }
+    // The dynamic loss pushes the entropy down: with a large coefficient the router sharpens and
+    // fewer experts are active than without it.
+    let sharp = |dyn_coef: f32| {
+        let recipe = Recipe::TopP { p: 0.4, lbl_coef: 0.0, z_coef: 0.0, dyn_coef };
+        let cfg = TrainConfig { recipe, ..settings("top-p", 30) };
+        let mut t = Trainer::new(&tiny(), cfg, "byte", &Device::flex()).expect("trainer");
+        run(&mut t, &data, 30).last().map(|s| (s.entropy, s.active)).expect("stats")
+    };
+    let (h0, a0) = sharp(0.0);
+    let (h1, a1) = sharp(1.0);
+    assert!(h1 < h0 && a1 <= a0, "entropy {h0} -> {h1}, active {a0} -> {a1}");
+}
+
+#[test]
+fn training_and_inference_make_the_same_top_p_choice() {
+    use switchyard_routing::router::{RouteContext, top_p_choice};
+    let logits = [0.3f32, -1.0, 2.0, 0.1, 0.0, 1.2];
+    let probs = switchyard_routing::router::softmax_row(&logits);
+    let all = [true; 6];
+    let seq = [0u32];
+    let ctx = RouteContext {
+        layer: 0,
+        seq_id: &seq,
+        pos: &[0],
+        token_id: &[7],
+        seed: 0,
+        step: 0,
+        allowed: &all,
+        forced: None,
+    };
+    for p in [0.0f32, 0.3, 0.4, 0.7, 0.99, 1.0] {
+        let rec = RouterSpec::TopP { p }.route(logits.to_vec(), 6, &ctx);
+        let inference: Vec<usize> = rec.slots(0).map(|s| s.expert).collect();
+        let training: Vec<usize> = top_p_choice(&probs, &all, p).into_iter().map(|(x, _)| x).collect();
+        assert_eq!(training, inference, "p = {p}");
+    }
+}
+
+#[test]
+fn the_global_lbl_pools_the_last_steps_counts() {
+    // By hand: this step f = [2, 0]/2, the prior [0, 6]/6 tokens: pooled f = [2, 6]/8 over the
+    // same P̄ = [0.675, 0.325]: 2·(0.25·0.675 + 0.75·0.325) = 0.825 (this step alone: 1.35).
+    let probs = || t2(&[&[0.75, 0.25], &[0.6, 0.4]]);
+    let alone = value(forward::load_balancing_loss_pooled(probs(), &[2, 0], &[], 0));
+    let pooled = value(forward::load_balancing_loss_pooled(probs(), &[2, 0], &[0, 6], 6));
+    assert!((alone - 1.35).abs() < 1e-6 && (pooled - 0.825).abs() < 1e-6, "{alone} {pooled}");
+    // The trainer keeps the last lbl_window − 1 steps, and a window of 1 is the plain LBL.
+    let data = corpus();
+    let window = |w: u64| {
+        let recipe = Recipe::Topk { k: 2, lbl_coef: 0.01, z_coef: 1e-3, lbl_window: w };
+        let mut t = Trainer::new(&tiny(), TrainConfig { recipe, ..settings("topk", 8) }, "byte", &Device::flex())
+            .expect("trainer");
+        let stats = run(&mut t, &data, 5);
+        (stats, t.lbl_buffer.len())
+    };
+    let (plain, kept) = window(1);
+    assert_eq!(kept, 0);
+    let (global, kept) = window(3);
+    assert_eq!(kept, 2);
+    assert_eq!(plain[0], global[0], "the first step has nothing to pool");
+    assert_ne!(plain[1].lbl, global[1].lbl, "from the second step on, f pools the earlier counts");
+}
+
+#[test]
+fn a_resumed_run_continues_the_same_curve() {
+    for recipe in ["topk", "topk-global"] {
+        resumes_the_same_curve(recipe);
+    }
+}
+
+fn resumes_the_same_curve(recipe: &str) {
+    let data = corpus();
+    let dir = std::env::temp_dir().join(format!("switchyard-resume-{recipe}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let cfg = settings("topk", 6);
+    let cfg = settings(recipe, 6);
     let mut straight = Trainer::new(&tiny(), cfg.clone(), "byte", &Device::flex()).expect("trainer");
     let full = run(&mut straight, &data, 6);
     let mut first = Trainer::new(&tiny(), cfg.clone(), "byte", &Device::flex()).expect("trainer");
@@ -209,7 +295,7 @@ fn z_loss_and_load_balancing_loss_by_hand() {
     let balanced = value(forward::load_balancing_loss(t2(&[&[0.75, 0.25], &[0.25, 0.75]]), &[1, 1]));
     assert!((balanced - 1.0).abs() < 1e-6, "{balanced}");
     // f = [1, 0], P̄ = [0.675, 0.325]: 2·0.675 = 1.35.
-    let skewed = value(forward::load_balancing_loss(t2(&[&[0.75, 0.25], &[0.6, 0.4]]), &[2, 0]));
+    let skewed = value(forward::load_balancing_loss_pooled(t2(&[&[0.75, 0.25], &[0.6, 0.4]]), &[2, 0], &[], 0));
     assert!((skewed - 1.35).abs() < 1e-6, "{skewed}");
     // Top-2 of 2 experts: Σ f = k = 2 and the loss is k whatever the probabilities.
     let k2 = value(forward::load_balancing_loss(t2(&[&[0.9, 0.1], &[0.3, 0.7]]), &[2, 2]));

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use switchyard_record::LayerRouting;
 
 pub use special::smoe_router_weights;
-pub use token_choice::{Capacity, CapacityFormula, Priority, SecondPolicy};
+pub use token_choice::{Capacity, CapacityFormula, Priority, SecondPolicy, top_p_choice};
 
 /// THOR's inference modes (spec §2.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -185,6 +185,25 @@ pub(super) fn gshard(
     rec
 }
 
+/// Dynamic top-p's choice for one row of probabilities (spec §5.1), shared by inference and
+/// training: the allowed experts in descending probability until their sum first exceeds `p`
+/// (strict `>`; all of them if it never does), as (expert, rank among all experts).
+pub fn top_p_choice(probs: &[f32], allowed: &[bool], p: f32) -> Vec<(usize, usize)> {
+    let mut cum = 0.0f32;
+    let mut chosen = Vec::new();
+    for (rank, &x) in rank_experts(probs).iter().enumerate() {
+        if !allowed[x] {
+            continue;
+        }
+        chosen.push((x, rank));
+        cum += probs[x];
+        if cum > p {
+            break;
+        }
+    }
+    chosen
+}
+
 /// Dynamic top-p (spec §5): strict `>`, raw weights, all experts if never exceeded.
 pub(super) fn top_p(logits: Vec<f32>, e: usize, p: f32, ctx: &RouteContext<'_>) -> LayerRouting {
     let rows: Vec<Vec<f32>> = logits.chunks(e).map(<[f32]>::to_vec).collect();
@@ -192,18 +211,10 @@ pub(super) fn top_p(logits: Vec<f32>, e: usize, p: f32, ctx: &RouteContext<'_>) 
     let mut active = 0usize;
     for row in &rows {
         let probs = softmax_masked(row, ctx.allowed);
-        let mut cum = 0.0f32;
-        let mut choices = Vec::new();
-        for (r, &x) in rank_experts(&probs).iter().enumerate() {
-            if !ctx.allowed[x] {
-                continue;
-            }
-            choices.push(Choice { expert: x, weight: probs[x], rank: r });
-            cum += probs[x];
-            if cum > p {
-                break;
-            }
-        }
+        let choices: Vec<Choice> = top_p_choice(&probs, ctx.allowed, p)
+            .into_iter()
+            .map(|(x, rank)| Choice { expert: x, weight: probs[x], rank })
+            .collect();
         active += choices.len();
         b.push(&probs, &choices);
     }
