@@ -563,3 +563,43 @@ test('the overview, all-layers grid, heatmap and load views render and follow a 
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test('compute per token: the strip shades tokens by FFN experts used, per layer and summed, with the distribution, following the router', async () => {
+  const prompt = 'fn main() { let x = 42; } The cat sat on the mat, and the dog barked loudly.';
+  const { page, errors } = await open(browser, `${server.url}?v=1&ckpt=topk&router=top_p&p=0.6&prompt=${encodeURIComponent(prompt)}`);
+  await strip(page);
+  await page.locator('[data-testid="shade"]').selectOption('compute');
+  await page.waitForFunction(() => new URL(location.href).searchParams.get('shade') === 'compute');
+  const compute = () => page.locator('[data-testid="token"]').evaluateAll((els) => els.map((e) => Number(e.dataset.compute)));
+  // The trace says how many slots each token kept at each layer: the strip shows exactly that.
+  const [download] = await Promise.all([page.waitForEvent('download'), page.locator('[data-testid="export-json"]').click()]);
+  const trace = JSON.parse(await readFile(await download.path(), 'utf8'));
+  const kept = (l, t) => trace.layers[l].routing[t].dropped.filter((d) => !d).length;
+  const perLayer = [];
+  for (let l = 0; l < trace.layers.length; l += 1) {
+    await page.locator(`[data-testid="layer-${l}"]`).click();
+    await page.waitForFunction((l) => document.querySelector('[data-testid="token-strip"]')?.dataset.layer === String(l), l);
+    const shown = await compute();
+    assert.deepEqual(shown, shown.map((_, t) => kept(l, t)), `layer ${l}: experts used per token`);
+    perLayer.push(shown);
+  }
+  // Top-p gives tokens different amounts of compute, and the distribution counts them.
+  assert.ok(new Set(perLayer.flat()).size > 1, 'top-p: the number of experts varies per token');
+  const rows = await page.locator('[data-testid="compute-distribution"] .dist-row').evaluateAll((els) => els.map((e) => [Number(e.dataset.experts), Number(e.dataset.tokens)]));
+  const last = perLayer[perLayer.length - 1];
+  assert.deepEqual(rows, [...new Set(last)].sort((a, b) => a - b).map((c) => [c, last.filter((x) => x === c).length]));
+  await shot(page, 'playground-compute');
+  // Summed over layers.
+  await page.locator('[data-testid="shade"]').selectOption('compute_all');
+  await page.waitForFunction(() => new URL(location.href).searchParams.get('shade') === 'compute_all');
+  assert.deepEqual(await compute(), last.map((_, t) => perLayer.reduce((s, l) => s + l[t], 0)), 'summed over the layers');
+  // Top-2 gives every token two experts at every layer: 2 × layers.
+  await page.locator('[data-testid="router"]').selectOption('topk');
+  await page.waitForFunction((n) => [...document.querySelectorAll('[data-testid="token"]')].every((e) => e.dataset.compute === String(n)), 2 * perLayer.length, { timeout: SLOW });
+  // Back to expert colours: no compute on the tokens.
+  await page.locator('[data-testid="shade"]').selectOption('expert');
+  await page.waitForFunction(() => !new URL(location.href).searchParams.has('shade'));
+  assert.equal(await page.locator('[data-testid="token"][data-compute]').count(), 0);
+  assert.deepEqual(errors, []);
+  await page.close();
+});

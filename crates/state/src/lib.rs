@@ -173,6 +173,22 @@ pub struct View {
     /// without it they go to any parent (`"*"`).
     #[serde(default)]
     pub origin: Option<String>,
+    /// What the token strip's colours say (`shade=`): the top expert, or the compute a token got.
+    #[serde(default)]
+    pub shade: Shade,
+}
+
+/// What the token strip's colours say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Shade {
+    /// Each token in its top expert's colour at the selected layer.
+    #[default]
+    Expert,
+    /// How many FFN experts ran on the token at the selected layer ("which tokens are hard").
+    Compute,
+    /// The same, summed over every layer.
+    ComputeAll,
 }
 
 /// Where the model runs (`backend=` in a link; absent means [`Backend::Auto`]).

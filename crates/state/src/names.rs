@@ -2,7 +2,7 @@
 
 use switchyard_routing::{CapacityFormula, Priority, SecondPolicy, SmoeDense, ThorMode};
 
-use crate::{Backend, Control, Panel};
+use crate::{Backend, Control, Panel, Shade};
 
 /// An enum with a fixed name for each value.
 pub trait Named: Sized + Copy + 'static {
@@ -43,4 +43,5 @@ named!(ThorMode { ThorMode::Token => "token", ThorMode::Sequence => "sequence", 
 named!(SmoeDense { SmoeDense::Softmax => "softmax", SmoeDense::Uniform => "uniform" });
 named!(Panel { Panel::Tokens => "tokens", Panel::Grid => "grid", Panel::Heatmap => "heatmap", Panel::Load => "load", Panel::Capacity => "capacity", Panel::Experts => "experts", Panel::Domains => "domains", Panel::Compare => "compare" });
 named!(Control { Control::Prompt => "prompt", Control::Router => "router", Control::Layers => "layers" });
+named!(Shade { Shade::Expert => "expert", Shade::Compute => "compute", Shade::ComputeAll => "compute_all" });
 named!(Backend { Backend::Auto => "auto", Backend::Cpu => "cpu", Backend::Webgpu => "webgpu" });

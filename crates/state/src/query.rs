@@ -13,7 +13,7 @@ use switchyard_routing::{
 use crate::names::Named;
 use crate::{
     Backend, Control, Labelled, LabelledRefusal, MAX_LABELLED, MAX_LABELLED_CHARS, MAX_PROMPT_CHARS, Panel,
-    PlaygroundState, VERSION, Variant, View, valid_checkpoint_name, valid_origin,
+    PlaygroundState, Shade, VERSION, Variant, View, valid_checkpoint_name, valid_origin,
 };
 
 /// Most interventions a link carries.
@@ -163,6 +163,9 @@ pub(crate) fn encode(s: &PlaygroundState) -> String {
     let mut view = vec![("layer", s.view.layer.to_string()), ("panel", s.view.panel.name().into())];
     if let Some(t) = s.view.token {
         view.push(("token", t.to_string()));
+    }
+    if s.view.shade != Shade::Expert {
+        view.push(("shade", s.view.shade.name().into()));
     }
     if let Some(e) = s.view.embed {
         view.push(("embed", e.name().into()));
@@ -580,6 +583,7 @@ fn read_view(r: &mut Reader) -> View {
         embed: r.map.contains_key("embed").then(|| r.named("embed", Panel::Tokens)),
         show: Vec::new(),
         origin: None,
+        shade: r.named("shade", Shade::Expert),
     };
     if let Some(list) = r.raw("show") {
         for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {

@@ -111,6 +111,7 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
         (
             prop::collection::btree_map("[A-Za-z0-9_-]{1,24}", "\\p{L}\\PC{0,30}", 0..=MAX_LABELLED),
             prop::sample::select(vec![Backend::Auto, Backend::Cpu, Backend::Webgpu]),
+            prop::sample::select(vec![Shade::Expert, Shade::Compute, Shade::ComputeAll]),
         ),
     )
         .prop_map(
@@ -125,7 +126,7 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
                 (layer, p, token),
                 (embed, show, origin),
                 compare,
-                (labelled, backend),
+                (labelled, backend, shade),
             )| {
                 PlaygroundState {
                     checkpoint,
@@ -143,6 +144,7 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
                         embed: embed.map(|e| PANELS[e]),
                         show: if embed.is_some() { show } else { Vec::new() },
                         origin: if embed.is_some() { origin } else { None },
+                        shade,
                     },
                     compare: compare.map(|(router, decoding)| Variant { router, decoding }),
                     labelled: labelled.into_iter().map(|(label, text)| Labelled { label, text }).collect(),

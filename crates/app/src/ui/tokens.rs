@@ -1,11 +1,34 @@
-//! The token strip (each token coloured by its top expert at the selected layer), the layer
-//! selector and the detail of a clicked token.
+//! The token strip (each token coloured by its top expert at the selected layer, or by the
+//! compute it got: how many FFN experts ran on it), the layer selector and the detail of a
+//! clicked token.
 
 use leptos::prelude::*;
 use switchyard_protocol::trace::{Trace, TraceLayer};
+use switchyard_state::{Named, Shade};
 
-use super::palette::{expert_bg, expert_style};
+use super::palette::{expert_bg, expert_style, prob_colours};
 use super::{Ctl, client::RunResult};
+
+/// FFN experts that ran on a token at a layer: its kept slots (dropped ones cost nothing).
+fn experts_used(layer: &TraceLayer, token: usize) -> Option<usize> {
+    layer.routing.get(token).map(|r| r.dropped.iter().filter(|d| !**d).count())
+}
+
+/// The compute a token got under `shade`: experts used at `layer`, or summed over the layers;
+/// `None` for a token not run through the model, or when the strip shows experts.
+fn compute_of(trace: &Trace, shade: Shade, layer: usize, token: usize) -> Option<usize> {
+    match shade {
+        Shade::Expert => None,
+        Shade::Compute => layer_of(trace, layer).and_then(|l| experts_used(l, token)),
+        Shade::ComputeAll => trace.layers.iter().map(|l| experts_used(l, token)).sum(),
+    }
+}
+
+/// The most compute a token got in this run under `shade` (the colour scale's top, so that
+/// the differences between tokens show; the legend prints the numbers).
+fn compute_max(trace: &Trace, shade: Shade, layer: usize) -> usize {
+    (0..trace.tokens.len()).filter_map(|t| compute_of(trace, shade, layer, t)).max().unwrap_or(0).max(1)
+}
 
 /// The expert a token is shown with at a layer: its first kept slot (or first slot if all were
 /// dropped), and whether it was dropped.
@@ -34,10 +57,16 @@ pub fn TokenViews() -> impl IntoView {
     let engine = ctl.engine;
     let layer = move || ctl.layer.get();
     let n_layers = move || engine.result.with(|r| r.as_ref().map_or(0, |r| r.trace.layers.len()));
+    let shade = Memo::new(move |_| ctl.state.with(|s| s.view.shade));
     view! {
         <section class="card tokens">
             <div class="card-head">
-                <h2>"Tokens by top expert"</h2>
+                <h2>{move || match shade.get() {
+                    Shade::Expert => "Tokens by top expert",
+                    Shade::Compute => "Tokens by experts used",
+                    Shade::ComputeAll => "Tokens by experts used, all layers",
+                }}</h2>
+                <ShadeChoice />
                 <div class="layers" role="group" aria-label="layer" class:hidden=move || ctl.state.with(|s| s.view.embed.is_some() && !s.view.show.contains(&switchyard_state::Control::Layers))>
                     {move || (0..n_layers()).map(|l| view! {
                         <button class="layer" class:active=move || layer() == l data-testid=format!("layer-{l}")
@@ -50,10 +79,16 @@ pub fn TokenViews() -> impl IntoView {
                 None => view! { <p class="pending" data-testid="waiting">"Waiting for the first run…"</p> }.into_any(),
                 Some(r) => {
                     ctl.layer.track();
+                    shade.track();
                     view! { <Strip result=r /> }.into_any()
                 }
             }}
             <Legend />
+            {move || {
+                shade.track();
+                ctl.layer.track();
+                engine.result.get().map(|r| view! { <ComputeDistribution result=r /> })
+            }}
             <super::export::ExportButtons />
             {move || engine.result.get().zip(ctl.token.get()).map(|(r, t)| view! { <Detail result=r token=t /> })}
         </section>
@@ -72,16 +107,75 @@ pub fn RunError() -> impl IntoView {
     }
 }
 
+/// What the strip's colours say (`shade=` in the link).
+#[component]
+fn ShadeChoice() -> impl IntoView {
+    let ctl = expect_context::<Ctl>();
+    let choose = move |name: String| {
+        if let Some(shade) = Shade::parse(&name) {
+            ctl.view(|v| v.shade = shade);
+        }
+    };
+    view! {
+        <select class="shade" data-testid="shade" aria-label="colour tokens by" title="colour tokens by"
+            prop:value=move || ctl.state.with(|s| s.view.shade.name())
+            on:change=move |ev| choose(event_target_value(&ev))>
+            <option value="expert">"colour: top expert"</option>
+            <option value="compute">"colour: experts used (this layer)"</option>
+            <option value="compute_all">"colour: experts used (all layers)"</option>
+        </select>
+    }
+}
+
 #[component]
 fn Legend() -> impl IntoView {
     let ctl = expect_context::<Ctl>();
     let n = move || ctl.engine.loaded.with(|l| l.as_ref().map_or(0, |l| l.n_experts));
+    let shade = move || ctl.state.with(|s| s.view.shade);
     view! {
         <div class="legend">
-            {move || (0..n()).map(|e| view! { <span class="chip" style=expert_style(e)>{format!("E{e}")}</span> }).collect_view()}
+            {move || match shade() {
+                Shade::Expert => (0..n()).map(|e| view! { <span class="chip" style=expert_style(e)>{format!("E{e}")}</span> }).collect_view().into_any(),
+                _ => {
+                    let top = ctl.engine.result.with(|r| r.as_ref().map_or(1, |r| compute_max(&r.trace, shade(), ctl.layer.get())));
+                    [0, top / 2, top].into_iter().map(|c| {
+                        let (bg, fg) = prob_colours(c as f32 / top as f32);
+                        view! { <span class="chip" style=format!("background:{bg};color:{fg}")>{format!("{c} experts")}</span> }
+                    }).collect_view().into_any()
+                }
+            }}
             <span class="hint">"Click a token for its routing in every layer."</span>
         </div>
     }
+}
+
+/// How many tokens got each amount of compute, beside the strip when it shows compute.
+#[component]
+fn ComputeDistribution(result: RunResult) -> impl IntoView {
+    let ctl = expect_context::<Ctl>();
+    let shade = ctl.state.with_untracked(|s| s.view.shade);
+    let layer = ctl.layer.get_untracked();
+    let trace = &result.trace;
+    let counts: Vec<usize> = (0..trace.tokens.len()).filter_map(|t| compute_of(trace, shade, layer, t)).collect();
+    if counts.is_empty() {
+        return None;
+    }
+    let mut hist = std::collections::BTreeMap::<usize, usize>::new();
+    counts.iter().for_each(|&c| *hist.entry(c).or_default() += 1);
+    let mean = counts.iter().sum::<usize>() as f64 / counts.len() as f64;
+    let widest = hist.values().copied().max().unwrap_or(1);
+    Some(view! {
+        <div class="compute-dist" data-testid="compute-distribution" data-mean=format!("{mean:.3}")>
+            <p class="hint">{format!("{mean:.2} FFN experts per token on average ({} tokens)", counts.len())}</p>
+            {hist.into_iter().map(|(c, n)| view! {
+                <div class="dist-row" data-experts=c data-tokens=n>
+                    <span class="dist-label">{format!("{c} experts")}</span>
+                    <span class="dist-bar" style=format!("width:{:.1}%", 100.0 * n as f64 / widest as f64)></span>
+                    <span class="dist-count">{n}</span>
+                </div>
+            }).collect_view()}
+        </div>
+    })
 }
 
 #[component]
@@ -89,6 +183,8 @@ fn Strip(result: RunResult) -> impl IntoView {
     let ctl = expect_context::<Ctl>();
     let trace = result.trace.clone();
     let layer = ctl.layer.get_untracked();
+    let shade = ctl.state.with_untracked(|s| s.view.shade);
+    let top = compute_max(&trace, shade, layer);
     let selected = move || ctl.token.get();
     let l = layer_of(&trace, layer).cloned();
     view! {
@@ -102,13 +198,18 @@ fn Strip(result: RunResult) -> impl IntoView {
                 let shown = l.as_ref().and_then(|l| shown_expert(l, index));
                 let drops = l.as_ref().and_then(|l| l.routing.get(index)).map_or(0, |r| r.dropped.iter().filter(|&&d| d).count());
                 let partial = shown.is_some_and(|s| !s.1) && drops > 0;
-                let style = shown.map_or("background:#eee;color:#555".to_string(), |(e, _)| expert_style(e));
+                let compute = compute_of(&trace, shade, layer, index);
+                let style = match (compute, shown) {
+                    (Some(c), _) => { let (bg, fg) = prob_colours(c as f32 / top as f32); format!("background:{bg};color:{fg}") }
+                    (None, Some((e, _))) if shade == Shade::Expert => expert_style(e),
+                    _ => "background:#eee;color:#555".to_string(),
+                };
                 let title = match shown {
                     Some((e, dropped)) => format!("token {index} · id {} · expert {e}{}", t.id, match (dropped, drops) {
                         (true, _) => " (every slot dropped by capacity)".to_string(),
                         (false, 0) => String::new(),
                         (false, d) => format!(" ({d} slot{} dropped by capacity)", if d == 1 { "" } else { "s" }),
-                    }),
+                    }) + &compute.map(|c| format!(" · {c} FFN expert{} ran", if c == 1 { "" } else { "s" })).unwrap_or_default(),
                     None => format!("token {index} · id {} · not run through the model (last generated token)", t.id),
                 };
                 let text = t.text.clone();
@@ -118,6 +219,7 @@ fn Strip(result: RunResult) -> impl IntoView {
                         class:highlight=move || ctl.highlight.get() == Some(id)
                         class:selected=move || selected() == Some(index)
                         style=style title=title data-expert=shown.map(|s| s.0.to_string()).unwrap_or_default()
+                        data-compute=compute.map(|c| c.to_string())
                         data-testid="token" data-index=index>
                         {text}
                     </button>
