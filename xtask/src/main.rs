@@ -190,6 +190,7 @@ const RECIPES: &[(&str, &str, &[&str], &str)] = &[
     ("topk", "1800", &["--router", "topk"], "v=1&ckpt=topk&router=topk&k=2"),
     ("topk-global", "1800", &["--router", "topk"], "v=1&ckpt=topk-global&router=topk&k=2"),
     ("top-p", "1800", &["--router", "top-p", "--top-p", "0.4"], "v=1&ckpt=top-p&router=top_p&p=0.4"),
+    ("lossfree", "1800", &["--router", "sigmoid"], "v=1&ckpt=lossfree&router=sigmoid&k=2&bias=true"),
     ("thor", "3600", &["--router", "thor", "--thor-mode", "token"], "v=1&ckpt=thor&router=thor&thor_mode=token"),
     (
         "smoe-dropout",
@@ -206,6 +207,10 @@ const OTHER_ROUTERS: &[(&str, &str, &[&str])] = &[
     ("smoe-dropout", "k1", &["--router", "smoe-dropout", "--k", "1"]),
     ("smoe-dropout", "k2", &["--router", "smoe-dropout", "--k", "2"]),
     ("smoe-dropout", "k4", &["--router", "smoe-dropout", "--k", "4"]),
+    ("topk-global", "k1", &["--router", "topk", "--k", "1"]),
+    ("top-p", "k2", &["--router", "topk", "--k", "2"]),
+    ("top-p", "p06", &["--router", "top-p", "--top-p", "0.6"]),
+    ("lossfree", "nobias", &["--router", "sigmoid", "--no-bias"]),
 ];
 
 fn switchyard() -> Command {
@@ -293,7 +298,13 @@ fn cards(recipes: &[&str]) -> Result {
         }
         run(cmd.arg("-o").arg(root().join("assets").join(format!("{name}.card"))))?;
     }
-    Ok(())
+    say("README's comparison tables (every shipped card):");
+    let mut table = switchyard();
+    table.arg("cards-table");
+    for (name, ..) in RECIPES {
+        table.arg(root().join("assets").join(format!("{name}.card.json")));
+    }
+    run(&mut table)
 }
 
 fn serve() -> Result {

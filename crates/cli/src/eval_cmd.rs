@@ -75,6 +75,9 @@ pub struct LayerStats {
     pub lbl_topk: f64,
     /// Mean top-1 probability.
     pub confidence: f64,
+    /// Mean FFN experts that ran per token (kept slots).
+    #[serde(default)]
+    pub active_experts: f64,
     /// Share of each domain's slots that each expert takes (Mixtral fig. 7), domain -> [E].
     pub domain_share: BTreeMap<String, Vec<f64>>,
     /// Per expert: its share of code tokens over its share of prose tokens (code = `code_*`
@@ -150,6 +153,7 @@ fn layer_stats(layer: usize, per_domain: &[(String, LayerRouting, Vec<u32>)]) ->
         load: m.load,
         lbl_topk: m.lbl_topk,
         confidence: m.confidence,
+        active_experts: m.active_experts_mean,
         domain_share: share,
         code_over_prose: ratio,
         max_code_prose_ratio: max_ratio,
@@ -295,6 +299,71 @@ pub struct Card {
     pub note: Option<String>,
 }
 
+/// One checkpoint's headline numbers, averaged over its layers.
+struct Headline {
+    experts: f64,
+    cv: f64,
+    dead: usize,
+    code_prose: f64,
+    spec: (f64, f64),
+}
+
+impl Headline {
+    fn of(layers: &[LayerStats]) -> Self {
+        let n = layers.len().max(1) as f64;
+        let mean = |f: fn(&LayerStats) -> f64| layers.iter().map(f).sum::<f64>() / n;
+        Self {
+            experts: mean(|l| l.active_experts),
+            cv: mean(|l| l.load.cv),
+            dead: layers.iter().map(|l| l.load.dead_experts).sum(),
+            code_prose: mean(|l| l.max_code_prose_ratio),
+            spec: (mean(|l| l.specialisation), mean(|l| l.specialisation_baseline)),
+        }
+    }
+}
+
+/// `switchyard cards-table`: the comparison README shows, each checkpoint with its own router.
+pub fn cards_table(paths: &[PathBuf]) -> Result<()> {
+    let cards: Vec<Card> = paths.iter().map(|p| read_json(p)).collect::<Result<_>>()?;
+    println!(
+        "| checkpoint | router | mean bits/byte | FFN experts/token | MFLOPs/token | load CV | dead experts | code/prose ratio | token-ID specialisation (random) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for c in &cards {
+        let h = Headline::of(&c.eval.layers);
+        println!(
+            "| `{}` | {} | {:.3} | {:.2} | {:.2} | {:.3} | {} | {:.2} | {:.3} ({:.3}) |",
+            c.training.name,
+            router_label(&c.eval.router),
+            c.eval.mean_bits_per_byte,
+            h.experts,
+            c.training.model.weight_flops_per_token(h.experts) / 1e6,
+            h.cv,
+            h.dead,
+            h.code_prose,
+            h.spec.0,
+            h.spec.1
+        );
+    }
+    let head: String = cards.iter().map(|c| format!(" `{}` |", c.training.name)).collect();
+    println!("\n| domain (bits/byte) |{head}\n|---|{}", "---:|".repeat(cards.len()));
+    let domains: Vec<String> =
+        cards.first().map(|c| c.eval.domains.iter().map(|d| d.domain.clone()).collect()).unwrap_or_default();
+    for d in domains {
+        let cells: String = cards
+            .iter()
+            .map(|c| {
+                c.eval
+                    .domains
+                    .iter()
+                    .find(|x| x.domain == d)
+                    .map_or(" |".into(), |x| format!(" {:.3} |", x.bits_per_byte))
+            })
+            .collect();
+        println!("| {d} |{cells}");
+    }
+    Ok(())
+}
+
 fn read_json<T: for<'de> Deserialize<'de>>(path: &std::path::Path) -> Result<T> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
@@ -395,6 +464,11 @@ pub fn departures(recipe: &str) -> &'static [&'static str] {
             "Every layer is an MoE layer; the reference alternates MoE and dense FFN layers (`expert_frequency = 2`).",
             "Router, softmax and cumulative sum in f32 (the reference runs them in bf16), so choices right at the threshold can differ from it.",
         ],
+        "lossfree" => &[
+            "DeepSeek-V3's inference routing (`inference/model.py::Gate`, sigmoid scores, no groups, route_scale 1) with the bias update of the paper (b_e ← b_e + γ·sign(c̄ − c_e) after every step, γ = 0.001, counts over the step's batch per layer); V3's complementary sequence-wise balance loss (α = 1e-4) is left out, so the bias is the only balancing force.",
+            "No shared expert and no fine-grained experts: the same 8 experts of 256 as `topk`, so the two differ only in the router and the balancing.",
+            "The bias is stored in f16 like every tensor (rounding under 0.0005 at the values it reaches), so a choice right at a tie can differ from the one training made.",
+        ],
         "topk-global" => &[
             "The global-batch LBL (\"Demons in the Detail\", §9.1) as a running buffer: each step's f_e pools the expert counts of that step and the 15 before it (128 sequences, 32768 tokens per layer), P̄_e is the step's own; the paper synchronises f_e over the micro-batches of one global batch. `topk` computes f_e over its step's 8 sequences (each from one domain).",
         ],
@@ -433,6 +507,7 @@ fn markdown(c: &Card) -> String {
                 .to_string(),
             "smoe-dropout" =>
                 "a frozen random gate N(0, 0.02²) (SMoE-Dropout; any k from 1 to E at inference)".to_string(),
+            "lossfree" => "a learned sigmoid gate with a per-expert selection bias (DeepSeek-V3, top-2 of σ(z) + b, no balancing loss)".to_string(),
             "top-p" => "a learned gate with dynamic top-p routing (p 0.4: the fewest experts whose probabilities sum past p, raw weights)".to_string(),
             _ => format!("a learned top-{} gate", m.top_k),
         },
@@ -523,13 +598,14 @@ fn markdown(c: &Card) -> String {
     let _ = writeln!(s, "## Routing on the validation split (own router)\n");
     let _ = writeln!(
         s,
-        "| layer | load CV | dead experts | LBL (k = perfect) | max code/prose share ratio | token-ID specialisation (baseline) |\n|---:|---:|---:|---:|---:|---:|"
+        "| layer | FFN experts per token | load CV | dead experts | LBL (k = perfect) | max code/prose share ratio | token-ID specialisation (baseline) |\n|---:|---:|---:|---:|---:|---:|---:|"
     );
     for l in &c.eval.layers {
         let _ = writeln!(
             s,
-            "| {} | {:.3} | {} | {:.3} | {:.2} | {:.3} ({:.3}) |",
+            "| {} | {:.3} | {:.3} | {} | {:.3} | {:.2} | {:.3} ({:.3}) |",
             l.layer,
+            l.active_experts,
             l.load.cv,
             l.load.dead_experts,
             l.lbl_topk,
@@ -538,6 +614,13 @@ fn markdown(c: &Card) -> String {
             l.specialisation_baseline
         );
     }
+    let experts = c.eval.layers.iter().map(|l| l.active_experts).sum::<f64>() / c.eval.layers.len().max(1) as f64;
+    let _ = writeln!(
+        s,
+        "\nCompute: {experts:.3} FFN experts per token on average over the layers, {:.2} MFLOPs per token in the weight \
+         matmuls (attention projections, router, the experts used, LM head; attention scores left out).",
+        m.weight_flops_per_token(experts) / 1e6
+    );
     let _ = writeln!(
         s,
         "\nThe specialisation baseline is the score a router that ignores the token would get: each occurrence's \

@@ -74,12 +74,17 @@ enum Command {
         #[arg(long)]
         text: String,
     },
-    /// Train a model with one of the recipes (topk, thor, smoe-dropout).
+    /// Train a model with one of the recipes (topk, topk-global, top-p, thor, smoe-dropout).
     Train(Box<train_cmd::TrainArgs>),
     /// Bits per byte per domain on a corpus's validation split, and routing statistics.
     Eval(Box<eval_cmd::EvalArgs>),
     /// Write a model card (Markdown and JSON) from a training log and an eval report.
     Card(eval_cmd::CardArgs),
+    /// Print README's comparison tables (Markdown) from model cards' JSON.
+    CardsTable {
+        /// Cards (`assets/NAME.card.json`), in the order of the columns.
+        cards: Vec<std::path::PathBuf>,
+    },
     /// Forward latency (128 tokens) and KV-cached decode speed.
     Bench {
         #[command(flatten)]
@@ -588,6 +593,7 @@ fn main() -> Result<()> {
         Command::Train(args) => train_cmd::train(args),
         Command::Eval(args) => eval_cmd::eval(args),
         Command::Card(args) => eval_cmd::card(args),
+        Command::CardsTable { cards } => eval_cmd::cards_table(cards),
         Command::Bench { model, run: r, runs, decode_tokens, all_routers, json } => {
             bench(model, r, *runs, *decode_tokens, *all_routers, *json)
         }

@@ -26,11 +26,13 @@ pub enum RouterKind {
     ExpertChoice,
     /// Hash routing on the token id.
     Hash,
+    /// DeepSeek-V3 sigmoid top-k with the checkpoint's selection bias (`--no-bias`: without).
+    Sigmoid,
 }
 
 impl RouterKind {
     /// Every router, in the order benchmarks list them.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Topk,
         Self::Switch,
         Self::Gshard,
@@ -39,6 +41,7 @@ impl RouterKind {
         Self::SmoeDropout,
         Self::ExpertChoice,
         Self::Hash,
+        Self::Sigmoid,
     ];
 }
 
@@ -96,6 +99,9 @@ pub struct RouterArgs {
     /// Threshold p of top-p.
     #[arg(long, default_value_t = 0.4)]
     pub top_p: f32,
+    /// Sigmoid router: choose without the checkpoint's selection bias.
+    #[arg(long)]
+    pub no_bias: bool,
     /// THOR mode.
     #[arg(long, value_enum, default_value_t = ThorArg::Token)]
     pub thor_mode: ThorArg,
@@ -167,6 +173,7 @@ impl RouterArgs {
                 min_capacity: self.min_capacity,
             },
             RouterKind::Hash => RouterSpec::Hash,
+            RouterKind::Sigmoid => RouterSpec::Sigmoid { k, bias: !self.no_bias },
         }
     }
 

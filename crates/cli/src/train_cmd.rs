@@ -62,6 +62,8 @@ enum RecipeArg {
     TopkGlobal,
     /// Dynamic top-p with load-balancing, z-loss and the dynamic (entropy) loss.
     TopP,
+    /// DeepSeek-V3 sigmoid routing balanced by a selection bias instead of a loss.
+    Lossfree,
     /// THOR: random experts, two passes, consistency loss.
     Thor,
     /// SMoE-Dropout: frozen random router, k rising to E.
@@ -155,6 +157,9 @@ pub struct TrainArgs {
     /// top-p: coefficient of the dynamic (router entropy) loss.
     #[arg(long, default_value_t = 1e-4)]
     dyn_coef: f32,
+    /// lossfree: how far each step moves a selection bias.
+    #[arg(long, default_value_t = 1e-3)]
+    gamma: f32,
     /// THOR: consistency weight α.
     #[arg(long, default_value_t = 1.0)]
     alpha: f32,
@@ -232,6 +237,7 @@ fn recipe(args: &TrainArgs, cfg: &ModelConfig) -> Recipe {
         RecipeArg::TopkGlobal => {
             Recipe::Topk { k: args.k, lbl_coef: args.lbl_coef, z_coef: args.z_coef, lbl_window: args.lbl_window }
         }
+        RecipeArg::Lossfree => Recipe::Lossfree { k: args.k, gamma: args.gamma },
         RecipeArg::TopP => {
             Recipe::TopP { p: args.p, lbl_coef: args.lbl_coef, z_coef: args.z_coef, dyn_coef: args.dyn_coef }
         }

@@ -279,6 +279,25 @@ mod tests {
     }
 
     #[test]
+    fn a_selection_bias_travels_with_its_checkpoint() {
+        let mut c = small();
+        c.config.selection_bias = true;
+        c.params = init_from_seed(&c.config, 1);
+        let key = crate::params::keys::layer(0).selection_bias();
+        c.params.get_mut(&key).expect("the bias is a parameter").data = vec![0.25, -0.5];
+        let back = Checkpoint::from_bytes(&c.to_bytes().unwrap()).unwrap();
+        assert!(back.config.selection_bias);
+        assert_eq!(back.params[&key].data, vec![0.25, -0.5]);
+        let model = crate::Model::from_params(&back.config, &back.params, &crate::Device::flex()).unwrap();
+        assert_eq!(model.selection_bias()[0], vec![0.25, -0.5]);
+        // Without the flag, the file holds more than the configuration declares: refused.
+        let mut plain = back.clone();
+        plain.config.selection_bias = false;
+        let err = Checkpoint::from_bytes(&plain.to_bytes().unwrap()).unwrap_err();
+        assert!(err.to_string().contains("parameters"), "{err}");
+    }
+
+    #[test]
     fn truncated_file_is_a_clear_error() {
         let bytes = small().to_bytes().unwrap();
         let err = Checkpoint::from_bytes(&bytes[..bytes.len() - 10]).unwrap_err();

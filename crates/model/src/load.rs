@@ -98,6 +98,25 @@ pub(crate) fn network(c: &ModelConfig, store: &ParamStore, device: &Device) -> R
     })
 }
 
+/// Each layer's selection bias from the store, when the configuration has one (else none).
+pub(crate) fn selection_bias(c: &ModelConfig, store: &ParamStore) -> Result<Vec<Vec<f32>>, ModelError> {
+    if !c.selection_bias {
+        return Ok(Vec::new());
+    }
+    (0..c.n_layers)
+        .map(|i| {
+            let name = keys::layer(i).selection_bias();
+            match store.get(&name) {
+                Some(t) if t.shape == [c.n_experts] => Ok(t.data.clone()),
+                Some(t) => {
+                    Err(ModelError::Param { name, problem: format!("shape {:?}, expected [{}]", t.shape, c.n_experts) })
+                }
+                None => Err(ModelError::Param { name, problem: "missing".into() }),
+            }
+        })
+        .collect()
+}
+
 /// Every parameter of the network with its key; `true` marks burn `[in, out]` projections.
 fn named_tensors(net: &MoeTransformer) -> Vec<(String, Tensor<2>, bool)> {
     let mut v: Vec<(String, Tensor<2>, bool)> = vec![(keys::EMBED.into(), net.embed_tokens.weight.val(), false)];

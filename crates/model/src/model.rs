@@ -159,6 +159,9 @@ pub struct Model {
     pub(crate) net: MoeTransformer,
     pub(crate) rope: Rope,
     device: Device,
+    /// Each layer's selection bias `[E]` when the configuration has one (spec §8.2). It only
+    /// chooses experts, on the host, so it stays on the host (no read-back to route with it).
+    pub(crate) selection_bias: Vec<Vec<f32>>,
 }
 
 /// `U ~ Uniform(1−ε, 1+ε)` for every (token, feature) of one layer, `[T, d]` row-major.
@@ -191,6 +194,8 @@ pub(crate) fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 /// Who the tokens of one forward call are: what every layer's routing context is made of.
 struct Call<'a> {
     opts: &'a RunOptions,
+    /// The model's selection bias per layer (empty when it has none).
+    bias: &'a [Vec<f32>],
     batch: usize,
     len: usize,
     /// Position of the first new token (the cache's length).
@@ -210,6 +215,7 @@ impl<'a> Call<'a> {
         seq_ids: Option<&[u32]>,
         cache: &KvCache,
         opts: &'a RunOptions,
+        bias: &'a [Vec<f32>],
     ) -> Result<Self, ModelError> {
         opts.router.validate(c.n_experts)?;
         opts.interventions.validate(c.n_layers, c.n_experts)?;
@@ -230,6 +236,7 @@ impl<'a> Call<'a> {
         let seq = |row: usize| seq_ids.and_then(|ids| ids.get(row).copied()).unwrap_or(row as u32);
         Ok(Self {
             opts,
+            bias,
             batch,
             len,
             start,
@@ -252,6 +259,7 @@ impl<'a> Call<'a> {
             step: self.step,
             allowed: &allowed,
             forced: self.opts.interventions.forced(layer),
+            selection_bias: self.bias.get(layer).map(Vec::as_slice),
         };
         self.opts.router.route(logits, n_experts, &ctx)
     }
@@ -276,7 +284,13 @@ impl Model {
             net: crate::load::network(config, store, device)?,
             rope: Rope::new(config.max_seq_len, config.head_dim(), config.rope_theta, device),
             device: device.clone(),
+            selection_bias: crate::load::selection_bias(config, store)?,
         })
+    }
+
+    /// Each layer's selection bias (empty when the model has none).
+    pub fn selection_bias(&self) -> &[Vec<f32>] {
+        &self.selection_bias
     }
 
     /// A model initialised from `seed` with the playground's generator (identical on every
@@ -325,7 +339,7 @@ impl Model {
         let c = &self.config;
         let mut scratch = KvCache::default();
         let cache = cache.unwrap_or(&mut scratch);
-        let call = Call::new(c, tokens, seq_ids, cache, opts)?;
+        let call = Call::new(c, tokens, seq_ids, cache, opts, &self.selection_bias)?;
         if cache.layers.len() != c.n_layers {
             cache.layers = vec![None; c.n_layers];
         }
@@ -453,6 +467,11 @@ impl Model {
 
     /// Reads every parameter back to the host, in the HF layout (for checkpoints).
     pub async fn to_params(&self) -> Result<ParamStore, ModelError> {
-        crate::load::host_params(&self.config, &self.net).await
+        let mut params = crate::load::host_params(&self.config, &self.net).await?;
+        for (i, b) in self.selection_bias.iter().enumerate() {
+            let key = crate::params::keys::layer(i).selection_bias();
+            params.insert(key, crate::params::HostTensor { shape: vec![b.len()], data: b.clone() });
+        }
+        Ok(params)
     }
 }

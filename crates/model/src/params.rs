@@ -27,6 +27,8 @@ pub type ParamStore = BTreeMap<String, HostTensor>;
 pub enum Init {
     /// All ones (norm gains).
     Ones,
+    /// All zeros (selection biases).
+    Zeros,
     /// Normal(0, std²).
     Normal(f32),
 }
@@ -96,6 +98,10 @@ pub mod keys {
         pub fn gate(&self) -> String {
             self.key("block_sparse_moe.gate")
         }
+        /// The router's selection bias (DeepSeek-V3's name for it).
+        pub fn selection_bias(&self) -> String {
+            format!("{}.block_sparse_moe.gate.e_score_correction_bias", self.0)
+        }
         /// Expert `j`'s projection.
         pub fn expert(&self, j: usize, proj: ExpertProj) -> String {
             let w = match proj {
@@ -126,6 +132,9 @@ pub fn param_specs(cfg: &ModelConfig) -> Vec<ParamSpec> {
         push(l.attn('o'), vec![d, d], Init::Normal(proj_std));
         push(l.post_norm(), vec![d], Init::Ones);
         push(l.gate(), vec![cfg.n_experts, d], Init::Normal(INIT_STD));
+        if cfg.selection_bias {
+            push(l.selection_bias(), vec![cfg.n_experts], Init::Zeros);
+        }
         for j in 0..cfg.n_experts {
             push(l.expert(j, W1), vec![cfg.d_ff, d], Init::Normal(INIT_STD));
             push(l.expert(j, W2), vec![d, cfg.d_ff], Init::Normal(proj_std));
@@ -154,6 +163,7 @@ pub fn init_from_seed(cfg: &ModelConfig, seed: u64) -> ParamStore {
             let id = rng::name_id(&spec.name);
             let data = match spec.init {
                 Init::Ones => vec![1.0; n],
+                Init::Zeros => vec![0.0; n],
                 Init::Normal(std) => {
                     (0..n as u64).map(|i| rng::normal(seed, rng::stream::PARAM_INIT, &[id, i]) as f32 * std).collect()
                 }
@@ -198,7 +208,11 @@ mod tests {
     /// with the parameter list.
     #[test]
     fn the_parameter_count_needs_no_parameter_list() {
-        for c in [ModelConfig::tiny(), ModelConfig { tie_embeddings: true, n_kv_heads: 4, ..ModelConfig::tiny() }] {
+        for c in [
+            ModelConfig::tiny(),
+            ModelConfig { tie_embeddings: true, n_kv_heads: 4, ..ModelConfig::tiny() },
+            ModelConfig { selection_bias: true, ..ModelConfig::tiny() },
+        ] {
             assert_eq!(c.param_count(), param_count(&c) as u64);
         }
     }

@@ -47,7 +47,17 @@ fn devices() -> Vec<(&'static str, Device)> {
 
 /// A routing context for one sequence with no interventions.
 fn ctx<'a>(layer: usize, seq: &'a [u32], pos: &'a [u32], allowed: &'a [bool]) -> crate::RouteContext<'a> {
-    crate::RouteContext { layer, seq_id: seq, pos, token_id: pos, seed: 0, step: 0, allowed, forced: None }
+    crate::RouteContext {
+        layer,
+        seq_id: seq,
+        pos,
+        token_id: pos,
+        seed: 0,
+        step: 0,
+        allowed,
+        forced: None,
+        selection_bias: None,
+    }
 }
 
 /// A deterministic `[rows, 32]` input for one MoE block, values in [-0.5, 0.5).
@@ -495,6 +505,47 @@ fn full_and_cached(
         routing.extend(&out.routing);
     }
     (full, routing, logits)
+}
+
+/// Spec §8.2 through the whole model, on every backend: the checkpoint's selection bias
+/// chooses (a strong bias on one expert puts it in every token's set at every layer), never
+/// weighs (the weights are the unbiased affinities normalised, as the host router computes
+/// them from the same logits), `bias=false` ignores it, sparse and dense dispatch agree, and a
+/// cached decode routes as a full recompute.
+#[test]
+fn the_selection_bias_steers_the_sigmoid_router_in_the_model() {
+    let cfg = ModelConfig { selection_bias: true, ..small_config() };
+    let toks = tokens(10, cfg.vocab_size);
+    let mut params = crate::params::init_from_seed(&cfg, 4);
+    for layer in 0..cfg.n_layers {
+        let mut b = vec![0.0; cfg.n_experts];
+        b[layer + 1] = 5.0;
+        params.get_mut(&crate::params::keys::layer(layer).selection_bias()).unwrap().data = b;
+    }
+    for (name, dev) in devices() {
+        let model = Model::from_params(&cfg, &params, &dev).unwrap();
+        let with = RunOptions { router: RouterSpec::Sigmoid { k: 2, bias: true }, ..RunOptions::for_config(&cfg) };
+        let without = RunOptions { router: RouterSpec::Sigmoid { k: 2, bias: false }, ..with.clone() };
+        let out = run(&model, &toks, &with);
+        for l in &out.routing.layers {
+            for t in 0..l.num_tokens() {
+                assert!(l.slots(t).any(|s| s.expert == l.layer + 1), "[{name}] layer {} token {t}", l.layer);
+                let row = &l.logits[t * cfg.n_experts..(t + 1) * cfg.n_experts];
+                let s: Vec<f64> = l.slots(t).map(|sl| 1.0 / (1.0 + (-f64::from(row[sl.expert])).exp())).collect();
+                for (sl, v) in l.slots(t).zip(&s) {
+                    assert!((f64::from(sl.weight) - v / s.iter().sum::<f64>()).abs() < 1e-5, "[{name}] weight");
+                }
+            }
+        }
+        let plain = run(&model, &toks, &without);
+        assert_ne!(plain.routing, out.routing, "[{name}] bias=false chooses without the bias");
+        let dense = RunOptions { dispatch: crate::Dispatch::Dense, ..with.clone() };
+        assert!(max_diff(&host(out.logits.clone()), &host(run(&model, &toks, &dense).logits)) < 1e-4, "[{name}] dense");
+        let (full, cached, _) = full_and_cached(&model, &toks, &with);
+        for (a, b) in full.routing.layers.iter().zip(&cached.layers) {
+            assert_eq!(a.idx, b.idx, "[{name}] cached decode");
+        }
+    }
 }
 
 /// Spec §0.4 and §2.6 / §3 / §7.2: the stochastic and seeded routers draw the same experts in a

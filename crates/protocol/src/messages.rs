@@ -124,6 +124,10 @@ pub struct Loaded {
     pub source: Source,
     /// Milliseconds from the request to a usable model.
     pub load_ms: f64,
+    /// Each layer's learned selection bias `[E]` (auxiliary-loss-free balancing, spec §8.2);
+    /// empty when the checkpoint has none.
+    #[serde(default)]
+    pub selection_bias: Vec<Vec<f32>>,
 }
 
 /// What the engine tells the page.

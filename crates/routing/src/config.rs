@@ -40,6 +40,10 @@ pub struct ModelConfig {
     /// SMoE-Dropout router then uses this gate instead of drawing one from the run's seed.
     #[serde(default)]
     pub frozen_gate: bool,
+    /// Each layer has a selection bias `[E]` (DeepSeek-V3's `e_score_correction_bias`, spec
+    /// §8.2): learned by auxiliary-loss-free balancing, read by the sigmoid router.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub selection_bias: bool,
 }
 
 /// Why a [`ModelConfig`] was rejected.
@@ -112,6 +116,19 @@ pub mod limits {
 }
 
 impl ModelConfig {
+    /// Forward FLOPs per token in the weight matmuls (2 per multiply-add), when each MoE layer
+    /// runs `experts_per_token` SwiGLU experts on average: attention projections, router, the
+    /// experts used and the LM head. Attention scores are left out (the same for every router,
+    /// and they grow with the position); so are norms and activations.
+    pub fn weight_flops_per_token(&self, experts_per_token: f64) -> f64 {
+        let (d, kv) = (self.d_model as f64, (self.d_model / self.n_heads.max(1) * self.n_kv_heads) as f64);
+        let attention = d * d * 2.0 + d * kv * 2.0; // q and o, k and v
+        let router = d * self.n_experts as f64;
+        let expert = 3.0 * d * self.d_ff as f64; // w1, w3, w2
+        let layer = attention + router + experts_per_token * expert;
+        2.0 * (self.n_layers as f64 * layer + d * self.vocab_size as f64)
+    }
+
     /// The default playground model: d=128, 4 layers, 4 heads (2 KV heads), 8 SwiGLU experts of
     /// 256, top-2, byte-level vocabulary (256).
     pub fn tiny() -> Self {
@@ -130,6 +147,7 @@ impl ModelConfig {
             rms_eps: 1e-5,
             tie_embeddings: false,
             frozen_gate: false,
+            selection_bias: false,
         }
     }
 
@@ -223,7 +241,8 @@ impl ModelConfig {
         let (v, d, ff, e) = (self.vocab_size, self.d_model, self.d_ff, self.n_experts);
         let kv = self.n_kv_heads.saturating_mul(d / self.n_heads.max(1));
         let attention = m(&[2, d, d]).saturating_add(m(&[2, kv, d]));
-        let moe = m(&[e, d]).saturating_add(m(&[e, 3, d, ff]));
+        let bias = if self.selection_bias { e as u128 } else { 0 };
+        let moe = m(&[e, d]).saturating_add(m(&[e, 3, d, ff])).saturating_add(bias);
         let per_layer = m(&[2, d]).saturating_add(attention).saturating_add(moe);
         let head = if self.tie_embeddings { 0 } else { m(&[v, d]) };
         let total = m(&[v, d])
@@ -236,6 +255,25 @@ impl ModelConfig {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn flops_per_token_count_the_weights_a_token_touches() {
+        // d 4, 2 heads of 2 with 1 KV head: q, o 16 each, k, v 8 each; router 4·3; an expert
+        // 3·4·8 = 96; two layers with 1.5 experts and an LM head of 4·10.
+        let c = super::ModelConfig {
+            d_model: 4,
+            n_heads: 2,
+            n_kv_heads: 1,
+            d_ff: 8,
+            n_experts: 3,
+            n_layers: 2,
+            vocab_size: 10,
+            ..super::ModelConfig::tiny()
+        };
+        let layer = 16.0 + 16.0 + 8.0 + 8.0 + 12.0 + 1.5 * 96.0;
+        assert_eq!(c.weight_flops_per_token(1.5), 2.0 * (2.0 * layer + 40.0));
+        assert!(c.weight_flops_per_token(2.0) > c.weight_flops_per_token(1.0));
+    }
+
     use super::*;
 
     #[test]

@@ -94,6 +94,11 @@ fn router_pairs(r: &RouterSpec, out: &mut Vec<(&'static str, String)>) {
             put("ranks", list(ranks));
         }
         RouterSpec::RandomOne => put("router", "random_one".into()),
+        RouterSpec::Sigmoid { k, bias } => {
+            put("router", "sigmoid".into());
+            put("k", k.to_string());
+            put("bias", bias.to_string());
+        }
     }
 }
 
@@ -369,11 +374,12 @@ fn read_router(r: &mut Reader) -> RouterSpec {
         "hash" => RouterSpec::Hash,
         "ranks" => RouterSpec::Ranks { ranks: r.ranks("ranks", vec![0, 1]) },
         "random_one" => RouterSpec::RandomOne,
+        "sigmoid" => RouterSpec::Sigmoid { k: k(r, 2), bias: r.flag("bias", true) },
         other => {
             r.problem(
                 "router",
                 format!(
-                    "`{}` is not a router (topk | switch | gshard | top_p | thor | smoe_dropout | expert_choice | hash | ranks | random_one); using topk",
+                    "`{}` is not a router (topk | switch | gshard | top_p | thor | smoe_dropout | expert_choice | hash | ranks | random_one | sigmoid); using topk",
                     clip(other)
                 ),
             );

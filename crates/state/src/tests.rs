@@ -57,6 +57,7 @@ fn router() -> impl Strategy<Value = RouterSpec> {
         Just(RouterSpec::Hash),
         ranks().prop_map(|ranks| RouterSpec::Ranks { ranks }),
         Just(RouterSpec::RandomOne),
+        (1usize..16, any::<bool>()).prop_map(|(k, bias)| RouterSpec::Sigmoid { k, bias }),
     ]
 }
 

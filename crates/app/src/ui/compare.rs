@@ -23,6 +23,7 @@ const PRESETS: &[(&str, &str, &str)] = &[
     ("THOR (random expert)", "thor", ""),
     ("hash", "hash", ""),
     ("third-best expert alone", "ranks&ranks=2", ""),
+    ("sigmoid without the bias", "sigmoid&bias=false", ""),
     ("top-2 with capacity factor 1", "topk&cf=1", ""),
     ("SCMoE decoding, same router", "", "scmoe"),
 ];

@@ -141,6 +141,16 @@ pub const ROUTERS: &[RouterInfo] = &[
         controls: &[c("ranks", "ranks (0-based, comma-separated)", Widget::Text)],
     },
     RouterInfo {
+        name: "sigmoid",
+        title: "Sigmoid + bias (DeepSeek-V3)",
+        explain: "Sigmoid affinities; the experts with the highest affinity plus a per-expert selection bias, weighted by their unbiased affinities normalised over the chosen. The bias only chooses: the lossfree checkpoint learned it by nudging overloaded experts down and underloaded ones up after each step, instead of a balancing loss. Uncheck it to see the selection without the bias. A model without a learned bias has b = 0.",
+        formula: "s = σ(z);  S = top-k(s + b);  w_e = s_e / Σ_S s",
+        controls: &[
+            c("k", "experts per token k", Widget::Range { min: 1.0, max: EXPERTS, step: 1.0 }),
+            c("bias", "choose with the learned bias b", Widget::Check),
+        ],
+    },
+    RouterInfo {
         name: "random_one",
         title: "Random one (SCMoE weak)",
         explain: "One random expert per token and layer, weight 1; the probabilities shown are the learned router's.",

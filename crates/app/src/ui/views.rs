@@ -58,7 +58,10 @@ pub fn PanelView(
                 .into_any(),
                 Panel::Grid => view! { <Grid trace=t /> }.into_any(),
                 Panel::Heatmap => view! { <Heatmap trace=t layer=layer /> }.into_any(),
-                Panel::Load => view! { <LoadBars trace=t.clone() layer=layer /><Metrics trace=t /> }.into_any(),
+                Panel::Load => {
+                    view! { <LoadBars trace=t.clone() layer=layer /><BiasBars layer=layer /><Metrics trace=t /> }
+                        .into_any()
+                }
                 Panel::Experts => view! { <Experts trace=t layer=layer /> }.into_any(),
                 Panel::Capacity => view! { <super::capacity::CapacityView trace=t layer=layer /> }.into_any(),
                 Panel::Domains => {
@@ -176,6 +179,38 @@ fn LoadBars(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView {
                                 let iv = &mut s.interventions;
                                 if iv.force.contains(&(layer, e)) { iv.force.retain(|p| *p != (layer, e)) } else { iv.ablate.retain(|p| *p != (layer, e)); iv.force.retain(|p| p.0 != layer); iv.force.push((layer, e)) }
                             }, Change::Deliberate)>{move || if forced() { "only ✓" } else { "only" }}</button>
+                    </div>
+                }
+            }).collect_view()}
+        </div>
+    }.into_any()
+}
+
+/// A checkpoint's learned selection bias at one layer (auxiliary-loss-free balancing, spec
+/// §8.2), as bars either side of zero: what the sigmoid router adds to each expert's affinity
+/// before choosing. Nothing for checkpoints without one.
+#[component]
+fn BiasBars(layer: usize) -> impl IntoView {
+    let ctl = expect_context::<Ctl>();
+    let bias = ctl.engine.loaded.with(|l| l.as_ref().and_then(|l| l.selection_bias.get(layer).cloned()));
+    let Some(bias) = bias else { return ().into_any() };
+    let top = bias.iter().fold(1e-6f32, |m, b| m.max(b.abs()));
+    let values = bias.iter().map(|b| format!("{b:.4}")).collect::<Vec<_>>().join(",");
+    view! {
+        <div class="load" data-testid="bias-bars" data-layer=layer data-values=values data-snapshot="bias-bars">
+            <h3>{format!("Learned selection bias b at layer {layer} (chooses, never weighs)")} <PngButton name="bias-bars" /></h3>
+            <p class="hint">"Positive: the expert was under-used in training and is pulled in; negative: it was over-used. The router A/B with “sigmoid without the bias” shows what it changes."</p>
+            {bias.into_iter().enumerate().map(|(e, b)| {
+                let half = 50.0 * b.abs() / top;
+                let (left, width) = if b < 0.0 { (50.0 - half, half) } else { (50.0, half) };
+                view! {
+                    <div class="lrow">
+                        <span class="chip" style=expert_style(e)>{format!("E{e}")}</span>
+                        <div class="ltrack">
+                            <div class="lfill" style=format!("position:absolute;left:{left:.1}%;width:{width:.1}%;{}", expert_style(e))></div>
+                            <div class="balanced" style="left:50%"></div>
+                        </div>
+                        <span class="lval">{format!("{b:+.3}")}</span>
                     </div>
                 }
             }).collect_view()}

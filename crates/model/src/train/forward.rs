@@ -10,7 +10,7 @@ use crate::host::to_host;
 use crate::layers::SparseMoeBlock;
 use crate::model::{Model, ModelError};
 use crate::rng;
-use switchyard_routing::router::{rank_experts, softmax_row, top_p_choice};
+use switchyard_routing::router::{rank_experts, sigmoid_choice, softmax_row, top_p_choice};
 
 /// How the MoE layers route during a training pass.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -26,6 +26,12 @@ pub(crate) enum TrainRouting {
     TopP {
         /// Threshold p.
         p: f32,
+    },
+    /// DeepSeek-V3 (§8.2): the top-k of `σ(z) + b` with the model's selection bias `b`,
+    /// weights `σ(z)` normalised over the chosen; the same choice as inference's router.
+    Sigmoid {
+        /// Experts per token.
+        k: usize,
     },
     /// THOR §2.2: one uniformly drawn expert per layer for the whole batch, weight 1, drawn
     /// from `stream` keyed by (layer, step).
@@ -235,10 +241,11 @@ impl Model {
         let logits =
             if frozen { x.clone().matmul(moe.gate.weight.val().detach()) } else { moe.router_logits(x.clone()) };
         let host = to_host(logits.clone()).await?;
+        let bias = self.selection_bias.get(layer as usize).map(Vec::as_slice);
         let mut mask = vec![0.0f32; t * e];
         let mut rows: Vec<Vec<i32>> = vec![Vec::new(); e];
         for row in 0..t {
-            for j in train_choice(&host[row * e..(row + 1) * e], routing) {
+            for j in train_choice(&host[row * e..(row + 1) * e], bias, routing) {
                 mask[row * e + j] = 1.0;
                 rows[j].push(row as i32);
             }
@@ -246,9 +253,13 @@ impl Model {
         let counts: Vec<u64> = rows.iter().map(|r| r.len() as u64).collect();
         let probs = softmax(logits.clone(), 1); // [T, E]
         let mask = Tensor::<2>::from_data(TensorData::new(mask, [t, e]), &x.device());
-        let w = probs.clone() * mask;
-        // Top-k renormalises over its k (Mixtral); top-p keeps the raw probabilities (§5.1).
-        let w = if matches!(routing, TrainRouting::Softmax { .. }) { w.clone() / w.sum_dim(1) } else { w };
+        // Top-k renormalises over its k (Mixtral); top-p keeps the raw probabilities (§5.1);
+        // sigmoid normalises the unbiased affinities over its k (§8.2).
+        let w = match routing {
+            TrainRouting::Sigmoid { .. } => burn::tensor::activation::sigmoid(logits.clone()) * mask,
+            _ => probs.clone() * mask,
+        };
+        let w = if matches!(routing, TrainRouting::TopP { .. }) { w } else { w.clone() / w.sum_dim(1) };
         let losses = (!frozen).then(|| GateLosses {
             lbl: load_balancing_loss_pooled(probs, &counts, prior, prior_tokens),
             z: z_loss(logits.clone()),
@@ -258,9 +269,14 @@ impl Model {
     }
 }
 
-/// The experts one token's logits choose in training (`Thor` has no logits: none).
-fn train_choice(logits: &[f32], routing: TrainRouting) -> Vec<usize> {
+/// The experts one token's logits choose in training (`Thor` has no logits: none); `bias` is
+/// the layer's selection bias, which only the sigmoid router reads.
+fn train_choice(logits: &[f32], bias: Option<&[f32]>, routing: TrainRouting) -> Vec<usize> {
     match routing {
+        TrainRouting::Sigmoid { k } => {
+            let all = vec![true; logits.len()];
+            sigmoid_choice(logits, bias, &all, k).1.into_iter().map(|(x, _)| x).collect()
+        }
         TrainRouting::Softmax { k } => rank_experts(logits).into_iter().take(k).collect(),
         TrainRouting::TopP { p } => {
             let all = vec![true; logits.len()];

@@ -57,6 +57,15 @@ pub enum Recipe {
         /// Coefficient of the dynamic (entropy) loss.
         dyn_coef: f32,
     },
+    /// DeepSeek-V3 auxiliary-loss-free balancing (§8.2): sigmoid routing, the top-k of
+    /// `σ(z) + b` with weights `σ(z)` normalised over the chosen; no balancing loss: after
+    /// each step every layer's bias moves by `γ·sign(c̄ − c_e)` (the step's counts).
+    Lossfree {
+        /// Experts per token.
+        k: usize,
+        /// Bias update speed γ.
+        gamma: f32,
+    },
     /// THOR (§2.2): no router; two passes, each with one random expert per layer for the
     /// whole batch; loss `CE₁ + CE₂ + α·½(KL(p¹‖p²) + KL(p²‖p¹))`, all token means.
     Thor {
@@ -99,6 +108,7 @@ impl Recipe {
                 Some(Self::Topk { k: cfg.top_k, lbl_coef: 0.01, z_coef: 1e-3, lbl_window: GLOBAL_LBL_WINDOW })
             }
             "top-p" => Some(Self::TopP { p: 0.4, lbl_coef: 0.01, z_coef: 1e-3, dyn_coef: 1e-4 }),
+            "lossfree" => Some(Self::Lossfree { k: cfg.top_k, gamma: 1e-3 }),
             "thor" => Some(Self::Thor { alpha: 1.0 }),
             "smoe-dropout" => {
                 Some(Self::SmoeDropout { k_min: 2.min(cfg.n_experts), k_max: cfg.n_experts, init_std: 0.02 })
@@ -113,6 +123,7 @@ impl Recipe {
             Self::Topk { lbl_window: 1, .. } => "topk",
             Self::Topk { .. } => "topk-global",
             Self::TopP { .. } => "top-p",
+            Self::Lossfree { .. } => "lossfree",
             Self::Thor { .. } => "thor",
             Self::SmoeDropout { .. } => "smoe-dropout",
         }
@@ -125,6 +136,7 @@ impl Recipe {
         match self {
             Self::Topk { k, .. } => RouterSpec::top_k(*k, true),
             Self::TopP { p, .. } => RouterSpec::TopP { p: *p },
+            Self::Lossfree { k, .. } => RouterSpec::Sigmoid { k: *k, bias: true },
             Self::Thor { .. } => RouterSpec::Thor { mode: ThorMode::Token },
             Self::SmoeDropout { init_std, .. } => {
                 RouterSpec::SmoeDropout { k: cfg.n_experts, init_std: *init_std, dense: SmoeDense::Softmax }
@@ -264,9 +276,14 @@ fn optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
         .init()
 }
 
-/// The model configuration a recipe trains (SMoE-Dropout marks its gate as frozen).
+/// The model configuration a recipe trains (SMoE-Dropout marks its gate as frozen; lossfree
+/// adds the selection biases).
 pub fn recipe_model_config(model: &ModelConfig, recipe: &Recipe) -> ModelConfig {
-    ModelConfig { frozen_gate: matches!(recipe, Recipe::SmoeDropout { .. }), ..model.clone() }
+    ModelConfig {
+        frozen_gate: matches!(recipe, Recipe::SmoeDropout { .. }),
+        selection_bias: matches!(recipe, Recipe::Lossfree { .. }),
+        ..model.clone()
+    }
 }
 
 /// Initial parameters: the seeded initialisation; for SMoE-Dropout the gates are replaced by the
@@ -359,6 +376,10 @@ impl Trainer {
                 bad(format!("lbl_window = {lbl_window} is outside 1..=1024"))
             }
             Recipe::TopP { p, .. } if !(p > 0.0 && p <= 1.0) => bad(format!("p = {p} is outside (0, 1]")),
+            Recipe::Lossfree { k, .. } if k == 0 || k > e => bad(format!("k = {k} is outside 1..={e}")),
+            Recipe::Lossfree { gamma, .. } if !(0.0..=1.0).contains(&gamma) => {
+                bad(format!("gamma = {gamma} is outside [0, 1]"))
+            }
             Recipe::SmoeDropout { k_min, k_max, .. } if k_min == 0 || k_min > k_max || k_max > e => {
                 bad(format!("need 1 <= k_min <= k_max <= {e}, got {k_min}..{k_max}"))
             }
@@ -386,6 +407,7 @@ impl Trainer {
         match self.config.recipe {
             Recipe::Topk { k, .. } => k,
             Recipe::TopP { .. } => 0,
+            Recipe::Lossfree { k, .. } => k,
             Recipe::Thor { .. } => 1,
             Recipe::SmoeDropout { k_min, k_max, .. } => smoe_k(step, self.config.steps.saturating_sub(1), k_min, k_max),
         }
@@ -422,6 +444,11 @@ impl Trainer {
                     + p.entropy.clone().mul_scalar(dyn_coef);
                 (loss, ce, p, zero())
             }
+            Recipe::Lossfree { .. } => {
+                let p = self.model.forward_train(&inputs, TrainRouting::Sigmoid { k }, &prior, key).await?;
+                let ce = cross_entropy(p.logits.clone(), targets);
+                (ce.clone(), ce, p, zero())
+            }
             Recipe::SmoeDropout { .. } => {
                 let p = self.model.forward_train(&inputs, TrainRouting::Softmax { k }, &prior, key).await?;
                 let ce = cross_entropy(p.logits.clone(), targets);
@@ -441,6 +468,11 @@ impl Trainer {
             }
         };
         self.remember_load(&pass.load);
+        if let Recipe::Lossfree { gamma, .. } = self.config.recipe {
+            for (bias, counts) in self.model.selection_bias.iter_mut().zip(&pass.load) {
+                switchyard_routing::router::update_selection_bias(bias, counts, gamma);
+            }
+        }
         let lr = lr_at(&self.config, step);
         let grads = GradientsParams::from_grads(loss.backward(), &self.model.net);
         self.model.net = self.optim.step(lr, self.model.net.clone(), grads);

@@ -74,7 +74,7 @@ fn schedules_follow_the_spec() {
 #[test]
 fn every_recipe_learns_and_repeats_its_curve_exactly() {
     let data = corpus();
-    for recipe in ["topk", "topk-global", "top-p", "thor", "smoe-dropout"] {
+    for recipe in ["topk", "topk-global", "top-p", "lossfree", "thor", "smoe-dropout"] {
         let mut a = Trainer::new(&tiny(), settings(recipe, 40), "byte", &Device::flex()).expect("trainer");
         let curve = run(&mut a, &data, 40);
         let first = curve[..5].iter().map(|s| s.ce).sum::<f32>() / 5.0;
@@ -184,6 +184,7 @@ fn training_and_inference_make_the_same_top_p_choice() {
         step: 0,
         allowed: &all,
         forced: None,
+        selection_bias: None,
     };
     for p in [0.0f32, 0.3, 0.4, 0.7, 0.99, 1.0] {
         let rec = RouterSpec::TopP { p }.route(logits.to_vec(), 6, &ctx);
@@ -191,6 +192,36 @@ fn training_and_inference_make_the_same_top_p_choice() {
         let training: Vec<usize> = top_p_choice(&probs, &all, p).into_iter().map(|(x, _)| x).collect();
         assert_eq!(training, inference, "p = {p}");
     }
+}
+
+#[test]
+fn lossfree_balances_with_the_bias_alone() {
+    let data = corpus();
+    let cfg = settings("lossfree", 10);
+    let mut t = Trainer::new(&tiny(), cfg, "byte", &Device::flex()).expect("trainer");
+    assert!(t.model_config().selection_bias, "the recipe's model has selection biases");
+    let before = block_on(t.params()).expect("params");
+    let key = crate::params::keys::layer(1).selection_bias();
+    assert_eq!(before[&key].data, vec![0.0; 4], "the bias starts at zero");
+    let stats = run(&mut t, &data, 6);
+    assert!(stats.iter().all(|s| s.k == 2 && (s.active - 2.0).abs() < 1e-6), "top-2 of σ(z) + b");
+    let after = block_on(t.params()).expect("params");
+    // Each step moves each bias by −γ, 0 or +γ (§8.2): after 6 steps it is a multiple of γ
+    // within ±6γ, and the step's imbalance moved some of them.
+    let gamma = 1e-3f32;
+    for layer in 0..2 {
+        let b = &after[&crate::params::keys::layer(layer).selection_bias()].data;
+        for &v in b {
+            let steps = v / gamma;
+            assert!(steps.abs() <= 6.0 + 1e-3 && (steps - steps.round()).abs() < 1e-3, "bias {v}");
+        }
+    }
+    assert!(after[&key].data.iter().any(|&v| v != 0.0), "an unbalanced step moves the bias");
+    // The bias takes no gradient: the optimizer never sees it, the gate does.
+    assert_ne!(gate(&before, 0), gate(&after, 0), "the sigmoid gate trains");
+    // The router a lossfree checkpoint is shown with reads the bias it learned.
+    let model = block_on(t.inference_model(&Device::flex())).expect("model");
+    assert_eq!(model.selection_bias()[1], after[&key].data);
 }
 
 #[test]
@@ -220,7 +251,7 @@ fn the_global_lbl_pools_the_last_steps_counts() {
 
 #[test]
 fn a_resumed_run_continues_the_same_curve() {
-    for recipe in ["topk", "topk-global"] {
+    for recipe in ["topk", "topk-global", "lossfree"] {
         resumes_the_same_curve(recipe);
     }
 }

@@ -7,6 +7,7 @@
 //! [`RouterSpec`] variant: it says where its logits come from ([`LogitSource`]) and routes them
 //! with `route`; the MoE block does not change when a router joins.
 
+mod sigmoid;
 mod special;
 mod token_choice;
 
@@ -15,6 +16,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use switchyard_record::LayerRouting;
 
+pub use sigmoid::{sigmoid_choice, update_selection_bias};
 pub use special::smoe_router_weights;
 pub use token_choice::{Capacity, CapacityFormula, Priority, SecondPolicy, top_p_choice};
 
@@ -113,6 +115,15 @@ pub enum RouterSpec {
     /// One uniformly random expert per (layer, sequence, position), weight 1 (SCMoE's random
     /// weak activation, stream `SCMOE_RANDOM_WEAK`). Probabilities are the learned router's.
     RandomOne,
+    /// DeepSeek-V3 sigmoid routing (spec §8.2): the top-k of `σ(z) + b`, weights `σ(z)`
+    /// normalised over the chosen. `b` is the checkpoint's learned selection bias (none: 0);
+    /// `bias: false` chooses without it (the A/B of auxiliary-loss-free balancing).
+    Sigmoid {
+        /// Experts per token.
+        k: usize,
+        /// Choose with the checkpoint's selection bias.
+        bias: bool,
+    },
 }
 
 /// Where a router's logits come from.
@@ -279,6 +290,7 @@ impl RouterSpec {
                 bounds::CAPACITY_FACTOR.check("capacity factor", *capacity_factor)
             }
             Self::Ranks { ranks } => check_ranks("the rank list", ranks, n_experts),
+            Self::Sigmoid { k, .. } => check_k(*k),
             Self::Thor { .. } | Self::Hash | Self::RandomOne => Ok(()),
         }
     }
@@ -355,6 +367,7 @@ impl RouterSpec {
             }
             Self::Hash => special::hash(e, ctx),
             Self::Ranks { ranks } => token_choice::ranks(logits, e, ranks, ctx),
+            Self::Sigmoid { k, bias } => sigmoid::sigmoid_top_k(logits, e, *k, *bias, ctx),
             Self::RandomOne => special::random_one(logits, e, ctx),
         };
         if let Some(f) = ctx.forced {
@@ -426,6 +439,9 @@ pub struct RouteContext<'a> {
     pub allowed: &'a [bool],
     /// Expert every token is forced to, if any.
     pub forced: Option<usize>,
+    /// The layer's selection bias `[E]` (DeepSeek-V3's `e_score_correction_bias`), if the
+    /// model has one; only the sigmoid router reads it.
+    pub selection_bias: Option<&'a [f32]>,
 }
 
 /// Softmax of one row, computed in f64 so that the record does not depend on summation order.

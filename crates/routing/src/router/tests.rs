@@ -33,6 +33,7 @@ fn route_with(
         step,
         allowed: &allowed,
         forced: iv.forced(0),
+        selection_bias: None,
     };
     let rec = spec.route(logits, e, &ctx);
     rec.check_shapes().unwrap();
@@ -692,4 +693,89 @@ fn bpr_keeps_the_most_confident_tokens() {
     assert_eq!(kept(Priority::Position), vec![0, 1]);
     assert_eq!(kept(Priority::Bpr), vec![2, 5]);
     assert_eq!(kept(Priority::ReversePosition), vec![6, 7]);
+}
+
+/// Routes one sequence with the sigmoid router and a selection bias.
+fn route_sigmoid(logits: &[f32], e: usize, k: usize, bias: Option<&[f32]>, use_bias: bool) -> LayerRouting {
+    let t = logits.len() / e;
+    let (seq, pos): (Vec<u32>, Vec<u32>) = ((0..t).map(|_| 0).collect(), (0..t as u32).collect());
+    let allowed = vec![true; e];
+    let ctx = RouteContext {
+        layer: 0,
+        seq_id: &seq,
+        pos: &pos,
+        token_id: &pos,
+        seed: 0,
+        step: 0,
+        allowed: &allowed,
+        forced: None,
+        selection_bias: bias,
+    };
+    let rec = RouterSpec::Sigmoid { k, bias: use_bias }.route(logits.to_vec(), e, &ctx);
+    rec.check_shapes().unwrap();
+    rec
+}
+
+fn chosen(rec: &LayerRouting) -> Vec<Vec<(usize, f32)>> {
+    (0..rec.num_tokens()).map(|t| rec.slots(t).map(|s| (s.expert, s.weight)).collect()).collect()
+}
+
+#[test]
+fn sigmoid_bias_chooses_but_never_weighs() {
+    let (e, k) = (8, 2);
+    let logits = random_logits(64, e, 21);
+    let bias: Vec<f32> = (0..e).map(|j| 0.05 * j as f32 - 0.2).collect();
+    let with = route_sigmoid(&logits, e, k, Some(&bias), true);
+    // §8.2 invariant 1: a constant added to every b changes neither S nor w.
+    let shifted: Vec<f32> = bias.iter().map(|b| b + 3.5).collect();
+    assert_eq!(chosen(&route_sigmoid(&logits, e, k, Some(&shifted), true)), chosen(&with));
+    // Weights are the unbiased σ(z) of the chosen experts, normalised: they sum to 1.
+    for t in 0..with.num_tokens() {
+        let row = &logits[t * e..(t + 1) * e];
+        let s: Vec<f64> = with.slots(t).map(|sl| 1.0 / (1.0 + (-f64::from(row[sl.expert])).exp())).collect();
+        let total: f64 = s.iter().sum();
+        for (sl, v) in with.slots(t).zip(&s) {
+            assert!((f64::from(sl.weight) - v / total).abs() < 1e-6);
+        }
+        let probs: f32 = with.probs_row(t).iter().sum();
+        assert!((probs - 1.0).abs() < 1e-5, "normalised affinities");
+    }
+    // A large bias on one expert puts it in every token's set, at its own unbiased weight.
+    let mut pull = vec![0.0; e];
+    pull[5] = 10.0;
+    let pulled = route_sigmoid(&logits, e, k, Some(&pull), true);
+    assert!((0..pulled.num_tokens()).all(|t| pulled.slots(t).any(|s| s.expert == 5)));
+    // bias=false (the A/B) ignores the bias: plain sigmoid top-k.
+    assert_eq!(
+        chosen(&route_sigmoid(&logits, e, k, Some(&pull), false)),
+        chosen(&route_sigmoid(&logits, e, k, None, true))
+    );
+}
+
+#[test]
+fn sigmoid_without_bias_is_top_k_of_the_logits() {
+    // §8.2 invariant 2: b = 0 is plain sigmoid top-K; σ is monotone, so the experts are the
+    // top-k of the logits (the weights differ from softmax top-k: σ, not exp).
+    let (e, k) = (8, 3);
+    let logits = random_logits(40, e, 3);
+    let zero = vec![0.0; e];
+    let rec = route_sigmoid(&logits, e, k, Some(&zero), true);
+    let top = route_with(&RouterSpec::top_k(k, true), logits.clone(), e, 1, &Interventions::default(), 0, 0);
+    for t in 0..rec.num_tokens() {
+        let a: Vec<usize> = rec.slots(t).map(|s| s.expert).collect();
+        let b: Vec<usize> = top.slots(t).map(|s| s.expert).collect();
+        assert_eq!(a, b, "token {t}");
+    }
+    assert_eq!(chosen(&rec), chosen(&route_sigmoid(&logits, e, k, None, true)));
+}
+
+#[test]
+fn the_bias_update_moves_each_expert_by_exactly_gamma() {
+    // §8.2 invariant 3: c̄ = 5; over-loaded experts fall by γ, under-loaded rise by γ, at the mean stay.
+    let mut b = vec![0.1f32, 0.0, -0.2, 0.5];
+    update_selection_bias(&mut b, &[9, 5, 1, 5], 0.001);
+    assert_eq!(b, vec![0.1 - 0.001, 0.0, -0.2 + 0.001, 0.5]);
+    let mut frozen = b.clone();
+    update_selection_bias(&mut frozen, &[9, 5, 1, 5], 0.0);
+    assert_eq!(frozen, b, "γ = 0 leaves the bias");
 }
