@@ -603,3 +603,55 @@ test('compute per token: the strip shades tokens by FFN experts used, per layer 
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test('every shipped checkpoint opens from the picker with its own router, and the picker says its design', async () => {
+  const own = {
+    lossfree: ['sigmoid', { k: '2', bias: 'true' }], 'top-p': ['top_p', { p: '0.4' }], 'topk-global': ['topk', { k: '2' }], thor: ['thor', { thor_mode: 'token' }],
+    'smoe-dropout': ['smoe_dropout', { k: '8' }], topk: ['topk', { k: '2' }],
+  };
+  const { page, errors } = await open(browser, `${server.url}?v=1&ckpt=topk&router=hash&prompt=${encodeURIComponent('The cat sat on the mat. fn main() {}')}`);
+  await strip(page);
+  const options = await page.locator('[data-testid="checkpoint"] option').evaluateAll((els) => els.map((e) => [e.value, e.textContent]));
+  for (const name of Object.keys(own)) {
+    const option = options.find(([v]) => v === name);
+    assert.ok(option && option[1].length > name.length + 5, `${name} is offered with a line on its design: ${option}`);
+  }
+  for (const [name, [router, params]] of Object.entries(own)) {
+    await page.locator('[data-testid="checkpoint"]').selectOption(name);
+    await page.waitForFunction((n) => document.querySelector('[data-testid="loaded"]')?.textContent.startsWith(`${n} `), name, { timeout: SLOW });
+    assert.equal(query(page).get('router'), router, `${name} opens with its own router`);
+    for (const [k, v] of Object.entries(params)) assert.equal(query(page).get(k), v, `${name}: ${k}`);
+    const tokens = await strip(page);
+    assert.ok(tokens.length > 5 && tokens.every(([, e]) => /^\d+$/.test(e)), `${name} routes every token`);
+  }
+  // The top-p checkpoint gives tokens different numbers of experts under its own router.
+  await page.locator('[data-testid="checkpoint"]').selectOption('top-p');
+  await page.waitForFunction(() => document.querySelector('[data-testid="loaded"]')?.textContent.startsWith('top-p '), null, { timeout: SLOW });
+  await page.locator('[data-testid="shade"]').selectOption('compute');
+  await page.locator('[data-testid="compute-distribution"]').waitFor();
+  const mean = Number(await page.locator('[data-testid="compute-distribution"]').getAttribute('data-mean'));
+  assert.ok(mean >= 1 && mean <= 8, `top-p: ${mean} experts per token`);
+  await shot(page, 'playground-top-p');
+  // The lossfree checkpoint shows its learned selection bias per layer, and choosing without it
+  // changes the experts.
+  await page.locator('[data-testid="checkpoint"]').selectOption('lossfree');
+  await page.waitForFunction(() => document.querySelector('[data-testid="loaded"]')?.textContent.startsWith('lossfree '), null, { timeout: SLOW });
+  await page.locator('[data-testid="shade"]').selectOption('expert');
+  await page.locator('[data-testid="tab-Load & metrics"]').click();
+  const bias = async (layer) => {
+    await page.locator(`[data-testid="layer-${layer}"]`).click();
+    await page.waitForFunction((l) => document.querySelector('[data-testid="bias-bars"]')?.dataset.layer === String(l), layer, { timeout: SLOW });
+    return (await page.locator('[data-testid="bias-bars"]').getAttribute('data-values')).split(',').map(Number);
+  };
+  const b0 = await bias(0);
+  assert.equal(b0.length, 8);
+  assert.ok(b0.some((v) => v !== 0) && b0.every(Number.isFinite), `a learned bias: ${b0}`);
+  assert.notDeepEqual(await bias(2), b0, 'each layer has its own bias');
+  await shot(page, 'playground-lossfree-bias');
+  const withBias = await strip(page);
+  await page.locator('[data-testid="param-bias"]').uncheck();
+  await page.waitForFunction(() => new URL(location.href).searchParams.get('bias') === 'false');
+  await changed(page, withBias);
+  assert.deepEqual(errors, []);
+  await page.close();
+});

@@ -199,7 +199,7 @@ fn BiasBars(layer: usize) -> impl IntoView {
     view! {
         <div class="load" data-testid="bias-bars" data-layer=layer data-values=values data-snapshot="bias-bars">
             <h3>{format!("Learned selection bias b at layer {layer} (chooses, never weighs)")} <PngButton name="bias-bars" /></h3>
-            <p class="hint">"Positive: the expert was under-used in training and is pulled in; negative: it was over-used. The router A/B with “sigmoid without the bias” shows what it changes."</p>
+            <p class="hint">"Higher: the expert was under-used in training and is pulled in; lower: it was over-used. Only the differences between experts matter (a constant added to every b changes nothing). The router A/B with “sigmoid without the bias” shows what it changes."</p>
             {bias.into_iter().enumerate().map(|(e, b)| {
                 let half = 50.0 * b.abs() / top;
                 let (left, width) = if b < 0.0 { (50.0 - half, half) } else { (50.0, half) };
