@@ -148,9 +148,10 @@ pub struct TrainArgs {
     /// top-k: z-loss coefficient.
     #[arg(long, default_value_t = 1e-3)]
     z_coef: f32,
-    /// topk-global: steps whose expert counts make the LBL's load fractions.
-    #[arg(long, default_value_t = switchyard_model::train::GLOBAL_LBL_WINDOW)]
-    lbl_window: u64,
+    /// top-k: steps whose expert counts make the LBL's load fractions (topk: 1; topk-global:
+    /// 16).
+    #[arg(long)]
+    lbl_window: Option<u64>,
     /// top-p: threshold p.
     #[arg(long, default_value_t = 0.4)]
     p: f32,
@@ -233,9 +234,11 @@ pub struct TrainSummary {
 
 fn recipe(args: &TrainArgs, cfg: &ModelConfig) -> Recipe {
     match args.recipe {
-        RecipeArg::Topk => Recipe::Topk { k: args.k, lbl_coef: args.lbl_coef, z_coef: args.z_coef, lbl_window: 1 },
-        RecipeArg::TopkGlobal => {
-            Recipe::Topk { k: args.k, lbl_coef: args.lbl_coef, z_coef: args.z_coef, lbl_window: args.lbl_window }
+        RecipeArg::Topk | RecipeArg::TopkGlobal => {
+            let global =
+                matches!(args.recipe, RecipeArg::TopkGlobal).then_some(switchyard_model::train::GLOBAL_LBL_WINDOW);
+            let lbl_window = args.lbl_window.or(global).unwrap_or(1);
+            Recipe::Topk { k: args.k, lbl_coef: args.lbl_coef, z_coef: args.z_coef, lbl_window }
         }
         RecipeArg::Lossfree => Recipe::Lossfree { k: args.k, gamma: args.gamma },
         RecipeArg::TopP => {

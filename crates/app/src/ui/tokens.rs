@@ -188,7 +188,7 @@ fn Strip(result: RunResult) -> impl IntoView {
     let selected = move || ctl.token.get();
     let l = layer_of(&trace, layer).cloned();
     view! {
-        <div class="strip" data-testid="token-strip" data-snapshot="token-strip" data-layer=layer on:click=move |ev| {
+        <div class="strip" data-testid="token-strip" data-snapshot="token-strip" data-layer=layer data-checkpoint=trace.checkpoint.clone() on:click=move |ev| {
             if let Some(index) = clicked(&ev, "button[data-index]", "data-index") {
                 ctl.view(|v| v.token = if v.token == Some(index) { None } else { Some(index) });
             }

@@ -192,8 +192,13 @@ fn LoadBars(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView {
 #[component]
 fn BiasBars(layer: usize) -> impl IntoView {
     let ctl = expect_context::<Ctl>();
-    let bias = ctl.engine.loaded.with(|l| l.as_ref().and_then(|l| l.selection_bias.get(layer).cloned()));
-    let Some(bias) = bias else { return ().into_any() };
+    move || {
+        let bias = ctl.engine.loaded.with(|l| l.as_ref().and_then(|l| l.selection_bias.get(layer).cloned()));
+        bias.map(|bias| bias_bars(layer, bias))
+    }
+}
+
+fn bias_bars(layer: usize, bias: Vec<f32>) -> impl IntoView {
     let top = bias.iter().fold(1e-6f32, |m, b| m.max(b.abs()));
     let values = bias.iter().map(|b| format!("{b:.4}")).collect::<Vec<_>>().join(",");
     view! {

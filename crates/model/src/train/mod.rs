@@ -512,7 +512,9 @@ impl Trainer {
                 sum.iter_mut().zip(layer).for_each(|(s, &n)| *s += n);
             }
         }
-        let tokens = (self.lbl_buffer.len() * self.config.batch_size * self.config.seq_len) as u64;
+        // Top-k training drops nothing: a step's first-layer slots are k per token.
+        let k = self.k_at(self.step).max(1) as u64;
+        let tokens = self.lbl_buffer.iter().map(|step| step.first().map_or(0, |l| l.iter().sum::<u64>()) / k).sum();
         PriorLoad { counts, tokens }
     }
 
@@ -602,6 +604,18 @@ impl Trainer {
         }
         let mut t = Self::from_parts(&state.model, &params, state.train, tokenizer, state.step, device)?;
         t.optim = t.optim.load(dir.join("optim.bpk")).map_err(|e| err(format!("{e:?}")))?;
+        let window = match t.config.recipe {
+            Recipe::Topk { lbl_window, .. } => lbl_window,
+            _ => 1,
+        };
+        let (layers, experts) = (t.model.config().n_layers, t.model.config().n_experts);
+        let fits = |step: &Vec<Vec<u64>>| step.len() == layers && step.iter().all(|l| l.len() == experts);
+        if state.lbl_buffer.len() as u64 >= window || !state.lbl_buffer.iter().all(fits) {
+            return Err(err(format!(
+                "its load buffer holds {} steps of other shapes than {window} − 1 steps of {layers} layers × {experts} experts",
+                state.lbl_buffer.len()
+            )));
+        }
         t.lbl_buffer = state.lbl_buffer.into();
         Ok(t)
     }

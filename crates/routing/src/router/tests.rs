@@ -744,7 +744,14 @@ fn sigmoid_bias_chooses_but_never_weighs() {
     let mut pull = vec![0.0; e];
     pull[5] = 10.0;
     let pulled = route_sigmoid(&logits, e, k, Some(&pull), true);
-    assert!((0..pulled.num_tokens()).all(|t| pulled.slots(t).any(|s| s.expert == 5)));
+    for t in 0..pulled.num_tokens() {
+        let row = &logits[t * e..(t + 1) * e];
+        let sig = |x: usize| 1.0 / (1.0 + (-f64::from(row[x])).exp());
+        let slots: Vec<_> = pulled.slots(t).collect();
+        let five = slots.iter().find(|s| s.expert == 5).expect("expert 5 is in every set");
+        let total: f64 = slots.iter().map(|s| sig(s.expert)).sum();
+        assert!((f64::from(five.weight) - sig(5) / total).abs() < 1e-6, "its weight is its own σ(z), normalised");
+    }
     // bias=false (the A/B) ignores the bias: plain sigmoid top-k.
     assert_eq!(
         chosen(&route_sigmoid(&logits, e, k, Some(&pull), false)),
