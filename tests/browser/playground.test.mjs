@@ -606,7 +606,7 @@ test('compute per token: the strip shades tokens by FFN experts used, per layer 
 
 test('every shipped checkpoint opens from the picker with its own router, and the picker says its design', async () => {
   const own = {
-    lossfree: ['sigmoid', { k: '2', bias: 'true' }], 'top-p': ['top_p', { p: '0.4' }], 'topk-global': ['topk', { k: '2' }], thor: ['thor', { thor_mode: 'token' }],
+    deepseek: ['topk', { k: '3', norm: 'false' }], lossfree: ['sigmoid', { k: '2', bias: 'true' }], 'top-p': ['top_p', { p: '0.4' }], 'topk-global': ['topk', { k: '2' }], thor: ['thor', { thor_mode: 'token' }],
     'smoe-dropout': ['smoe_dropout', { k: '8' }], topk: ['topk', { k: '2' }],
   };
   const { page, errors } = await open(browser, `${server.url}?v=1&ckpt=topk&router=hash&prompt=${encodeURIComponent('The cat sat on the mat. fn main() {}')}`);
@@ -625,6 +625,8 @@ test('every shipped checkpoint opens from the picker with its own router, and th
     for (const [k, v] of Object.entries(params)) assert.equal(query(page).get(k), v, `${name}: ${k}`);
     const tokens = await strip(page);
     assert.ok(tokens.length > 5 && tokens.every(([, e]) => /^\d+$/.test(e)), `${name} routes every token`);
+    const experts = name === 'deepseek' ? 15 : 8;
+    assert.match(await page.locator('[data-testid="loaded"]').textContent(), new RegExp(`× ${experts} experts`), `${name}'s experts`);
   }
   // The top-p checkpoint gives tokens different numbers of experts under its own router.
   await page.locator('[data-testid="checkpoint"]').selectOption('top-p');

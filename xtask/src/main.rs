@@ -191,6 +191,12 @@ const RECIPES: &[(&str, &str, &[&str], &str)] = &[
     ("topk-global", "1800", &["--router", "topk"], "v=1&ckpt=topk-global&router=topk&k=2"),
     ("top-p", "1800", &["--router", "top-p", "--top-p", "0.4"], "v=1&ckpt=top-p&router=top_p&p=0.4"),
     ("lossfree", "1800", &["--router", "sigmoid"], "v=1&ckpt=lossfree&router=sigmoid&k=2&bias=true"),
+    (
+        "deepseek",
+        "1800",
+        &["--router", "topk", "--k", "3", "--no-renormalise"],
+        "v=1&ckpt=deepseek&router=topk&k=3&norm=false",
+    ),
     ("thor", "3600", &["--router", "thor", "--thor-mode", "token"], "v=1&ckpt=thor&router=thor&thor_mode=token"),
     (
         "smoe-dropout",
@@ -211,6 +217,7 @@ const OTHER_ROUTERS: &[(&str, &str, &[&str])] = &[
     ("top-p", "k2", &["--router", "topk", "--k", "2"]),
     ("top-p", "p06", &["--router", "top-p", "--top-p", "0.6"]),
     ("lossfree", "nobias", &["--router", "sigmoid", "--no-bias"]),
+    ("deepseek", "k2", &["--router", "topk", "--k", "2", "--no-renormalise"]),
 ];
 
 fn switchyard() -> Command {

@@ -469,6 +469,11 @@ pub fn departures(recipe: &str) -> &'static [&'static str] {
             "No shared expert and no fine-grained experts: the same 8 experts of 256 as `topk`, so the two differ only in the router and the balancing.",
             "The bias is stored in f16 like every tensor (rounding under 0.0005 at the values it reaches), so a choice right at a tie can differ from the one training made.",
         ],
+        "deepseek" => &[
+            "DeepSeekMoE's fine-grained and shared experts at the size of `topk`: each of its 8 experts of 256 split in two (m = 2), one of the 16 halves made the shared expert (K_s = 1, weight 1, outside the router), the other 15 routed, 3 per token (m·k − K_s), so a token uses 3·128 + 128 = 512 hidden units, as top-2 of 256 does.",
+            "Softmax top-3 with raw weights (`norm_topk_prob = false`, the DeepSeekMoE default); the balancing loss is ours (E·Σ f·P̄ at 0.01, as `topk`) instead of DeepSeek's normalised sequence-wise one at 0.001, and the z-loss of `topk` is kept, so the two recipes differ only in the experts.",
+            "Every layer is an MoE layer (DeepSeekMoE 16B makes its first layer dense).",
+        ],
         "topk-global" => &[
             "The global-batch LBL (\"Demons in the Detail\", §9.1) as a running buffer: each step's f_e pools the expert counts of that step and the 15 before it (128 sequences, 32768 tokens per layer), P̄_e is the step's own; the paper synchronises f_e over the micro-batches of one global batch. `topk` computes f_e over its step's 8 sequences (each from one domain).",
         ],
@@ -507,6 +512,7 @@ fn markdown(c: &Card) -> String {
                 .to_string(),
             "smoe-dropout" =>
                 "a frozen random gate N(0, 0.02²) (SMoE-Dropout; any k from 1 to E at inference)".to_string(),
+            "deepseek" => format!("a learned softmax top-{} gate with raw weights, plus a shared expert of {} that every token uses", m.top_k, m.shared_d_ff),
             "lossfree" => "a learned sigmoid gate with a per-expert selection bias (DeepSeek-V3, top-2 of σ(z) + b, no balancing loss)".to_string(),
             "top-p" => "a learned gate with dynamic top-p routing (p 0.4: the fewest experts whose probabilities sum past p, raw weights)".to_string(),
             _ => format!("a learned top-{} gate", m.top_k),

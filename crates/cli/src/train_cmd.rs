@@ -64,6 +64,8 @@ enum RecipeArg {
     TopP,
     /// DeepSeek-V3 sigmoid routing balanced by a selection bias instead of a loss.
     Lossfree,
+    /// DeepSeekMoE: fine-grained experts and a shared expert at top-k's active compute.
+    Deepseek,
     /// THOR: random experts, two passes, consistency loss.
     Thor,
     /// SMoE-Dropout: frozen random router, k rising to E.
@@ -158,6 +160,13 @@ pub struct TrainArgs {
     /// top-p: coefficient of the dynamic (router entropy) loss.
     #[arg(long, default_value_t = 1e-4)]
     dyn_coef: f32,
+    /// deepseek: fine-grained experts per base expert (each of d_ff / segments).
+    #[arg(long, default_value_t = 2)]
+    segments: usize,
+    /// deepseek: fine-grained experts merged into the shared expert (the routed ones per token
+    /// are then k·segments − shared, the active compute of top-k).
+    #[arg(long, default_value_t = 1)]
+    shared: usize,
     /// lossfree: how far each step moves a selection bias.
     #[arg(long, default_value_t = 1e-3)]
     gamma: f32,
@@ -241,6 +250,13 @@ fn recipe(args: &TrainArgs, cfg: &ModelConfig) -> Recipe {
             Recipe::Topk { k: args.k, lbl_coef: args.lbl_coef, z_coef: args.z_coef, lbl_window }
         }
         RecipeArg::Lossfree => Recipe::Lossfree { k: args.k, gamma: args.gamma },
+        RecipeArg::Deepseek => Recipe::Deepseek {
+            k: (args.k * args.segments).saturating_sub(args.shared),
+            segments: args.segments,
+            shared: args.shared,
+            lbl_coef: args.lbl_coef,
+            z_coef: args.z_coef,
+        },
         RecipeArg::TopP => {
             Recipe::TopP { p: args.p, lbl_coef: args.lbl_coef, z_coef: args.z_coef, dyn_coef: args.dyn_coef }
         }

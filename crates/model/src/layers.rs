@@ -166,6 +166,8 @@ impl Expert {
 pub struct SparseMoeBlock {
     pub(crate) gate: Linear,
     pub(crate) experts: Vec<Expert>,
+    /// DeepSeekMoE's shared expert (spec §8.1): every token, weight 1, outside the router.
+    pub(crate) shared_expert: Option<Expert>,
 }
 
 impl SparseMoeBlock {
@@ -326,7 +328,13 @@ impl DecoderLayer {
         let [b, s, d] = h.dims();
         let h = h.clone() + self.self_attn.forward(self.input_layernorm.forward(h), rope, start, cache);
         let x = self.post_attention_layernorm.forward(h.clone()).reshape([b * s, d]); // [T, d]
+        // The shared expert bypasses the router (§8.1): the same for inference and training.
+        let shared = self.block_sparse_moe.shared_expert.as_ref().map(|e| e.forward(x.clone()));
         let (y, out) = moe(&self.block_sparse_moe, x).await?;
+        let y = match shared {
+            Some(s) => y + s,
+            None => y,
+        };
         Ok((h + y.reshape([b, s, d]), out))
     }
 }

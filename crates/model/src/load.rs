@@ -69,6 +69,15 @@ impl Loader<'_> {
                 })
             })
             .collect::<Result<Vec<_>, ModelError>>()?;
+        let shared_expert = if c.shared_d_ff > 0 {
+            Some(Expert {
+                w1: self.linear(l.shared_expert(W1))?,
+                w2: self.linear(l.shared_expert(W2))?,
+                w3: self.linear(l.shared_expert(W3))?,
+            })
+        } else {
+            None
+        };
         Ok(DecoderLayer {
             input_layernorm: self.norm(l.input_norm(), c.rms_eps)?,
             self_attn: Attention {
@@ -80,7 +89,7 @@ impl Loader<'_> {
                 n_kv_heads: c.n_kv_heads,
             },
             post_attention_layernorm: self.norm(l.post_norm(), c.rms_eps)?,
-            block_sparse_moe: SparseMoeBlock { gate: self.linear(l.gate())?, experts },
+            block_sparse_moe: SparseMoeBlock { gate: self.linear(l.gate())?, experts, shared_expert },
         })
     }
 }
@@ -132,6 +141,11 @@ fn named_tensors(net: &MoeTransformer) -> Vec<(String, Tensor<2>, bool)> {
             lin(l.expert(j, W1), &e.w1);
             lin(l.expert(j, W2), &e.w2);
             lin(l.expert(j, W3), &e.w3);
+        }
+        if let Some(s) = &layer.block_sparse_moe.shared_expert {
+            lin(l.shared_expert(W1), &s.w1);
+            lin(l.shared_expert(W2), &s.w2);
+            lin(l.shared_expert(W3), &s.w3);
         }
     }
     if let Some(head) = &net.lm_head {

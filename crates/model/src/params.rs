@@ -104,12 +104,21 @@ pub mod keys {
         }
         /// Expert `j`'s projection.
         pub fn expert(&self, j: usize, proj: ExpertProj) -> String {
-            let w = match proj {
-                ExpertProj::W1 => "w1",
-                ExpertProj::W2 => "w2",
-                ExpertProj::W3 => "w3",
-            };
-            self.key(&format!("block_sparse_moe.experts.{j}.{w}"))
+            self.key(&format!("block_sparse_moe.experts.{j}.{}", proj.name()))
+        }
+        /// The shared expert's projection (Qwen2-MoE's `shared_expert`, in our w1/w2/w3).
+        pub fn shared_expert(&self, proj: ExpertProj) -> String {
+            self.key(&format!("block_sparse_moe.shared_expert.{}", proj.name()))
+        }
+    }
+
+    impl ExpertProj {
+        fn name(self) -> &'static str {
+            match self {
+                Self::W1 => "w1",
+                Self::W2 => "w2",
+                Self::W3 => "w3",
+            }
         }
     }
 }
@@ -139,6 +148,12 @@ pub fn param_specs(cfg: &ModelConfig) -> Vec<ParamSpec> {
             push(l.expert(j, W1), vec![cfg.d_ff, d], Init::Normal(INIT_STD));
             push(l.expert(j, W2), vec![d, cfg.d_ff], Init::Normal(proj_std));
             push(l.expert(j, W3), vec![cfg.d_ff, d], Init::Normal(INIT_STD));
+        }
+        if cfg.shared_d_ff > 0 {
+            let f = cfg.shared_d_ff;
+            push(l.shared_expert(W1), vec![f, d], Init::Normal(INIT_STD));
+            push(l.shared_expert(W2), vec![d, f], Init::Normal(proj_std));
+            push(l.shared_expert(W3), vec![f, d], Init::Normal(INIT_STD));
         }
     }
     push(keys::FINAL_NORM.into(), vec![d], Init::Ones);
@@ -212,6 +227,7 @@ mod tests {
             ModelConfig::tiny(),
             ModelConfig { tie_embeddings: true, n_kv_heads: 4, ..ModelConfig::tiny() },
             ModelConfig { selection_bias: true, ..ModelConfig::tiny() },
+            ModelConfig { shared_d_ff: 96, ..ModelConfig::tiny() },
         ] {
             assert_eq!(c.param_count(), param_count(&c) as u64);
         }

@@ -507,6 +507,54 @@ fn full_and_cached(
     (full, routing, logits)
 }
 
+/// Spec §8.1's invariants, on every backend: the shared expert runs on every token outside the
+/// router, so (1) a shared expert that outputs 0 is the plain model (norm_topk_prob = false
+/// top-k), and (2) with the routed experts silenced, the output is the shared expert's alone,
+/// the same under any router.
+#[test]
+fn the_shared_expert_bypasses_the_router() {
+    use crate::params::keys::{ExpertProj, layer};
+    let plain = ModelConfig { norm_topk_prob: false, ..small_config() };
+    let cfg = ModelConfig { shared_d_ff: 24, ..plain.clone() };
+    let toks = tokens(9, cfg.vocab_size);
+    let params = crate::params::init_from_seed(&cfg, 8);
+    let zero = |mut p: crate::ParamStore, key: String| {
+        let t = p.get_mut(&key).expect("key");
+        t.data.iter_mut().for_each(|v| *v = 0.0);
+        p
+    };
+    let mut silent_shared = params.clone();
+    let mut silent_routed = params.clone();
+    for l in 0..cfg.n_layers {
+        silent_shared = zero(silent_shared, layer(l).shared_expert(ExpertProj::W2));
+        for j in 0..cfg.n_experts {
+            silent_routed = zero(silent_routed, layer(l).expert(j, ExpertProj::W2));
+        }
+    }
+    let without: crate::ParamStore = silent_shared
+        .iter()
+        .filter(|(k, _)| !k.contains("shared_expert"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let routers = [RouterSpec::top_k(2, false), RouterSpec::Hash, RouterSpec::Thor { mode: crate::ThorMode::Token }];
+    for (name, dev) in devices() {
+        let opts = RunOptions { router: RouterSpec::top_k(2, false), ..RunOptions::for_config(&cfg) };
+        let a = host(run(&Model::from_params(&cfg, &silent_shared, &dev).unwrap(), &toks, &opts).logits);
+        let b = host(run(&Model::from_params(&plain, &without, &dev).unwrap(), &toks, &opts).logits);
+        assert!(max_diff(&a, &b) < 1e-5, "[{name}] a silent shared expert is the plain model");
+        let model = Model::from_params(&cfg, &silent_routed, &dev).unwrap();
+        let outs: Vec<Vec<f32>> = routers
+            .iter()
+            .map(|r| host(run(&model, &toks, &RunOptions { router: r.clone(), ..opts.clone() }).logits))
+            .collect();
+        for (r, o) in routers.iter().zip(&outs) {
+            assert!(max_diff(o, &outs[0]) < 1e-5, "[{name}] {r:?}: the shared path does not depend on routing");
+        }
+        let full = host(run(&Model::from_params(&cfg, &params, &dev).unwrap(), &toks, &opts).logits);
+        assert!(max_diff(&full, &outs[0]) > 1e-4, "[{name}] the routed experts do contribute");
+    }
+}
+
 /// Spec §8.2 through the whole model, on every backend: the checkpoint's selection bias
 /// chooses (a strong bias on one expert puts it in every token's set at every layer), never
 /// weighs (the weights are the unbiased affinities normalised, as the host router computes

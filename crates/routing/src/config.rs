@@ -44,6 +44,15 @@ pub struct ModelConfig {
     /// §8.2): learned by auxiliary-loss-free balancing, read by the sigmoid router.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub selection_bias: bool,
+    /// Hidden size of the shared expert every token goes through beside the routed ones
+    /// (DeepSeekMoE, spec §8.1: one SwiGLU MLP of `n_shared · d_ff`, weight 1, outside the
+    /// router); 0: none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shared_d_ff: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Why a [`ModelConfig`] was rejected.
@@ -125,7 +134,8 @@ impl ModelConfig {
         let attention = d * d * 2.0 + d * kv * 2.0; // q and o, k and v
         let router = d * self.n_experts as f64;
         let expert = 3.0 * d * self.d_ff as f64; // w1, w3, w2
-        let layer = attention + router + experts_per_token * expert;
+        let shared = 3.0 * d * self.shared_d_ff as f64;
+        let layer = attention + router + experts_per_token * expert + shared;
         2.0 * (self.n_layers as f64 * layer + d * self.vocab_size as f64)
     }
 
@@ -148,6 +158,7 @@ impl ModelConfig {
             tie_embeddings: false,
             frozen_gate: false,
             selection_bias: false,
+            shared_d_ff: 0,
         }
     }
 
@@ -188,6 +199,7 @@ impl ModelConfig {
             ("n_heads", self.n_heads, MAX_HEADS),
             ("n_kv_heads", self.n_kv_heads, MAX_HEADS),
             ("d_ff", self.d_ff, MAX_D_FF),
+            ("shared_d_ff", self.shared_d_ff, MAX_D_FF),
             ("n_experts", self.n_experts, MAX_EXPERTS),
             ("max_seq_len", self.max_seq_len, MAX_CONTEXT),
         ];
@@ -242,7 +254,8 @@ impl ModelConfig {
         let kv = self.n_kv_heads.saturating_mul(d / self.n_heads.max(1));
         let attention = m(&[2, d, d]).saturating_add(m(&[2, kv, d]));
         let bias = if self.selection_bias { e as u128 } else { 0 };
-        let moe = m(&[e, d]).saturating_add(m(&[e, 3, d, ff])).saturating_add(bias);
+        let shared = m(&[3, d, self.shared_d_ff]);
+        let moe = m(&[e, d]).saturating_add(m(&[e, 3, d, ff])).saturating_add(bias).saturating_add(shared);
         let per_layer = m(&[2, d]).saturating_add(attention).saturating_add(moe);
         let head = if self.tie_embeddings { 0 } else { m(&[v, d]) };
         let total = m(&[v, d])

@@ -17,6 +17,7 @@ const CHECKPOINTS: &[(&str, &str, Option<&str>)] = &[
     ("topk-global", "topk-global — top-2, balancing loss over the global batch", Some("topk&k=2")),
     ("top-p", "top-p — dynamic top-p: experts per token vary", Some("top_p&p=0.4")),
     ("lossfree", "lossfree — sigmoid router balanced by a learned bias (DeepSeek-V3)", Some("sigmoid&k=2&bias=true")),
+    ("deepseek", "deepseek — 15 fine-grained experts, top-3, plus a shared expert", Some("topk&k=3&norm=false")),
     ("thor", "thor — trained with random experts", Some("thor&thor_mode=token")),
     ("smoe-dropout", "smoe-dropout — frozen random router", Some("smoe_dropout&k=8")),
     ("seed-init", "seed-init — untrained (seed 0, bytes)", None),

@@ -16,10 +16,13 @@ use switchyard_routing::router::{rank_experts, sigmoid_choice, softmax_row, top_
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum TrainRouting {
     /// Top-k of the gate's logits, weights = softmax renormalised over the k chosen (§1.1,
-    /// §3.1). With a frozen gate (SMoE-Dropout) the gate's weights get no gradient.
+    /// §3.1), or the raw probabilities (DeepSeekMoE, §8.1). With a frozen gate (SMoE-Dropout)
+    /// the gate's weights get no gradient.
     Softmax {
         /// Experts per token.
         k: usize,
+        /// Renormalise over the k (`norm_topk_prob`).
+        renormalise: bool,
     },
     /// Dynamic top-p (§5.1): the fewest experts whose probabilities sum past `p`, weighted by
     /// their raw (not renormalised) probabilities; the same choice as inference's router.
@@ -259,7 +262,8 @@ impl Model {
             TrainRouting::Sigmoid { .. } => burn::tensor::activation::sigmoid(logits.clone()) * mask,
             _ => probs.clone() * mask,
         };
-        let w = if matches!(routing, TrainRouting::TopP { .. }) { w } else { w.clone() / w.sum_dim(1) };
+        let raw = matches!(routing, TrainRouting::TopP { .. } | TrainRouting::Softmax { renormalise: false, .. });
+        let w = if raw { w } else { w.clone() / w.sum_dim(1) };
         let losses = (!frozen).then(|| GateLosses {
             lbl: load_balancing_loss_pooled(probs, &counts, prior, prior_tokens),
             z: z_loss(logits.clone()),
@@ -277,7 +281,7 @@ fn train_choice(logits: &[f32], bias: Option<&[f32]>, routing: TrainRouting) -> 
             let all = vec![true; logits.len()];
             sigmoid_choice(logits, bias, &all, k).1.into_iter().map(|(x, _)| x).collect()
         }
-        TrainRouting::Softmax { k } => rank_experts(logits).into_iter().take(k).collect(),
+        TrainRouting::Softmax { k, .. } => rank_experts(logits).into_iter().take(k).collect(),
         TrainRouting::TopP { p } => {
             let all = vec![true; logits.len()];
             top_p_choice(&softmax_row(logits), &all, p).into_iter().map(|(x, _)| x).collect()

@@ -66,6 +66,22 @@ pub enum Recipe {
         /// Bias update speed γ.
         gamma: f32,
     },
+    /// DeepSeekMoE (§8.1): every expert of the base model split into `segments` fine-grained
+    /// experts of `d_ff / segments`, `shared` of them merged into one shared expert that every
+    /// token uses, and the top `k` of the routed ones by softmax with raw (not renormalised)
+    /// weights; LBL and z-loss as `topk`.
+    Deepseek {
+        /// Routed experts per token.
+        k: usize,
+        /// Fine-grained experts per base expert (m).
+        segments: usize,
+        /// Shared fine-grained experts (K_s).
+        shared: usize,
+        /// Coefficient of the load-balancing loss.
+        lbl_coef: f32,
+        /// Coefficient of the z-loss.
+        z_coef: f32,
+    },
     /// THOR (§2.2): no router; two passes, each with one random expert per layer for the
     /// whole batch; loss `CE₁ + CE₂ + α·½(KL(p¹‖p²) + KL(p²‖p¹))`, all token means.
     Thor {
@@ -109,6 +125,10 @@ impl Recipe {
             }
             "top-p" => Some(Self::TopP { p: 0.4, lbl_coef: 0.01, z_coef: 1e-3, dyn_coef: 1e-4 }),
             "lossfree" => Some(Self::Lossfree { k: cfg.top_k, gamma: 1e-3 }),
+            // m = 2, K_s = 1: the routed k' = m·k − K_s keeps the active compute of top-k.
+            "deepseek" => {
+                Some(Self::Deepseek { k: 2 * cfg.top_k - 1, segments: 2, shared: 1, lbl_coef: 0.01, z_coef: 1e-3 })
+            }
             "thor" => Some(Self::Thor { alpha: 1.0 }),
             "smoe-dropout" => {
                 Some(Self::SmoeDropout { k_min: 2.min(cfg.n_experts), k_max: cfg.n_experts, init_std: 0.02 })
@@ -124,6 +144,7 @@ impl Recipe {
             Self::Topk { .. } => "topk-global",
             Self::TopP { .. } => "top-p",
             Self::Lossfree { .. } => "lossfree",
+            Self::Deepseek { .. } => "deepseek",
             Self::Thor { .. } => "thor",
             Self::SmoeDropout { .. } => "smoe-dropout",
         }
@@ -137,6 +158,7 @@ impl Recipe {
             Self::Topk { k, .. } => RouterSpec::top_k(*k, true),
             Self::TopP { p, .. } => RouterSpec::TopP { p: *p },
             Self::Lossfree { k, .. } => RouterSpec::Sigmoid { k: *k, bias: true },
+            Self::Deepseek { k, .. } => RouterSpec::top_k(*k, false),
             Self::Thor { .. } => RouterSpec::Thor { mode: ThorMode::Token },
             Self::SmoeDropout { init_std, .. } => {
                 RouterSpec::SmoeDropout { k: cfg.n_experts, init_std: *init_std, dense: SmoeDense::Softmax }
@@ -279,10 +301,24 @@ fn optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
 /// The model configuration a recipe trains (SMoE-Dropout marks its gate as frozen; lossfree
 /// adds the selection biases).
 pub fn recipe_model_config(model: &ModelConfig, recipe: &Recipe) -> ModelConfig {
-    ModelConfig {
+    let base = ModelConfig {
         frozen_gate: matches!(recipe, Recipe::SmoeDropout { .. }),
         selection_bias: matches!(recipe, Recipe::Lossfree { .. }),
         ..model.clone()
+    };
+    match *recipe {
+        Recipe::Deepseek { k, segments, shared, .. } if segments > 0 => {
+            let d_ff = model.d_ff / segments;
+            ModelConfig {
+                n_experts: model.n_experts * segments - shared,
+                d_ff,
+                top_k: k,
+                norm_topk_prob: false,
+                shared_d_ff: shared * d_ff,
+                ..base
+            }
+        }
+        _ => base,
     }
 }
 
@@ -332,6 +368,14 @@ fn scalar(t: &Tensor<1>) -> f32 {
 impl Trainer {
     /// A fresh run on `device` (autodiff is switched on here).
     pub fn new(model: &ModelConfig, config: TrainConfig, tokenizer: &str, device: &Device) -> Result<Self, TrainError> {
+        if let Recipe::Deepseek { segments, shared, .. } = config.recipe
+            && (segments == 0 || !model.d_ff.is_multiple_of(segments) || shared >= model.n_experts * segments)
+        {
+            return Err(TrainError::Settings(format!(
+                "deepseek: {segments} segments must divide d_ff ({}) and leave routed experts beside {shared} shared",
+                model.d_ff
+            )));
+        }
         let model = recipe_model_config(model, &config.recipe);
         Self::check(&model, &config)?;
         let params = initial_params(&model, &config);
@@ -376,7 +420,9 @@ impl Trainer {
                 bad(format!("lbl_window = {lbl_window} is outside 1..=1024"))
             }
             Recipe::TopP { p, .. } if !(p > 0.0 && p <= 1.0) => bad(format!("p = {p} is outside (0, 1]")),
-            Recipe::Lossfree { k, .. } if k == 0 || k > e => bad(format!("k = {k} is outside 1..={e}")),
+            Recipe::Lossfree { k, .. } | Recipe::Deepseek { k, .. } if k == 0 || k > e => {
+                bad(format!("k = {k} is outside 1..={e}"))
+            }
             Recipe::Lossfree { gamma, .. } if !(0.0..=1.0).contains(&gamma) => {
                 bad(format!("gamma = {gamma} is outside [0, 1]"))
             }
@@ -407,7 +453,7 @@ impl Trainer {
         match self.config.recipe {
             Recipe::Topk { k, .. } => k,
             Recipe::TopP { .. } => 0,
-            Recipe::Lossfree { k, .. } => k,
+            Recipe::Lossfree { k, .. } | Recipe::Deepseek { k, .. } => k,
             Recipe::Thor { .. } => 1,
             Recipe::SmoeDropout { k_min, k_max, .. } => smoe_k(step, self.config.steps.saturating_sub(1), k_min, k_max),
         }
@@ -429,8 +475,10 @@ impl Trainer {
         let prior = self.prior_load();
         let key = (seed, step);
         let (loss, ce, pass, kl) = match self.config.recipe {
-            Recipe::Topk { lbl_coef, z_coef, .. } => {
-                let p = self.model.forward_train(&inputs, TrainRouting::Softmax { k }, &prior, key).await?;
+            Recipe::Topk { lbl_coef, z_coef, .. } | Recipe::Deepseek { lbl_coef, z_coef, .. } => {
+                let renormalise = matches!(self.config.recipe, Recipe::Topk { .. });
+                let routing = TrainRouting::Softmax { k, renormalise };
+                let p = self.model.forward_train(&inputs, routing, &prior, key).await?;
                 let ce = cross_entropy(p.logits.clone(), targets);
                 let loss = ce.clone() + p.lbl.clone().mul_scalar(lbl_coef) + p.z.clone().mul_scalar(z_coef);
                 (loss, ce, p, zero())
@@ -450,7 +498,8 @@ impl Trainer {
                 (ce.clone(), ce, p, zero())
             }
             Recipe::SmoeDropout { .. } => {
-                let p = self.model.forward_train(&inputs, TrainRouting::Softmax { k }, &prior, key).await?;
+                let routing = TrainRouting::Softmax { k, renormalise: true };
+                let p = self.model.forward_train(&inputs, routing, &prior, key).await?;
                 let ce = cross_entropy(p.logits.clone(), targets);
                 (ce.clone(), ce, p, zero())
             }

@@ -74,7 +74,7 @@ fn schedules_follow_the_spec() {
 #[test]
 fn every_recipe_learns_and_repeats_its_curve_exactly() {
     let data = corpus();
-    for recipe in ["topk", "topk-global", "top-p", "lossfree", "thor", "smoe-dropout"] {
+    for recipe in ["topk", "topk-global", "top-p", "lossfree", "deepseek", "thor", "smoe-dropout"] {
         let mut a = Trainer::new(&tiny(), settings(recipe, 40), "byte", &Device::flex()).expect("trainer");
         let curve = run(&mut a, &data, 40);
         let first = curve[..5].iter().map(|s| s.ce).sum::<f32>() / 5.0;
@@ -236,6 +236,38 @@ fn lossfree_balances_with_the_bias_alone() {
     for layer in &stats[0].load {
         assert!((layer[3] - 0.5).abs() < 1e-6, "expert 3 takes one of each token's two slots: {layer:?}");
     }
+}
+
+#[test]
+fn deepseek_keeps_top_k_compute_with_fine_and_shared_experts() {
+    // tiny(): 4 experts of 32, top-2. Split in 2: 8 fine experts of 16, one shared, 7 routed,
+    // 3 per token: 3·16 + 16 = 64 hidden units per token, as top-2 of 32.
+    let cfg = settings("deepseek", 10);
+    let m = recipe_model_config(&tiny(), &cfg.recipe);
+    assert_eq!((m.n_experts, m.d_ff, m.top_k, m.shared_d_ff, m.norm_topk_prob), (7, 16, 3, 16, false));
+    assert_eq!(m.top_k * m.d_ff + m.shared_d_ff, tiny().top_k * tiny().d_ff);
+    assert_eq!(
+        m.param_count() - tiny().param_count(),
+        3 * 2 * 32,
+        "the same experts' parameters, 3 more router rows per layer"
+    );
+    let mut t = Trainer::new(&tiny(), cfg, "byte", &Device::flex()).expect("trainer");
+    let before = block_on(t.params()).expect("params");
+    let stats = run(&mut t, &data_for_deepseek(), 3);
+    assert!(stats.iter().all(|s| s.k == 3 && (s.active - 3.0).abs() < 1e-6));
+    let after = block_on(t.params()).expect("params");
+    let shared = crate::params::keys::layer(0).shared_expert(crate::params::keys::ExpertProj::W1);
+    assert_ne!(before[&shared].data, after[&shared].data, "the shared expert trains");
+    let bad = TrainConfig {
+        recipe: Recipe::Deepseek { k: 3, segments: 3, shared: 1, lbl_coef: 0.0, z_coef: 0.0 },
+        ..settings("deepseek", 5)
+    };
+    let e = Trainer::new(&tiny(), bad, "byte", &Device::flex()).expect_err("32 is not a multiple of 3");
+    assert!(e.to_string().contains("segments"), "{e}");
+}
+
+fn data_for_deepseek() -> TokenizedCorpus {
+    corpus()
 }
 
 #[test]
