@@ -657,6 +657,18 @@ test('every shipped checkpoint opens from the picker with its own router, and th
   await page.locator('[data-testid="param-bias"]').uncheck();
   await page.waitForFunction(() => new URL(location.href).searchParams.get('bias') === 'false');
   await changed(page, withBias);
+  // The deepseek checkpoint's shared expert: its share of every token's MoE output, in the strip.
+  await page.locator('[data-testid="shade"]').selectOption('shared');
+  assert.match(await page.locator('[data-testid="shared-summary"]').textContent(), /no shared expert/);
+  await page.locator('[data-testid="checkpoint"]').selectOption('deepseek');
+  await ranOn('deepseek');
+  await page.waitForFunction(() => document.querySelector('[data-testid="shared-summary"]')?.dataset.mean);
+  const shares = await page.locator('[data-testid="token"]').evaluateAll((els) => els.map((e) => Number(e.dataset.shared)));
+  assert.ok(shares.every((v) => v > 0 && v < 1), `every token gets a share of the shared expert: ${shares}`);
+  assert.ok(new Set(shares.map((v) => v.toFixed(2))).size > 1, 'the share differs between tokens');
+  const summary = Number(await page.locator('[data-testid="shared-summary"]').getAttribute('data-mean'));
+  assert.ok(Math.abs(summary - shares.reduce((a, b) => a + b, 0) / shares.length) < 1e-3, 'the summary is the mean of the strip');
+  await shot(page, 'playground-deepseek-shared');
   assert.deepEqual(errors, []);
   await page.close();
 });

@@ -206,6 +206,7 @@ mod tests {
             aux: BTreeMap::new(),
             seq_id: vec![0; t],
             pos: (0..t as u32).collect(),
+            shared_share: Vec::new(),
         }
     }
 

@@ -315,6 +315,10 @@ impl DecoderLayer {
     /// combines (returning the layer's routing), training computes differentiable weights and
     /// its losses, over the same skeleton.
     ///
+    /// With a shared expert, also its share of each token's MoE output norm,
+    /// `‖shared‖ / (‖shared‖ + ‖routed‖)` (`[T]`, on the device: the caller reads it back with
+    /// whatever else it reads).
+    ///
     /// # Shapes
     /// - h: `[B, S, d]` (positions `start..start + S`) -> `[B, S, d]`; the step sees `[B·S, d]`
     pub(crate) async fn forward<R>(
@@ -324,18 +328,23 @@ impl DecoderLayer {
         start: usize,
         cache: &mut Option<LayerKv>,
         moe: impl AsyncFnOnce(&SparseMoeBlock, Tensor<2>) -> Result<(Tensor<2>, R), ModelError>,
-    ) -> Result<(Tensor<3>, R), ModelError> {
+    ) -> Result<(Tensor<3>, R, Option<Tensor<1>>), ModelError> {
         let [b, s, d] = h.dims();
         let h = h.clone() + self.self_attn.forward(self.input_layernorm.forward(h), rope, start, cache);
         let x = self.post_attention_layernorm.forward(h.clone()).reshape([b * s, d]); // [T, d]
         // The shared expert bypasses the router (§8.1): the same for inference and training.
         let shared = self.block_sparse_moe.shared_expert.as_ref().map(|e| e.forward(x.clone()));
         let (y, out) = moe(&self.block_sparse_moe, x).await?;
-        let y = match shared {
-            Some(s) => y + s,
-            None => y,
+        let (y, share) = match shared {
+            Some(sh) => {
+                let norm = |t: Tensor<2>| t.powi_scalar(2).sum_dim(1).sqrt(); // [T, 1]
+                let (ns, nr) = (norm(sh.clone()), norm(y.clone()));
+                let share = (ns.clone() / (ns + nr).add_scalar(1e-12)).reshape([b * s]);
+                (y + sh, Some(share.detach()))
+            }
+            None => (y, None),
         };
-        Ok((h + y.reshape([b, s, d]), out))
+        Ok((h + y.reshape([b, s, d]), out, share))
     }
 }
 

@@ -347,12 +347,13 @@ impl Model {
         let ids: Vec<i32> = call.token_id.iter().map(|&id| id as i32).collect();
         let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [call.batch, call.len]), &self.device);
         let mut h = self.net.embed_tokens.forward(ids); // [B, S, d]
-        let mut routed = Vec::with_capacity(c.n_layers);
+        let (mut routed, mut shares) = (Vec::with_capacity(c.n_layers), Vec::with_capacity(c.n_layers));
         for (i, layer) in self.net.layers.iter().enumerate() {
             let step = async |moe: &SparseMoeBlock, x| self.moe_step(moe, x, i, &call, plan.as_ref()).await;
-            let (next, r) = layer.forward(h, &self.rope, call.start, &mut cache.layers[i], step).await?;
+            let (next, r, share) = layer.forward(h, &self.rope, call.start, &mut cache.layers[i], step).await?;
             h = next;
             routed.push(r);
+            shares.push(share);
         }
         cache.len = call.start + call.len;
         cache.calls += 1;
@@ -361,7 +362,7 @@ impl Model {
             Some(head) => head.forward(h),
             None => h.matmul(self.net.embed_tokens.weight.val().transpose().unsqueeze()),
         };
-        let (routing, last_logits) = self.read_back(routed, logits.clone(), &call).await?;
+        let (routing, last_logits) = self.read_back(routed, shares, logits.clone(), &call).await?;
         Ok(ForwardOutput { logits, last_logits, routing })
     }
 
@@ -432,11 +433,13 @@ impl Model {
     }
 
     /// Reads back what the host needs in one transfer: the last position's logits of every
-    /// sequence and the router logits of every layer routed on the device; builds those layers'
-    /// records with the router (the same function the host path runs).
+    /// sequence, the router logits of every layer routed on the device and the shared expert's
+    /// shares; builds those layers' records with the router (the same function the host path
+    /// runs).
     async fn read_back(
         &self,
         routed: Vec<Routed>,
+        shares: Vec<Option<Tensor<1>>>,
         logits: Tensor<3>,
         call: &Call<'_>,
     ) -> Result<(RoutingRecord, Vec<f32>), ModelError> {
@@ -447,6 +450,7 @@ impl Model {
             Routed::Device(l) => Some(l.clone().reshape([t * e])),
             Routed::Host(_) => None,
         }));
+        parts.extend(shares.iter().flatten().cloned());
         let host = to_host(Tensor::cat(parts, 0)).await?;
         let (last, mut rest) = host.split_at(b * v);
         let last = finite(last.to_vec(), || "in the next-token logits".into())?;
@@ -461,6 +465,13 @@ impl Model {
                     call.route(logits, i, e)
                 }
             });
+        }
+        for (rec, share) in layers.iter_mut().zip(&shares) {
+            if share.is_some() {
+                let (mine, tail) = rest.split_at(t);
+                rest = tail;
+                rec.shared_share = mine.to_vec();
+            }
         }
         Ok((RoutingRecord { layers }, last))
     }

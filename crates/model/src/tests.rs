@@ -550,8 +550,25 @@ fn the_shared_expert_bypasses_the_router() {
         for (r, o) in routers.iter().zip(&outs) {
             assert!(max_diff(o, &outs[0]) < 1e-5, "[{name}] {r:?}: the shared path does not depend on routing");
         }
-        let full = host(run(&Model::from_params(&cfg, &params, &dev).unwrap(), &toks, &opts).logits);
+        let full_out = run(&Model::from_params(&cfg, &params, &dev).unwrap(), &toks, &opts);
+        let full = host(full_out.logits);
         assert!(max_diff(&full, &outs[0]) > 1e-4, "[{name}] the routed experts do contribute");
+        // The record carries the shared expert's share of each token's MoE output: all of it
+        // with the routed experts silenced, none with the shared one silenced, between otherwise.
+        let share = |p: &crate::ParamStore| {
+            let out = run(&Model::from_params(&cfg, p, &dev).unwrap(), &toks, &opts);
+            out.routing.layers.iter().flat_map(|l| l.shared_share.clone()).collect::<Vec<f32>>()
+        };
+        let n = toks.len() * cfg.n_layers;
+        assert!(
+            share(&silent_routed).len() == n && share(&silent_routed).iter().all(|v| (v - 1.0).abs() < 1e-5),
+            "[{name}]"
+        );
+        assert!(share(&silent_shared).iter().all(|v| v.abs() < 1e-6), "[{name}]");
+        let mixed: Vec<f32> = full_out.routing.layers.iter().flat_map(|l| l.shared_share.clone()).collect();
+        assert!(mixed.len() == n && mixed.iter().all(|v| *v > 0.0 && *v < 1.0), "[{name}] {mixed:?}");
+        let plain_out = run(&Model::from_params(&plain, &without, &dev).unwrap(), &toks, &opts);
+        assert!(plain_out.routing.layers.iter().all(|l| l.shared_share.is_empty()), "no shared expert, no share");
     }
 }
 

@@ -47,6 +47,9 @@ pub struct TokenRouting {
     pub dropped: Vec<bool>,
     /// The full router probability row (uniform for routers without logits).
     pub probs: Vec<f32>,
+    /// With a shared expert: its share of the token's MoE output norm (see `LayerRouting`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_share: Option<f32>,
 }
 
 /// One layer: per-token routing and the layer's metrics.
@@ -131,6 +134,7 @@ pub fn layer(rec: &LayerRouting, next: Option<&LayerRouting>, ids: &[u32]) -> Tr
                 ranks: slots.iter().map(|&i| rec.rank[i] as usize).collect(),
                 dropped: slots.iter().map(|&i| rec.dropped[i]).collect(),
                 probs: rec.probs_row(t).to_vec(),
+                shared_share: rec.shared_share.get(t).copied(),
             }
         })
         .collect();

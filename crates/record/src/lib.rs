@@ -46,6 +46,10 @@ pub struct LayerRouting {
     pub seq_id: Vec<u32>,
     /// Absolute position of every token in its sequence, `[T]`.
     pub pos: Vec<u32>,
+    /// With a shared expert (spec §8.1): its share of each token's MoE output,
+    /// `‖shared‖ / (‖shared‖ + ‖routed‖)`, `[T]`; empty without one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_share: Vec<f32>,
 }
 
 /// One routing slot of one token.
@@ -113,6 +117,12 @@ impl LayerRouting {
                 return Err(format!("routing record field `{name}` has {got} entries, expected {want}"));
             }
         }
+        if !self.shared_share.is_empty() && self.shared_share.len() != t {
+            return Err(format!(
+                "routing record field `shared_share` has {} entries, expected {t}",
+                self.shared_share.len()
+            ));
+        }
         Ok(())
     }
 
@@ -146,6 +156,7 @@ impl LayerRouting {
         self.dropped.extend_from_slice(&other.dropped);
         self.seq_id.extend_from_slice(&other.seq_id);
         self.pos.extend_from_slice(&other.pos);
+        self.shared_share.extend_from_slice(&other.shared_share);
         if self.aux.contains_key("drop_rate") {
             self.aux.insert("drop_rate".into(), self.drop_rate());
         }
@@ -195,6 +206,7 @@ mod tests {
             aux: BTreeMap::new(),
             seq_id: vec![0, 0],
             pos: vec![0, 1],
+            shared_share: Vec::new(),
         }
     }
 

@@ -189,6 +189,8 @@ pub enum Shade {
     Compute,
     /// The same, summed over every layer.
     ComputeAll,
+    /// The shared expert's share of the token's MoE output at the selected layer (§8.1).
+    Shared,
 }
 
 /// Where the model runs (`backend=` in a link; absent means [`Backend::Auto`]).

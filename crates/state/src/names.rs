@@ -43,5 +43,5 @@ named!(ThorMode { ThorMode::Token => "token", ThorMode::Sequence => "sequence", 
 named!(SmoeDense { SmoeDense::Softmax => "softmax", SmoeDense::Uniform => "uniform" });
 named!(Panel { Panel::Tokens => "tokens", Panel::Grid => "grid", Panel::Heatmap => "heatmap", Panel::Load => "load", Panel::Capacity => "capacity", Panel::Experts => "experts", Panel::Domains => "domains", Panel::Compare => "compare" });
 named!(Control { Control::Prompt => "prompt", Control::Router => "router", Control::Layers => "layers" });
-named!(Shade { Shade::Expert => "expert", Shade::Compute => "compute", Shade::ComputeAll => "compute_all" });
+named!(Shade { Shade::Expert => "expert", Shade::Compute => "compute", Shade::ComputeAll => "compute_all", Shade::Shared => "shared" });
 named!(Backend { Backend::Auto => "auto", Backend::Cpu => "cpu", Backend::Webgpu => "webgpu" });

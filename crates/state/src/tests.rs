@@ -112,7 +112,7 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
         (
             prop::collection::btree_map("[A-Za-z0-9_-]{1,24}", "\\p{L}\\PC{0,30}", 0..=MAX_LABELLED),
             prop::sample::select(vec![Backend::Auto, Backend::Cpu, Backend::Webgpu]),
-            prop::sample::select(vec![Shade::Expert, Shade::Compute, Shade::ComputeAll]),
+            prop::sample::select(vec![Shade::Expert, Shade::Compute, Shade::ComputeAll, Shade::Shared]),
         ),
     )
         .prop_map(

@@ -18,10 +18,16 @@ fn experts_used(layer: &TraceLayer, token: usize) -> Option<usize> {
 /// `None` for a token not run through the model, or when the strip shows experts.
 fn compute_of(trace: &Trace, shade: Shade, layer: usize, token: usize) -> Option<usize> {
     match shade {
-        Shade::Expert => None,
+        Shade::Expert | Shade::Shared => None,
         Shade::Compute => layer_of(trace, layer).and_then(|l| experts_used(l, token)),
         Shade::ComputeAll => trace.layers.iter().map(|l| experts_used(l, token)).sum(),
     }
+}
+
+/// The shared expert's share of a token's MoE output at `layer`, when the strip shows it and
+/// the model has a shared expert.
+fn shared_of(trace: &Trace, shade: Shade, layer: usize, token: usize) -> Option<f32> {
+    (shade == Shade::Shared).then(|| layer_of(trace, layer)?.routing.get(token)?.shared_share).flatten()
 }
 
 /// The most compute a token got in this run under `shade` (the colour scale's top, so that
@@ -65,6 +71,7 @@ pub fn TokenViews() -> impl IntoView {
                     Shade::Expert => "Tokens by top expert",
                     Shade::Compute => "Tokens by experts used",
                     Shade::ComputeAll => "Tokens by experts used, all layers",
+                    Shade::Shared => "Tokens by the shared expert's share",
                 }}</h2>
                 <ShadeChoice />
                 <div class="layers" role="group" aria-label="layer" class:hidden=move || ctl.state.with(|s| s.view.embed.is_some() && !s.view.show.contains(&switchyard_state::Control::Layers))>
@@ -123,6 +130,7 @@ fn ShadeChoice() -> impl IntoView {
             <option value="expert">"colour: top expert"</option>
             <option value="compute">"colour: experts used (this layer)"</option>
             <option value="compute_all">"colour: experts used (all layers)"</option>
+            <option value="shared">"colour: shared expert's share"</option>
         </select>
     }
 }
@@ -136,6 +144,10 @@ fn Legend() -> impl IntoView {
         <div class="legend">
             {move || match shade() {
                 Shade::Expert => (0..n()).map(|e| view! { <span class="chip" style=expert_style(e)>{format!("E{e}")}</span> }).collect_view().into_any(),
+                Shade::Shared => [0.0f32, 0.5, 1.0].into_iter().map(|p| {
+                    let (bg, fg) = prob_colours(p);
+                    view! { <span class="chip" style=format!("background:{bg};color:{fg}")>{format!("{:.0}% shared", 100.0 * p)}</span> }
+                }).collect_view().into_any(),
                 _ => {
                     let top = ctl.engine.result.with(|r| r.as_ref().map_or(1, |r| compute_max(&r.trace, shade(), ctl.layer.get())));
                     [0, top / 2, top].into_iter().map(|c| {
@@ -149,6 +161,27 @@ fn Legend() -> impl IntoView {
     }
 }
 
+/// The shared expert's share over the strip's tokens at a layer: its mean and range, or why
+/// there is none.
+fn shared_summary(trace: &Trace, layer: usize) -> impl IntoView + use<> {
+    let shares: Vec<f32> =
+        layer_of(trace, layer).map(|l| l.routing.iter().filter_map(|r| r.shared_share).collect()).unwrap_or_default();
+    let text = if shares.is_empty() {
+        "This checkpoint has no shared expert (the deepseek checkpoint has one).".to_string()
+    } else {
+        let mean = shares.iter().sum::<f32>() / shares.len() as f32;
+        let (lo, hi) = shares.iter().fold((1.0f32, 0.0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        format!(
+            "The shared expert gives {:.0}% of the MoE output (by norm, ‖shared‖ / (‖shared‖ + ‖routed‖)) on average at this layer, from {:.0}% to {:.0}%.",
+            100.0 * mean,
+            100.0 * lo,
+            100.0 * hi
+        )
+    };
+    let mean = (!shares.is_empty()).then(|| format!("{:.4}", shares.iter().sum::<f32>() / shares.len() as f32));
+    view! { <div class="compute-dist" data-testid="shared-summary" data-mean=mean><p class="hint">{text}</p></div> }
+}
+
 /// How many tokens got each amount of compute, beside the strip when it shows compute.
 #[component]
 fn ComputeDistribution(result: RunResult) -> impl IntoView {
@@ -156,6 +189,9 @@ fn ComputeDistribution(result: RunResult) -> impl IntoView {
     let shade = ctl.state.with_untracked(|s| s.view.shade);
     let layer = ctl.layer.get_untracked();
     let trace = &result.trace;
+    if shade == Shade::Shared {
+        return Some(shared_summary(trace, layer).into_any());
+    }
     let counts: Vec<usize> = (0..trace.tokens.len()).filter_map(|t| compute_of(trace, shade, layer, t)).collect();
     if counts.is_empty() {
         return None;
@@ -164,18 +200,21 @@ fn ComputeDistribution(result: RunResult) -> impl IntoView {
     counts.iter().for_each(|&c| *hist.entry(c).or_default() += 1);
     let mean = counts.iter().sum::<usize>() as f64 / counts.len() as f64;
     let widest = hist.values().copied().max().unwrap_or(1);
-    Some(view! {
-        <div class="compute-dist" data-testid="compute-distribution" data-mean=format!("{mean:.3}")>
-            <p class="hint">{format!("{mean:.2} FFN experts per token on average ({} tokens)", counts.len())}</p>
-            {hist.into_iter().map(|(c, n)| view! {
-                <div class="dist-row" data-experts=c data-tokens=n>
-                    <span class="dist-label">{format!("{c} experts")}</span>
-                    <span class="dist-bar" style=format!("width:{:.1}%", 100.0 * n as f64 / widest as f64)></span>
-                    <span class="dist-count">{n}</span>
-                </div>
-            }).collect_view()}
-        </div>
-    })
+    Some(
+        view! {
+            <div class="compute-dist" data-testid="compute-distribution" data-mean=format!("{mean:.3}")>
+                <p class="hint">{format!("{mean:.2} FFN experts per token on average ({} tokens)", counts.len())}</p>
+                {hist.into_iter().map(|(c, n)| view! {
+                    <div class="dist-row" data-experts=c data-tokens=n>
+                        <span class="dist-label">{format!("{c} experts")}</span>
+                        <span class="dist-bar" style=format!("width:{:.1}%", 100.0 * n as f64 / widest as f64)></span>
+                        <span class="dist-count">{n}</span>
+                    </div>
+                }).collect_view()}
+            </div>
+        }
+        .into_any(),
+    )
 }
 
 #[component]
@@ -199,7 +238,9 @@ fn Strip(result: RunResult) -> impl IntoView {
                 let drops = l.as_ref().and_then(|l| l.routing.get(index)).map_or(0, |r| r.dropped.iter().filter(|&&d| d).count());
                 let partial = shown.is_some_and(|s| !s.1) && drops > 0;
                 let compute = compute_of(&trace, shade, layer, index);
+                let shared = shared_of(&trace, shade, layer, index);
                 let style = match (compute, shown) {
+                    _ if shared.is_some() => { let (bg, fg) = prob_colours(shared.unwrap_or(0.0)); format!("background:{bg};color:{fg}") }
                     (Some(c), _) => { let (bg, fg) = prob_colours(c as f32 / top as f32); format!("background:{bg};color:{fg}") }
                     (None, Some((e, _))) if shade == Shade::Expert => expert_style(e),
                     _ => "background:#eee;color:#555".to_string(),
@@ -209,7 +250,8 @@ fn Strip(result: RunResult) -> impl IntoView {
                         (true, _) => " (every slot dropped by capacity)".to_string(),
                         (false, 0) => String::new(),
                         (false, d) => format!(" ({d} slot{} dropped by capacity)", if d == 1 { "" } else { "s" }),
-                    }) + &compute.map(|c| format!(" · {c} FFN expert{} ran", if c == 1 { "" } else { "s" })).unwrap_or_default(),
+                    }) + &compute.map(|c| format!(" · {c} FFN expert{} ran", if c == 1 { "" } else { "s" })).unwrap_or_default()
+                      + &shared.map(|p| format!(" · shared expert {:.0}% of the MoE output", 100.0 * p)).unwrap_or_default(),
                     None => format!("token {index} · id {} · not run through the model (last generated token)", t.id),
                 };
                 let text = t.text.clone();
@@ -220,6 +262,7 @@ fn Strip(result: RunResult) -> impl IntoView {
                         class:selected=move || selected() == Some(index)
                         style=style title=title data-expert=shown.map(|s| s.0.to_string()).unwrap_or_default()
                         data-compute=compute.map(|c| c.to_string())
+                        data-shared=shared.map(|p| format!("{p:.4}"))
                         data-testid="token" data-index=index>
                         {text}
                     </button>

@@ -193,7 +193,7 @@ impl Model {
             let prior = (prior.counts.get(i).map_or(&[][..], Vec::as_slice), prior.tokens);
             let key = (seed, i as u64, step);
             let moe = async |block: &SparseMoeBlock, x| self.train_moe(block, x, routing, prior, key).await;
-            let (next, terms) = layer.forward(h, &self.rope, 0, &mut None, moe).await?;
+            let (next, terms, _) = layer.forward(h, &self.rope, 0, &mut None, moe).await?;
             h = next;
             if let Some(g) = terms.losses {
                 lbl = lbl + g.lbl;

@@ -498,6 +498,7 @@ impl RecordBuilder {
                 aux: BTreeMap::new(),
                 seq_id: ctx.seq_id.to_vec(),
                 pos: ctx.pos.to_vec(),
+                shared_share: Vec::new(),
             },
         }
     }
