@@ -76,3 +76,23 @@ test('backend=auto with an adapter measures both engines and keeps the faster on
   assert.deepEqual(v.errors, []);
   v.server.close();
 });
+
+test('the engine follows a link\'s backend= through history, not only the picker', async () => {
+  const v = await visit(['--enable-unsafe-webgpu'], '&backend=cpu');
+  assert.equal(await badge(v.page), 'CPU');
+  // Back/forward to a link that forces WebGPU moves the engine there, and back again to the CPU.
+  const go = (backend) => v.page.evaluate((b) => {
+    const url = new URL(location.href);
+    url.searchParams.set('backend', b);
+    history.pushState(null, '', url);
+    dispatchEvent(new PopStateEvent('popstate'));
+  }, backend);
+  await go('webgpu');
+  await v.page.locator('[data-testid="backend"] .badge', { hasText: 'WEBGPU' }).waitFor({ timeout: SLOW });
+  await v.page.locator('[data-testid="token"]').first().waitFor({ timeout: SLOW });
+  assert.ok(v.engines().includes('/switchyard-engine-webgpu'), 'the WebGPU engine was started');
+  await go('cpu');
+  await v.page.locator('[data-testid="backend"] .badge', { hasText: 'CPU' }).waitFor({ timeout: SLOW });
+  assert.deepEqual(v.errors, []);
+  v.server.close();
+});
