@@ -29,6 +29,12 @@ pub fn expert_style(e: usize) -> String {
     format!("background:{};color:{}", expert_bg(e), expert_fg(e))
 }
 
+/// Inline style of a cell shaded by `p` in `[0, 1]` on the heatmap's ramp.
+pub fn ramp_style(p: f32) -> String {
+    let (bg, fg) = prob_colours(p);
+    format!("background:{bg};color:{fg}")
+}
+
 /// Heatmap `(fill, text)` colours for a probability in `[0, 1]` (one hue, light to dark).
 pub fn prob_colours(p: f32) -> (String, &'static str) {
     let p = p.clamp(0.0, 1.0);

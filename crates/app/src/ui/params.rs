@@ -41,6 +41,8 @@ const fn c(key: &'static str, label: &'static str, widget: Widget) -> Control {
 
 const EXPERTS: f64 = f64::NAN;
 const CF: Widget = Widget::Range { min: 0.25, max: 4.0, step: 0.25 };
+/// The k slider of every router that takes a fixed number of experts per token.
+const K: Control = c("k", "experts per token k", Widget::Range { min: 1.0, max: EXPERTS, step: 1.0 });
 
 /// A router of the panel.
 #[derive(Debug, Clone, Copy)]
@@ -75,10 +77,7 @@ pub const ROUTERS: &[RouterInfo] = &[
         title: "Top-k (Mixtral, Switch)",
         explain: "Each token goes to its k most probable experts; weights renormalised (Mixtral) or raw (Switch, OLMoE). Optional capacity drops overflow tokens.",
         formula: "p = softmax(W·x);  y = Σ_{e ∈ top-k(p)} w_e·E_e(x),  w_e = p_e / Σ_top-k p  (or p_e)",
-        controls: &[
-            c("k", "experts per token k", Widget::Range { min: 1.0, max: EXPERTS, step: 1.0 }),
-            c("norm", "renormalise weights", Widget::Check),
-        ],
+        controls: &[K, c("norm", "renormalise weights", Widget::Check)],
     },
     RouterInfo {
         name: "gshard",
@@ -111,7 +110,7 @@ pub const ROUTERS: &[RouterInfo] = &[
         explain: "A frozen random router N(0, σ²) from the seed (the SMoE checkpoint's own trained-with router); top-k with a softmax over the chosen. Any k at inference.",
         formula: "z = W_frozen·x;  y = Σ_{e ∈ top-k(z)} softmax(z_top-k)_e·E_e(x)",
         controls: &[
-            c("k", "experts per token k", Widget::Range { min: 1.0, max: EXPERTS, step: 1.0 }),
+            K,
             c("init_std", "router std σ", Widget::Range { min: 0.005, max: 0.1, step: 0.005 }),
             c("dense", "at k = E", Widget::Select(&["softmax", "uniform"])),
         ],
@@ -145,10 +144,7 @@ pub const ROUTERS: &[RouterInfo] = &[
         title: "Sigmoid + bias (DeepSeek-V3)",
         explain: "Sigmoid affinities; the experts with the highest affinity plus a per-expert selection bias, weighted by their unbiased affinities normalised over the chosen. The bias only chooses: the lossfree checkpoint learned it by nudging overloaded experts down and underloaded ones up after each step, instead of a balancing loss. Uncheck it to see the selection without the bias. A model without a learned bias has b = 0.",
         formula: "s = σ(z);  S = top-k(s + b);  w_e = s_e / Σ_S s",
-        controls: &[
-            c("k", "experts per token k", Widget::Range { min: 1.0, max: EXPERTS, step: 1.0 }),
-            c("bias", "choose with the learned bias b", Widget::Check),
-        ],
+        controls: &[K, c("bias", "choose with the learned bias b", Widget::Check)],
     },
     RouterInfo {
         name: "random_one",

@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use switchyard_protocol::trace::{Trace, TraceLayer};
 use switchyard_state::{Named, Shade};
 
-use super::palette::{expert_bg, expert_style, prob_colours};
+use super::palette::{expert_bg, expert_style, ramp_style};
 use super::{Ctl, client::RunResult};
 
 /// FFN experts that ran on a token at a layer: its kept slots (dropped ones cost nothing).
@@ -28,6 +28,11 @@ fn compute_of(trace: &Trace, shade: Shade, layer: usize, token: usize) -> Option
 /// the model has a shared expert.
 fn shared_of(trace: &Trace, shade: Shade, layer: usize, token: usize) -> Option<f32> {
     (shade == Shade::Shared).then(|| layer_of(trace, layer)?.routing.get(token)?.shared_share).flatten()
+}
+
+/// "1 expert", "3 experts".
+fn experts_label(n: usize) -> String {
+    format!("{n} expert{}", if n == 1 { "" } else { "s" })
 }
 
 /// The most compute a token got in this run under `shade` (the colour scale's top, so that
@@ -145,14 +150,12 @@ fn Legend() -> impl IntoView {
             {move || match shade() {
                 Shade::Expert => (0..n()).map(|e| view! { <span class="chip" style=expert_style(e)>{format!("E{e}")}</span> }).collect_view().into_any(),
                 Shade::Shared => [0.0f32, 0.5, 1.0].into_iter().map(|p| {
-                    let (bg, fg) = prob_colours(p);
-                    view! { <span class="chip" style=format!("background:{bg};color:{fg}")>{format!("{:.0}% shared", 100.0 * p)}</span> }
+                    view! { <span class="chip" style=ramp_style(p)>{format!("{:.0}% shared", 100.0 * p)}</span> }
                 }).collect_view().into_any(),
                 _ => {
                     let top = ctl.engine.result.with(|r| r.as_ref().map_or(1, |r| compute_max(&r.trace, shade(), ctl.layer.get())));
                     [0, top / 2, top].into_iter().map(|c| {
-                        let (bg, fg) = prob_colours(c as f32 / top as f32);
-                        view! { <span class="chip" style=format!("background:{bg};color:{fg}")>{format!("{c} experts")}</span> }
+                        view! { <span class="chip" style=ramp_style(c as f32 / top as f32)>{experts_label(c)}</span> }
                     }).collect_view().into_any()
                 }
             }}
@@ -166,10 +169,8 @@ fn Legend() -> impl IntoView {
 fn shared_summary(trace: &Trace, layer: usize) -> impl IntoView + use<> {
     let shares: Vec<f32> =
         layer_of(trace, layer).map(|l| l.routing.iter().filter_map(|r| r.shared_share).collect()).unwrap_or_default();
-    let text = if shares.is_empty() {
-        "This checkpoint has no shared expert (the deepseek checkpoint has one).".to_string()
-    } else {
-        let mean = shares.iter().sum::<f32>() / shares.len() as f32;
+    let mean = (!shares.is_empty()).then(|| shares.iter().sum::<f32>() / shares.len() as f32);
+    let text = if let Some(mean) = mean {
         let (lo, hi) = shares.iter().fold((1.0f32, 0.0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
         format!(
             "The shared expert gives {:.0}% of the MoE output (by norm, ‖shared‖ / (‖shared‖ + ‖routed‖)) on average at this layer, from {:.0}% to {:.0}%.",
@@ -177,9 +178,10 @@ fn shared_summary(trace: &Trace, layer: usize) -> impl IntoView + use<> {
             100.0 * lo,
             100.0 * hi
         )
+    } else {
+        "This checkpoint has no shared expert (the deepseek checkpoint has one).".to_string()
     };
-    let mean = (!shares.is_empty()).then(|| format!("{:.4}", shares.iter().sum::<f32>() / shares.len() as f32));
-    view! { <div class="compute-dist" data-testid="shared-summary" data-mean=mean><p class="hint">{text}</p></div> }
+    view! { <div class="compute-dist" data-testid="shared-summary" data-mean=mean.map(|m| format!("{m:.4}"))><p class="hint">{text}</p></div> }
 }
 
 /// How many tokens got each amount of compute, beside the strip when it shows compute.
@@ -206,7 +208,7 @@ fn ComputeDistribution(result: RunResult) -> impl IntoView {
                 <p class="hint">{format!("{mean:.2} FFN experts per token on average ({} tokens)", counts.len())}</p>
                 {hist.into_iter().map(|(c, n)| view! {
                     <div class="dist-row" data-experts=c data-tokens=n>
-                        <span class="dist-label">{format!("{c} experts")}</span>
+                        <span class="dist-label">{experts_label(c)}</span>
                         <span class="dist-bar" style=format!("width:{:.1}%", 100.0 * n as f64 / widest as f64)></span>
                         <span class="dist-count">{n}</span>
                     </div>
@@ -239,9 +241,10 @@ fn Strip(result: RunResult) -> impl IntoView {
                 let partial = shown.is_some_and(|s| !s.1) && drops > 0;
                 let compute = compute_of(&trace, shade, layer, index);
                 let shared = shared_of(&trace, shade, layer, index);
-                let style = match (compute, shown) {
-                    _ if shared.is_some() => { let (bg, fg) = prob_colours(shared.unwrap_or(0.0)); format!("background:{bg};color:{fg}") }
-                    (Some(c), _) => { let (bg, fg) = prob_colours(c as f32 / top as f32); format!("background:{bg};color:{fg}") }
+                // The value on the ramp (compute against the run's most, or the shared share).
+                let ramp = shared.or(compute.map(|c| c as f32 / top as f32));
+                let style = match (ramp, shown) {
+                    (Some(v), _) => ramp_style(v),
                     (None, Some((e, _))) if shade == Shade::Expert => expert_style(e),
                     _ => "background:#eee;color:#555".to_string(),
                 };

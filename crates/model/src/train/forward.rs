@@ -247,8 +247,9 @@ impl Model {
         let bias = self.selection_bias.get(layer as usize).map(Vec::as_slice);
         let mut mask = vec![0.0f32; t * e];
         let mut rows: Vec<Vec<i32>> = vec![Vec::new(); e];
+        let all = vec![true; e];
         for row in 0..t {
-            for j in train_choice(&host[row * e..(row + 1) * e], bias, routing) {
+            for j in train_choice(&host[row * e..(row + 1) * e], bias, &all, routing) {
                 mask[row * e + j] = 1.0;
                 rows[j].push(row as i32);
             }
@@ -274,18 +275,12 @@ impl Model {
 }
 
 /// The experts one token's logits choose in training (`Thor` has no logits: none); `bias` is
-/// the layer's selection bias, which only the sigmoid router reads.
-fn train_choice(logits: &[f32], bias: Option<&[f32]>, routing: TrainRouting) -> Vec<usize> {
+/// the layer's selection bias, which only the sigmoid router reads; `all` allows every expert.
+fn train_choice(logits: &[f32], bias: Option<&[f32]>, all: &[bool], routing: TrainRouting) -> Vec<usize> {
     match routing {
-        TrainRouting::Sigmoid { k } => {
-            let all = vec![true; logits.len()];
-            sigmoid_choice(logits, bias, &all, k).1.into_iter().map(|(x, _)| x).collect()
-        }
+        TrainRouting::Sigmoid { k } => sigmoid_choice(logits, bias, all, k).1.into_iter().map(|(x, _)| x).collect(),
         TrainRouting::Softmax { k, .. } => rank_experts(logits).into_iter().take(k).collect(),
-        TrainRouting::TopP { p } => {
-            let all = vec![true; logits.len()];
-            top_p_choice(&softmax_row(logits), &all, p).into_iter().map(|(x, _)| x).collect()
-        }
+        TrainRouting::TopP { p } => top_p_choice(&softmax_row(logits), all, p).into_iter().map(|(x, _)| x).collect(),
         TrainRouting::Thor { .. } => Vec::new(),
     }
 }

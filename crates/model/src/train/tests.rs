@@ -253,7 +253,7 @@ fn deepseek_keeps_top_k_compute_with_fine_and_shared_experts() {
     );
     let mut t = Trainer::new(&tiny(), cfg, "byte", &Device::flex()).expect("trainer");
     let before = block_on(t.params()).expect("params");
-    let stats = run(&mut t, &data_for_deepseek(), 3);
+    let stats = run(&mut t, &corpus(), 3);
     assert!(stats.iter().all(|s| s.k == 3 && (s.active - 3.0).abs() < 1e-6));
     let after = block_on(t.params()).expect("params");
     let shared = crate::params::keys::layer(0).shared_expert(crate::params::keys::ExpertProj::W1);
@@ -264,10 +264,6 @@ fn deepseek_keeps_top_k_compute_with_fine_and_shared_experts() {
     };
     let e = Trainer::new(&tiny(), bad, "byte", &Device::flex()).expect_err("32 is not a multiple of 3");
     assert!(e.to_string().contains("segments"), "{e}");
-}
-
-fn data_for_deepseek() -> TokenizedCorpus {
-    corpus()
 }
 
 #[test]
