@@ -197,6 +197,8 @@ const RECIPES: &[(&str, &str, &[&str], &str)] = &[
         &["--router", "topk", "--k", "3", "--no-renormalise"],
         "v=1&ckpt=deepseek&router=topk&k=3&norm=false",
     ),
+    ("adamoe", "1800", &["--router", "topk", "--k", "4"], "v=1&ckpt=adamoe&router=topk&k=4"),
+    ("moepp", "1800", &["--router", "topk", "--k", "2"], "v=1&ckpt=moepp&router=topk&k=2"),
     ("thor", "3600", &["--router", "thor", "--thor-mode", "token"], "v=1&ckpt=thor&router=thor&thor_mode=token"),
     (
         "smoe-dropout",

@@ -207,6 +207,7 @@ mod tests {
             seq_id: vec![0; t],
             pos: (0..t as u32).collect(),
             shared_share: Vec::new(),
+            expert_kinds: Vec::new(),
         }
     }
 

@@ -66,6 +66,10 @@ enum RecipeArg {
     Lossfree,
     /// DeepSeekMoE: fine-grained experts and a shared expert at top-k's active compute.
     Deepseek,
+    /// AdaMoE: null experts beside the FFN experts, so a token can use fewer of them.
+    Adamoe,
+    /// MoE++: zero, copy and constant experts, a two-layer gate with gating residuals.
+    Moepp,
     /// THOR: random experts, two passes, consistency loss.
     Thor,
     /// SMoE-Dropout: frozen random router, k rising to E.
@@ -167,6 +171,16 @@ pub struct TrainArgs {
     /// are then k·segments − shared, the active compute of top-k).
     #[arg(long, default_value_t = 1)]
     shared: usize,
+    /// adamoe: null experts beside the FFN experts (the reference: 16 beside 8).
+    #[arg(long, default_value_t = 16)]
+    null: usize,
+    /// adamoe: slots per token over FFN and null experts (the reference raises Mixtral's 2
+    /// to 4).
+    #[arg(long, default_value_t = 4)]
+    null_k: usize,
+    /// moepp: the load-balancing loss's weight τ on the zero-computation experts.
+    #[arg(long, default_value_t = 0.75)]
+    tau: f32,
     /// lossfree: how far each step moves a selection bias.
     #[arg(long, default_value_t = 1e-3)]
     gamma: f32,
@@ -257,6 +271,10 @@ fn recipe(args: &TrainArgs, cfg: &ModelConfig) -> Recipe {
             lbl_coef: args.lbl_coef,
             z_coef: args.z_coef,
         },
+        RecipeArg::Adamoe => {
+            Recipe::Adamoe { k: args.null_k, null: args.null, lbl_coef: args.lbl_coef, z_coef: args.z_coef }
+        }
+        RecipeArg::Moepp => Recipe::Moepp { tau: args.tau, lbl_coef: args.lbl_coef, z_coef: args.z_coef },
         RecipeArg::TopP => {
             Recipe::TopP { p: args.p, lbl_coef: args.lbl_coef, z_coef: args.z_coef, dyn_coef: args.dyn_coef }
         }

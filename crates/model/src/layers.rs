@@ -6,7 +6,7 @@ use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::prelude::*;
 use burn::tensor::IndexingUpdateOp;
 use burn::tensor::activation::{silu, softmax};
-use switchyard_record::LayerRouting;
+use switchyard_record::{ExpertKind, LayerRouting};
 use switchyard_routing::RouterSpec;
 use switchyard_routing::router::{dense_weights, expert_assignments};
 
@@ -157,26 +157,103 @@ impl Expert {
     }
 }
 
-/// The sparse MoE block: a linear router (`gate`, no bias) to E logits and E SwiGLU experts.
+/// MoE++'s constant expert (spec §6.2): `a₁·x + a₂·v` with `(a₁, a₂) = softmax(W_c·x)`, a
+/// learned vector `v` mixed into the input token by token.
+#[derive(Module, Debug)]
+pub struct ConstantExpert {
+    /// `W_c`, `d -> 2`, no bias.
+    pub(crate) wg: Linear,
+    /// `v`, `[d]`.
+    pub(crate) constant: Param<Tensor<1>>,
+}
+
+impl ConstantExpert {
+    /// # Shapes
+    /// - x: `[N, d]` -> `[N, d]`
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let a = softmax(self.wg.forward(x.clone()), 1); // [N, 2]
+        let v = self.constant.val().unsqueeze::<2>(); // [1, d]
+        x * a.clone().narrow(1, 0, 1) + v * a.narrow(1, 1, 1)
+    }
+}
+
+/// The sparse MoE block: a router (`gate`, no bias) to E logits, the FFN (SwiGLU) experts, and
+/// optionally the free experts of spec §6 after them (null, zero, copy, constant).
 ///
 /// Contract: the router in use decides (see [`crate::RouterSpec`]); with the default top-k
 /// router the block is dropless and the weights are renormalised (`norm_topk_prob`). Slots
-/// marked dropped contribute nothing (output 0, residual only).
+/// marked dropped contribute nothing (output 0, residual only); so do null and zero experts.
 #[derive(Module, Debug)]
 pub struct SparseMoeBlock {
+    /// The router: one linear layer `d -> E`, or the second layer of MoE++'s gate.
     pub(crate) gate: Linear,
+    /// MoE++'s two-layer gate: `gate(tanh(gate_in(x)))`.
+    pub(crate) gate_in: Option<Linear>,
+    /// MoE++'s gating residual `W_g`: the previous layer's logits, mapped, add to this one's.
+    pub(crate) gate_map: Option<Linear>,
     pub(crate) experts: Vec<Expert>,
+    /// The constant experts, in the order of their entries in the expert list.
+    pub(crate) constants: Vec<ConstantExpert>,
+    /// The kinds of the expert list's entries after the FFN experts.
+    #[module(skip)]
+    pub(crate) free_kinds: Vec<ExpertKind>,
+    /// Factor on the experts' input (MoE++'s reference: 2 = k).
+    #[module(skip)]
+    pub(crate) input_scale: f32,
     /// DeepSeekMoE's shared expert (spec §8.1): every token, weight 1, outside the router.
     pub(crate) shared_expert: Option<Expert>,
 }
 
 impl SparseMoeBlock {
-    /// Router logits, kept in f32.
+    /// Router logits, kept in f32: `gate(x)`, or MoE++'s `gate(tanh(gate_in(x)))`, plus
+    /// `gate_map(prev)` with a gating residual and the previous layer's logits.
     ///
     /// # Shapes
-    /// - x: `[T, d]` -> `[T, E]`
-    pub fn router_logits(&self, x: Tensor<2>) -> Tensor<2> {
-        self.gate.forward(x)
+    /// - x: `[T, d]`, prev: `[T, E]` -> `[T, E]`
+    pub fn router_logits(&self, x: Tensor<2>, prev: Option<Tensor<2>>) -> Tensor<2> {
+        let h = match &self.gate_in {
+            Some(first) => first.forward(x).tanh(),
+            None => x,
+        };
+        let z = self.gate.forward(h);
+        match (&self.gate_map, prev) {
+            (Some(map), Some(prev)) => z + map.forward(prev),
+            _ => z,
+        }
+    }
+
+    /// What the experts see: the block's input, times MoE++'s input scale.
+    pub(crate) fn expert_input(&self, x: Tensor<2>) -> Tensor<2> {
+        if self.input_scale == 1.0 { x } else { x.mul_scalar(self.input_scale) }
+    }
+
+    /// The copy and constant experts' weighted outputs, summed (`None` without them). Null and
+    /// zero experts output nothing.
+    ///
+    /// # Shapes
+    /// - x: `[T, d]` (the experts' input), w: `[T, E]` -> `[T, d]`
+    pub(crate) fn free_output(&self, x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
+        let first = self.experts.len();
+        let mut constants = self.constants.iter();
+        let mut out: Option<Tensor<2>> = None;
+        for (i, kind) in self.free_kinds.iter().enumerate() {
+            let y = match kind {
+                ExpertKind::Copy => x.clone(),
+                ExpertKind::Constant => constants.next()?.forward(x.clone()),
+                ExpertKind::Ffn | ExpertKind::Null | ExpertKind::Zero => continue,
+            };
+            let y = y * w.clone().narrow(1, first + i, 1);
+            out = Some(match out {
+                Some(o) => o + y,
+                None => y,
+            });
+        }
+        out
+    }
+
+    /// True when some free expert outputs something (copy, constant).
+    fn has_free_outputs(&self) -> bool {
+        self.free_kinds.iter().any(|k| matches!(k, ExpertKind::Copy | ExpertKind::Constant))
     }
 
     /// Combines the experts' outputs for a routing decision made on the host.
@@ -184,10 +261,11 @@ impl SparseMoeBlock {
     /// # Shapes
     /// - x: `[T, d]` -> `[T, d]`
     pub fn combine(&self, x: Tensor<2>, rec: &LayerRouting, dispatch: Dispatch) -> Tensor<2> {
+        let x = self.expert_input(x);
         match dispatch {
             Dispatch::Sparse => self.combine_sparse(x, rec),
             Dispatch::Dense | Dispatch::Device => {
-                let [t, e] = [x.dims()[0], self.experts.len()];
+                let [t, e] = [x.dims()[0], rec.num_experts];
                 let w = Tensor::<2>::from_data(TensorData::new(dense_weights(rec), [t, e]), &x.device());
                 self.combine_weighted(x, w)
             }
@@ -198,6 +276,14 @@ impl SparseMoeBlock {
         let device = x.device();
         let [t, d] = x.dims();
         let mut out = Tensor::<2>::zeros([t, d], &device);
+        if self.has_free_outputs() {
+            // Copy and constant experts cost a few d per token: they run on every token, with
+            // the dense weights (0 where a token did not choose them).
+            let w = Tensor::<2>::from_data(TensorData::new(dense_weights(rec), [t, rec.num_experts]), &device);
+            if let Some(y) = self.free_output(&x, &w) {
+                out = y;
+            }
+        }
         for (expert, (rows, weights)) in self.experts.iter().zip(expert_assignments(rec)) {
             let n = rows.len();
             if n == 0 {
@@ -225,7 +311,7 @@ impl SparseMoeBlock {
     /// - x: `[T, d]`, w: `[T, E]` -> `[T, d]`
     pub(crate) fn combine_weighted(&self, x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
         let [t, d] = x.dims();
-        let mut out = Tensor::<2>::zeros([t, d], &x.device());
+        let mut out = self.free_output(&x, &w).unwrap_or_else(|| Tensor::<2>::zeros([t, d], &x.device()));
         for (j, expert) in self.experts.iter().enumerate() {
             out = out + expert.forward(x.clone()) * w.clone().narrow(1, j, 1);
         }

@@ -9,7 +9,8 @@ use burn::prelude::*;
 use switchyard_routing::ModelConfig;
 
 use crate::host::to_host;
-use crate::layers::{Attention, DecoderLayer, Expert, MoeTransformer, SparseMoeBlock, param};
+use crate::layers::{Attention, ConstantExpert, DecoderLayer, Expert, MoeTransformer, SparseMoeBlock, param};
+use switchyard_routing::record::ExpertKind;
 use crate::model::{ModelError, transpose};
 use crate::params::keys::ExpertProj::{W1, W2, W3};
 use crate::params::{HostTensor, ParamStore, keys, param_specs};
@@ -52,32 +53,51 @@ impl Loader<'_> {
         Ok(Tensor::from_data(TensorData::new(t.data.clone(), [shape[0], shape[1]]), self.device))
     }
 
+    fn vector(&self, key: &str) -> Result<Tensor<1>, ModelError> {
+        let (t, shape) = self.get(key)?;
+        Ok(Tensor::from_data(TensorData::new(t.data.clone(), [shape[0]]), self.device))
+    }
+
     fn norm(&self, key: String, eps: f64) -> Result<RmsNorm, ModelError> {
-        let (t, shape) = self.get(&key)?;
-        let gamma = Tensor::from_data(TensorData::new(t.data.clone(), [shape[0]]), self.device);
-        Ok(RmsNorm { gamma: param(&key, gamma), epsilon: eps })
+        Ok(RmsNorm { gamma: param(&key, self.vector(&key)?), epsilon: eps })
+    }
+
+    /// The MoE block of layer `i`: router (one or two layers, with MoE++'s gating residual),
+    /// FFN experts, constant experts, shared expert.
+    fn moe(&self, c: &ModelConfig, i: usize) -> Result<SparseMoeBlock, ModelError> {
+        let l = keys::layer(i);
+        let expert = |w1, w2, w3| -> Result<Expert, ModelError> {
+            Ok(Expert { w1: self.linear(w1)?, w2: self.linear(w2)?, w3: self.linear(w3)? })
+        };
+        let experts = (0..c.ffn_experts())
+            .map(|j| expert(l.expert(j, W1), l.expert(j, W2), l.expert(j, W3)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let constants = (c.expert_kinds().into_iter().enumerate())
+            .filter(|(_, k)| *k == ExpertKind::Constant)
+            .map(|(j, _)| {
+                let v = l.constant_vector(j);
+                Ok(ConstantExpert { wg: self.linear(l.constant_mix(j))?, constant: param(&v, self.vector(&v)?) })
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        let shared_expert = match c.shared_d_ff {
+            0 => None,
+            _ => Some(expert(l.shared_expert(W1), l.shared_expert(W2), l.shared_expert(W3))?),
+        };
+        let two_layer = c.gate_hidden > 0;
+        Ok(SparseMoeBlock {
+            gate: self.linear(l.gate(two_layer))?,
+            gate_in: if two_layer { Some(self.linear(l.gate_in())?) } else { None },
+            gate_map: if c.gating_residual && i > 0 { Some(self.linear(l.gate_map())?) } else { None },
+            experts,
+            constants,
+            free_kinds: c.free_experts.clone(),
+            input_scale: c.expert_input_scale,
+            shared_expert,
+        })
     }
 
     fn layer(&self, c: &ModelConfig, i: usize) -> Result<DecoderLayer, ModelError> {
         let l = keys::layer(i);
-        let experts = (0..c.n_experts)
-            .map(|j| {
-                Ok(Expert {
-                    w1: self.linear(l.expert(j, W1))?,
-                    w2: self.linear(l.expert(j, W2))?,
-                    w3: self.linear(l.expert(j, W3))?,
-                })
-            })
-            .collect::<Result<Vec<_>, ModelError>>()?;
-        let shared_expert = if c.shared_d_ff > 0 {
-            Some(Expert {
-                w1: self.linear(l.shared_expert(W1))?,
-                w2: self.linear(l.shared_expert(W2))?,
-                w3: self.linear(l.shared_expert(W3))?,
-            })
-        } else {
-            None
-        };
         Ok(DecoderLayer {
             input_layernorm: self.norm(l.input_norm(), c.rms_eps)?,
             self_attn: Attention {
@@ -89,7 +109,7 @@ impl Loader<'_> {
                 n_kv_heads: c.n_kv_heads,
             },
             post_attention_layernorm: self.norm(l.post_norm(), c.rms_eps)?,
-            block_sparse_moe: SparseMoeBlock { gate: self.linear(l.gate())?, experts, shared_expert },
+            block_sparse_moe: self.moe(c, i)?,
         })
     }
 }
@@ -129,6 +149,7 @@ pub(crate) fn selection_bias(c: &ModelConfig, store: &ParamStore) -> Result<Vec<
 /// Every parameter of the network with its key; `true` marks burn `[in, out]` projections.
 fn named_tensors(net: &MoeTransformer) -> Vec<(String, Tensor<2>, bool)> {
     let mut v: Vec<(String, Tensor<2>, bool)> = vec![(keys::EMBED.into(), net.embed_tokens.weight.val(), false)];
+    let mut vectors = Vec::new(); // 1-D parameters other than the norms
     let mut lin = |key: String, l: &Linear| v.push((key, l.weight.val(), true));
     for (i, layer) in net.layers.iter().enumerate() {
         let l = keys::layer(i);
@@ -136,11 +157,24 @@ fn named_tensors(net: &MoeTransformer) -> Vec<(String, Tensor<2>, bool)> {
         for (proj, linear) in [('q', &a.q_proj), ('k', &a.k_proj), ('v', &a.v_proj), ('o', &a.o_proj)] {
             lin(l.attn(proj), linear);
         }
-        lin(l.gate(), &layer.block_sparse_moe.gate);
-        for (j, e) in layer.block_sparse_moe.experts.iter().enumerate() {
+        let moe = &layer.block_sparse_moe;
+        lin(l.gate(moe.gate_in.is_some()), &moe.gate);
+        if let Some(first) = &moe.gate_in {
+            lin(l.gate_in(), first);
+        }
+        if let Some(map) = &moe.gate_map {
+            lin(l.gate_map(), map);
+        }
+        for (j, e) in moe.experts.iter().enumerate() {
             lin(l.expert(j, W1), &e.w1);
             lin(l.expert(j, W2), &e.w2);
             lin(l.expert(j, W3), &e.w3);
+        }
+        let constant_slots = moe.free_kinds.iter().enumerate().filter(|(_, k)| **k == ExpertKind::Constant);
+        for ((i, _), c) in constant_slots.zip(&moe.constants) {
+            let j = moe.experts.len() + i;
+            lin(l.constant_mix(j), &c.wg);
+            vectors.push((l.constant_vector(j), c.constant.val().unsqueeze(), false));
         }
         if let Some(s) = &layer.block_sparse_moe.shared_expert {
             lin(l.shared_expert(W1), &s.w1);
@@ -158,6 +192,7 @@ fn named_tensors(net: &MoeTransformer) -> Vec<(String, Tensor<2>, bool)> {
         v.push(norm(l.post_norm(), &layer.post_attention_layernorm));
     }
     v.push(norm(keys::FINAL_NORM.into(), &net.norm));
+    v.extend(vectors);
     v
 }
 

@@ -7,7 +7,7 @@ use burn::prelude::*;
 use switchyard_record::{LayerRouting, RoutingRecord};
 use switchyard_routing::config::{ConfigError, ModelConfig};
 use switchyard_routing::router::{
-    Interventions, LogitSource, RouteContext, RouterError, RouterSpec, smoe_router_weights,
+    Interventions, LogitSource, RouteContext, RouterError, RouterSpec, apply_free_experts, smoe_router_weights,
 };
 
 use crate::host::{finite, to_host};
@@ -194,6 +194,8 @@ pub(crate) fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 /// Who the tokens of one forward call are: what every layer's routing context is made of.
 struct Call<'a> {
     opts: &'a RunOptions,
+    /// The kind of every entry of the expert list (empty: all FFN experts).
+    kinds: Vec<switchyard_record::ExpertKind>,
     /// The model's selection bias per layer (empty when it has none).
     bias: &'a [Vec<f32>],
     batch: usize,
@@ -236,6 +238,7 @@ impl<'a> Call<'a> {
         let seq = |row: usize| seq_ids.and_then(|ids| ids.get(row).copied()).unwrap_or(row as u32);
         Ok(Self {
             opts,
+            kinds: c.expert_kinds(),
             bias,
             batch,
             len,
@@ -261,7 +264,9 @@ impl<'a> Call<'a> {
             forced: self.opts.interventions.forced(layer),
             selection_bias: self.bias.get(layer).map(Vec::as_slice),
         };
-        self.opts.router.route(logits, n_experts, &ctx)
+        let mut rec = self.opts.router.route(logits, n_experts, &ctx);
+        apply_free_experts(&mut rec, &self.kinds);
+        rec
     }
 }
 
@@ -348,10 +353,13 @@ impl Model {
         let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [call.batch, call.len]), &self.device);
         let mut h = self.net.embed_tokens.forward(ids); // [B, S, d]
         let (mut routed, mut shares) = (Vec::with_capacity(c.n_layers), Vec::with_capacity(c.n_layers));
+        let mut prev = None; // the previous layer's router logits (MoE++'s gating residual)
         for (i, layer) in self.net.layers.iter().enumerate() {
-            let step = async |moe: &SparseMoeBlock, x| self.moe_step(moe, x, i, &call, plan.as_ref()).await;
-            let (next, r, share) = layer.forward(h, &self.rope, call.start, &mut cache.layers[i], step).await?;
+            let step = async |moe: &SparseMoeBlock, x| self.moe_step(moe, x, i, &call, plan.as_ref(), prev).await;
+            let (next, (r, logits), share) =
+                layer.forward(h, &self.rope, call.start, &mut cache.layers[i], step).await?;
             h = next;
+            prev = logits.filter(|_| c.gating_residual);
             routed.push(r);
             shares.push(share);
         }
@@ -371,11 +379,14 @@ impl Model {
         let (c, iv) = (&self.config, &opts.interventions);
         let training = opts.jitter.is_some() && opts.train_step.is_some();
         let allowed = (0..c.n_layers).map(|l| iv.allowed(l, c.n_experts).iter().filter(|a| **a).count());
-        (opts.dispatch == Dispatch::Device && !training).then(|| DeviceRouting::of(&opts.router, allowed)).flatten()
+        // Free experts and MoE++'s router are host-path only: such a run routes as `Dense`.
+        let host_only = training || c.needs_host_routing();
+        (opts.dispatch == Dispatch::Device && !host_only).then(|| DeviceRouting::of(&opts.router, allowed)).flatten()
     }
 
-    /// One MoE layer of the inference pass: router logits, routing (on the host, or on the
-    /// device under `plan`), and the combined expert output.
+    /// One MoE layer of the inference pass: router logits (with the previous layer's, `prev`,
+    /// under a gating residual), routing (on the host, or on the device under `plan`), and the
+    /// combined expert output. Returns the layer's logits too, for the next layer's residual.
     async fn moe_step(
         &self,
         moe: &SparseMoeBlock,
@@ -383,7 +394,8 @@ impl Model {
         layer: usize,
         call: &Call<'_>,
         plan: Option<&DeviceRouting>,
-    ) -> Result<(Tensor<2>, Routed), ModelError> {
+        prev: Option<Tensor<2>>,
+    ) -> Result<(Tensor<2>, (Routed, Option<Tensor<2>>)), ModelError> {
         let (opts, e) = (call.opts, self.config.n_experts);
         let (x, x_router) = match (opts.jitter, opts.train_step) {
             (Some(j), Some(step)) => {
@@ -396,30 +408,37 @@ impl Model {
             }
             _ => (x.clone(), x),
         };
-        let logits = self.router_logits(moe, x_router, layer, opts);
+        let logits = self.router_logits(moe, x_router, layer, opts, prev);
         if let (Some(plan), Some(logits)) = (plan, &logits) {
             let allowed = opts.interventions.allowed(layer, e);
             let w = moe.device_weights(logits.clone(), plan, &allowed, opts.interventions.forced(layer));
-            return Ok((moe.combine_weighted(x, w), Routed::Device(logits.clone())));
+            return Ok((moe.combine_weighted(x, w), (Routed::Device(logits.clone()), Some(logits.clone()))));
         }
-        let host = match logits {
-            Some(l) => finite(to_host(l).await?, || format!("at layer {layer} (router logits)"))?,
+        let host = match &logits {
+            Some(l) => finite(to_host(l.clone()).await?, || format!("at layer {layer} (router logits)"))?,
             None => vec![0.0; x.dims()[0] * e],
         };
         let rec = call.route(host, layer, e);
-        Ok((moe.combine(x, &rec, opts.dispatch), Routed::Host(rec)))
+        Ok((moe.combine(x, &rec, opts.dispatch), (Routed::Host(rec), logits)))
     }
 
     /// The router logits of `layer` `[T, E]` on the device, from the source the router names:
     /// the learned gate, a frozen random router, or none (THOR, hash: nothing is computed).
-    fn router_logits(&self, moe: &SparseMoeBlock, x: Tensor<2>, layer: usize, opts: &RunOptions) -> Option<Tensor<2>> {
+    fn router_logits(
+        &self,
+        moe: &SparseMoeBlock,
+        x: Tensor<2>,
+        layer: usize,
+        opts: &RunOptions,
+        prev: Option<Tensor<2>>,
+    ) -> Option<Tensor<2>> {
         let [_, d] = x.dims();
         let e = self.config.n_experts;
         match opts.router.logit_source() {
             LogitSource::None => None,
-            LogitSource::Gate => Some(moe.router_logits(x)),
+            LogitSource::Gate => Some(moe.router_logits(x, prev)),
             // An SMoE-Dropout checkpoint's gate is the frozen router it was trained with.
-            LogitSource::FrozenRandom { .. } if self.config.frozen_gate => Some(moe.router_logits(x)),
+            LogitSource::FrozenRandom { .. } if self.config.frozen_gate => Some(moe.router_logits(x, None)),
             LogitSource::FrozenRandom { init_std } => {
                 let key = (opts.seed, layer, init_std.to_bits());
                 let mut cache = self.router_cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use switchyard_routing::ModelConfig;
+use switchyard_routing::record::ExpertKind;
 use switchyard_routing::rng;
 
 /// A parameter tensor on the host: f32 values, row-major, in the HF layout.
@@ -94,9 +95,25 @@ pub mod keys {
         pub fn post_norm(&self) -> String {
             self.key("post_attention_layernorm")
         }
-        /// The router.
-        pub fn gate(&self) -> String {
-            self.key("block_sparse_moe.gate")
+        /// The router (one linear layer), or the second layer of MoE++'s two-layer gate.
+        pub fn gate(&self, two_layer: bool) -> String {
+            self.key(if two_layer { "block_sparse_moe.gate.wg.2" } else { "block_sparse_moe.gate" })
+        }
+        /// The first layer of MoE++'s two-layer gate (`tanh` follows it).
+        pub fn gate_in(&self) -> String {
+            self.key("block_sparse_moe.gate.wg.0")
+        }
+        /// MoE++'s gating residual `W_g`, from the previous layer's logits.
+        pub fn gate_map(&self) -> String {
+            self.key("block_sparse_moe.gate.gate_map")
+        }
+        /// MoE++ constant expert `j`'s mixing projection `W_c` (`[2, d]`).
+        pub fn constant_mix(&self, j: usize) -> String {
+            self.key(&format!("block_sparse_moe.experts.{j}.wg"))
+        }
+        /// MoE++ constant expert `j`'s vector `v`.
+        pub fn constant_vector(&self, j: usize) -> String {
+            format!("{}.block_sparse_moe.experts.{j}.constant", self.0)
         }
         /// The router's selection bias (DeepSeek-V3's name for it).
         pub fn selection_bias(&self) -> String {
@@ -140,14 +157,32 @@ pub fn param_specs(cfg: &ModelConfig) -> Vec<ParamSpec> {
         push(l.attn('v'), vec![kv, d], Init::Normal(INIT_STD));
         push(l.attn('o'), vec![d, d], Init::Normal(proj_std));
         push(l.post_norm(), vec![d], Init::Ones);
-        push(l.gate(), vec![cfg.n_experts, d], Init::Normal(INIT_STD));
-        if cfg.selection_bias {
-            push(l.selection_bias(), vec![cfg.n_experts], Init::Zeros);
+        let e = cfg.n_experts;
+        match cfg.gate_hidden {
+            0 => push(l.gate(false), vec![e, d], Init::Normal(INIT_STD)),
+            h => {
+                push(l.gate_in(), vec![h, d], Init::Normal(INIT_STD));
+                push(l.gate(true), vec![e, h], Init::Normal(INIT_STD));
+            }
         }
-        for j in 0..cfg.n_experts {
+        // The reference has no residual into the first layer.
+        if cfg.gating_residual && i > 0 {
+            push(l.gate_map(), vec![e, e], Init::Normal(INIT_STD));
+        }
+        if cfg.selection_bias {
+            push(l.selection_bias(), vec![e], Init::Zeros);
+        }
+        for j in 0..cfg.ffn_experts() {
             push(l.expert(j, W1), vec![cfg.d_ff, d], Init::Normal(INIT_STD));
             push(l.expert(j, W2), vec![d, cfg.d_ff], Init::Normal(proj_std));
             push(l.expert(j, W3), vec![cfg.d_ff, d], Init::Normal(INIT_STD));
+        }
+        for (j, kind) in cfg.expert_kinds().into_iter().enumerate() {
+            if kind == ExpertKind::Constant {
+                push(l.constant_mix(j), vec![2, d], Init::Normal(INIT_STD));
+                // The reference draws v from N(0, 1).
+                push(l.constant_vector(j), vec![d], Init::Normal(1.0));
+            }
         }
         if cfg.shared_d_ff > 0 {
             let f = cfg.shared_d_ff;
@@ -228,6 +263,8 @@ mod tests {
             ModelConfig { tie_embeddings: true, n_kv_heads: 4, ..ModelConfig::tiny() },
             ModelConfig { selection_bias: true, ..ModelConfig::tiny() },
             ModelConfig { shared_d_ff: 96, ..ModelConfig::tiny() },
+            crate::tests::adamoe_config(),
+            crate::tests::moepp_config(),
         ] {
             assert_eq!(c.param_count(), param_count(&c) as u64);
         }

@@ -10,7 +10,10 @@ use futures_lite::future::block_on;
 use crate::params::{ParamStore, init_from_seed};
 use crate::{Dispatch, KvCache, Model, ModelConfig, ModelError, RouterSpec, RunOptions};
 
+mod free_experts;
 mod reference;
+
+pub(crate) use free_experts::{adamoe_config, moepp_config};
 
 #[cfg(not(feature = "wgpu"))]
 fn wgpu_device() -> Device {
@@ -197,7 +200,7 @@ fn single_expert_block_is_the_dense_ffn() {
         let model = Model::from_seed(&cfg, 2, &dev).unwrap();
         let block = &model.net.layers[0].block_sparse_moe;
         let x = block_input(6, 17, &dev);
-        let logits = block.router_logits(x.clone()).into_data().try_into_vec::<f32>().unwrap();
+        let logits = block.router_logits(x.clone(), None).into_data().try_into_vec::<f32>().unwrap();
         let seq = vec![0; 6];
         let pos: Vec<u32> = (0..6).collect();
         let rec = RouterSpec::switch().route(logits, 1, &ctx(0, &seq, &pos, &[true]));
@@ -218,7 +221,7 @@ fn k_equals_e_is_the_softmax_mixture() {
         let model = Model::from_seed(&cfg, 4, &dev).unwrap();
         let block = &model.net.layers[1].block_sparse_moe;
         let x = block_input(5, 13, &dev);
-        let z = block.router_logits(x.clone());
+        let z = block.router_logits(x.clone(), None);
         let p = burn::tensor::activation::softmax(z.clone(), 1);
         let mut want = Tensor::<2>::zeros([5, 32], &dev);
         for (j, e) in block.experts.iter().enumerate() {

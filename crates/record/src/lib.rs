@@ -15,6 +15,44 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// What an entry of a layer's expert list is (spec §6). The router chooses among all of them
+/// alike; only FFN experts cost an expert's compute. The free experts sit after the FFN ones
+/// (AdaMoE's null experts follow the true ones; MoE++ ends its list with constant, copy, zero).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpertKind {
+    /// A SwiGLU expert.
+    #[default]
+    Ffn,
+    /// AdaMoE's null expert (§6.1): outputs 0, and its slot's weight goes to the token's other
+    /// experts.
+    Null,
+    /// MoE++'s zero expert (§6.2): outputs 0; its gate is set to 0 before renormalising.
+    Zero,
+    /// MoE++'s copy expert: outputs its input.
+    Copy,
+    /// MoE++'s constant expert: `a₁·x + a₂·v` with `(a₁, a₂) = softmax(W_c·x)`.
+    Constant,
+}
+
+impl ExpertKind {
+    /// True for the experts whose output is 0 (null, zero): their slots take weight 0.
+    pub fn outputs_nothing(self) -> bool {
+        matches!(self, Self::Null | Self::Zero)
+    }
+
+    /// The name views and exports use (`ffn`, `null`, `zero`, `copy`, `constant`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ffn => "ffn",
+            Self::Null => "null",
+            Self::Zero => "zero",
+            Self::Copy => "copy",
+            Self::Constant => "constant",
+        }
+    }
+}
+
 /// The routing of one MoE layer in one forward call.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LayerRouting {
@@ -50,6 +88,9 @@ pub struct LayerRouting {
     /// `‖shared‖ / (‖shared‖ + ‖routed‖)`, `[T]`; empty without one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shared_share: Vec<f32>,
+    /// The kind of every entry of the expert list, `[E]`; empty when all are FFN experts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expert_kinds: Vec<ExpertKind>,
 }
 
 /// One routing slot of one token.
@@ -92,6 +133,19 @@ impl LayerRouting {
         })
     }
 
+    /// The kind of expert `e` (FFN when the record names no kinds).
+    pub fn kind(&self, e: usize) -> ExpertKind {
+        self.expert_kinds.get(e).copied().unwrap_or_default()
+    }
+
+    /// Number of FFN experts (the list's first entries; the free experts follow).
+    pub fn ffn_experts(&self) -> usize {
+        if self.expert_kinds.is_empty() {
+            return self.num_experts;
+        }
+        self.expert_kinds.iter().filter(|k| **k == ExpertKind::Ffn).count()
+    }
+
     /// The first-choice (rank 0 slot) expert of token `t`, if it has one.
     pub fn top_expert(&self, t: usize) -> Option<usize> {
         self.slots(t).next().map(|s| s.expert)
@@ -117,6 +171,13 @@ impl LayerRouting {
                 return Err(format!("routing record field `{name}` has {got} entries, expected {want}"));
             }
         }
+        if !self.expert_kinds.is_empty() && self.expert_kinds.len() != self.num_experts {
+            return Err(format!(
+                "routing record field `expert_kinds` has {} entries, expected {}",
+                self.expert_kinds.len(),
+                self.num_experts
+            ));
+        }
         if !self.shared_share.is_empty() && self.shared_share.len() != t {
             return Err(format!(
                 "routing record field `shared_share` has {} entries, expected {t}",
@@ -133,9 +194,12 @@ impl LayerRouting {
         if assigned == 0 { 0.0 } else { dropped as f32 / assigned as f32 }
     }
 
-    /// Mean number of kept experts per token (the `mean_active_experts` aux value).
+    /// Mean number of kept FFN experts per token (the `mean_active_experts` aux value): free
+    /// experts (null, zero, copy, constant) are not counted.
     pub fn mean_active_experts(&self) -> f32 {
-        let kept = self.valid.iter().zip(&self.dropped).filter(|(v, d)| **v && !**d).count();
+        let kept = (0..self.idx.len())
+            .filter(|&i| self.valid[i] && !self.dropped[i] && self.kind(self.idx[i] as usize) == ExpertKind::Ffn)
+            .count();
         kept as f32 / self.num_tokens().max(1) as f32
     }
 
@@ -207,6 +271,7 @@ mod tests {
             seq_id: vec![0, 0],
             pos: vec![0, 1],
             shared_share: Vec::new(),
+            expert_kinds: Vec::new(),
         }
     }
 

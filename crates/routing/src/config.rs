@@ -1,6 +1,7 @@
 //! The model's hyper-parameters, validated before any tensor is built.
 
 use serde::{Deserialize, Serialize};
+use switchyard_record::ExpertKind;
 
 /// Architecture of a Switchyard MoE transformer (Mixtral layout, scaled down).
 ///
@@ -49,10 +50,36 @@ pub struct ModelConfig {
     /// router); 0: none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub shared_d_ff: usize,
+    /// The free experts at the end of the expert list (spec §6): AdaMoE's null experts, MoE++'s
+    /// constant, copy and zero experts. `n_experts` counts them (it is the router's width, what
+    /// every router, ablation and record indexes); the FFN experts are the first
+    /// `n_experts − free_experts.len()`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub free_experts: Vec<ExpertKind>,
+    /// MoE++'s two-layer gate `tanh(x·W_a)·W_b` with this hidden size (the reference: 8·E);
+    /// 0: the one linear gate.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub gate_hidden: usize,
+    /// MoE++'s gating residual (spec §6.2): from the second layer on, the router logits add the
+    /// previous layer's logits through `W_g` `[E, E]`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gating_residual: bool,
+    /// Factor on the experts' input after the router has run. MoE++'s reference multiplies it
+    /// by k = 2 (its default mode); 1: none.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub expert_input_scale: f32,
 }
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+fn is_one(x: &f32) -> bool {
+    *x == 1.0
 }
 
 /// Why a [`ModelConfig`] was rejected.
@@ -128,11 +155,16 @@ impl ModelConfig {
     /// Forward FLOPs per token in the weight matmuls (2 per multiply-add), when each MoE layer
     /// runs `experts_per_token` SwiGLU experts on average: attention projections, router, the
     /// experts used and the LM head. Attention scores are left out (the same for every router,
-    /// and they grow with the position); so are norms and activations.
+    /// and they grow with the position); so are norms, activations and the free experts (a
+    /// constant expert's `2·d` is noise beside an FFN expert's `3·d·d_ff`).
     pub fn weight_flops_per_token(&self, experts_per_token: f64) -> f64 {
         let (d, kv) = (self.d_model as f64, (self.d_model / self.n_heads.max(1) * self.n_kv_heads) as f64);
         let attention = d * d * 2.0 + d * kv * 2.0; // q and o, k and v
-        let router = d * self.n_experts as f64;
+        let e = self.n_experts as f64;
+        let router = match self.gate_hidden {
+            0 => d * e,
+            h => (d + e) * h as f64,
+        } + if self.gating_residual { e * e } else { 0.0 };
         let expert = 3.0 * d * self.d_ff as f64; // w1, w3, w2
         let shared = 3.0 * d * self.shared_d_ff as f64;
         let layer = attention + router + experts_per_token * expert + shared;
@@ -159,7 +191,34 @@ impl ModelConfig {
             frozen_gate: false,
             selection_bias: false,
             shared_d_ff: 0,
+            free_experts: Vec::new(),
+            gate_hidden: 0,
+            gating_residual: false,
+            expert_input_scale: 1.0,
         }
+    }
+
+    /// Number of FFN (SwiGLU) experts: the first entries of the expert list.
+    pub fn ffn_experts(&self) -> usize {
+        self.n_experts.saturating_sub(self.free_experts.len())
+    }
+
+    /// The kind of every entry of the expert list (empty when all are FFN experts, as the
+    /// routing record writes it).
+    pub fn expert_kinds(&self) -> Vec<ExpertKind> {
+        if self.free_experts.is_empty() {
+            return Vec::new();
+        }
+        let mut kinds = vec![ExpertKind::Ffn; self.ffn_experts()];
+        kinds.extend_from_slice(&self.free_experts);
+        kinds
+    }
+
+    /// True when the expert list has free experts or the router is MoE++'s (two-layer gate,
+    /// gating residual, scaled input): parts only the host routing path (`Dispatch::Sparse` and
+    /// `Dense`) implements, so a GPU run falls back to it.
+    pub fn needs_host_routing(&self) -> bool {
+        !self.free_experts.is_empty() || self.gate_hidden > 0 || self.gating_residual || self.expert_input_scale != 1.0
     }
 
     /// Reads and validates a configuration from JSON.
@@ -200,6 +259,7 @@ impl ModelConfig {
             ("n_kv_heads", self.n_kv_heads, MAX_HEADS),
             ("d_ff", self.d_ff, MAX_D_FF),
             ("shared_d_ff", self.shared_d_ff, MAX_D_FF),
+            ("gate_hidden", self.gate_hidden, MAX_D_FF),
             ("n_experts", self.n_experts, MAX_EXPERTS),
             ("max_seq_len", self.max_seq_len, MAX_CONTEXT),
         ];
@@ -210,6 +270,21 @@ impl ModelConfig {
         }
         if self.top_k == 0 || self.top_k > self.n_experts {
             return Err(ConfigError::TopK { top_k: self.top_k, n_experts: self.n_experts });
+        }
+        if self.free_experts.len() >= self.n_experts {
+            return Err(ConfigError::Divisibility {
+                what: format!(
+                    "the {} free experts leave no FFN expert among the {} experts",
+                    self.free_experts.len(),
+                    self.n_experts
+                ),
+            });
+        }
+        if self.free_experts.contains(&ExpertKind::Ffn) {
+            return Err(ConfigError::Divisibility { what: "`free_experts` lists an FFN expert".into() });
+        }
+        if !(self.expert_input_scale.is_finite() && self.expert_input_scale > 0.0) {
+            return Err(ConfigError::Positive { field: "expert_input_scale", value: f64::from(self.expert_input_scale) });
         }
         if !self.d_model.is_multiple_of(self.n_heads) {
             return Err(ConfigError::Divisibility {
@@ -255,11 +330,22 @@ impl ModelConfig {
         let attention = m(&[2, d, d]).saturating_add(m(&[2, kv, d]));
         let bias = if self.selection_bias { e as u128 } else { 0 };
         let shared = m(&[3, d, self.shared_d_ff]);
-        let moe = m(&[e, d]).saturating_add(m(&[e, 3, d, ff])).saturating_add(bias).saturating_add(shared);
+        let gate = match self.gate_hidden {
+            0 => m(&[e, d]),
+            h => m(&[d, h]).saturating_add(m(&[h, e])),
+        };
+        let constants = self.free_experts.iter().filter(|k| **k == ExpertKind::Constant).count();
+        let moe = gate
+            .saturating_add(m(&[self.ffn_experts(), 3, d, ff]))
+            .saturating_add(m(&[constants, 3, d]))
+            .saturating_add(bias)
+            .saturating_add(shared);
         let per_layer = m(&[2, d]).saturating_add(attention).saturating_add(moe);
+        let residual = if self.gating_residual { m(&[self.n_layers.saturating_sub(1), e, e]) } else { 0 };
         let head = if self.tie_embeddings { 0 } else { m(&[v, d]) };
         let total = m(&[v, d])
             .saturating_add(per_layer.saturating_mul(self.n_layers as u128))
+            .saturating_add(residual)
             .saturating_add(d as u128)
             .saturating_add(head);
         u64::try_from(total).unwrap_or(u64::MAX)

@@ -10,6 +10,7 @@ use crate::host::to_host;
 use crate::layers::SparseMoeBlock;
 use crate::model::{Model, ModelError};
 use crate::rng;
+use switchyard_routing::record::ExpertKind;
 use switchyard_routing::router::{rank_experts, sigmoid_choice, softmax_row, top_p_choice};
 
 /// How the MoE layers route during a training pass.
@@ -23,6 +24,8 @@ pub(crate) enum TrainRouting {
         k: usize,
         /// Renormalise over the k (`norm_topk_prob`).
         renormalise: bool,
+        /// Which load-balancing loss the gate gets.
+        lbl: Lbl,
     },
     /// Dynamic top-p (§5.1): the fewest experts whose probabilities sum past `p`, weighted by
     /// their raw (not renormalised) probabilities; the same choice as inference's router.
@@ -41,6 +44,22 @@ pub(crate) enum TrainRouting {
     Thor {
         /// `THOR_FWD1` or `THOR_FWD2`.
         stream: u64,
+    },
+}
+
+/// The load-balancing loss of a softmax router (spec §9.1 and the designs of §6).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Lbl {
+    /// `E·Σ_e f_e·P̄_e`, `f_e` the fraction of tokens that chose e (flaxformer top-k).
+    TopK,
+    /// AdaMoE's exp_1 loss (§6.1): the null experts' counts replaced by their mean (they are
+    /// interchangeable, only their total matters), `f_e = count_e / Σ count`, times `E + N`.
+    NullMean,
+    /// MoE++'s heterogeneous loss, `E·Σ_e η_e·f_e·P̄_e` with `η = τ` on the free experts and 1
+    /// on the FFN experts (the paper's; not in the reference code: [PAPER?], spec §6.2).
+    Heterogeneous {
+        /// τ.
+        tau: f32,
     },
 }
 
@@ -102,6 +121,34 @@ pub(crate) fn load_balancing_loss_pooled(
     (probs.mean_dim(0) * f).sum().mul_scalar(e as f32)
 }
 
+/// AdaMoE's LBL (see [`Lbl::NullMean`]); `kinds` names the null experts.
+///
+/// # Shapes
+/// - probs: `[T, E]`, counts: `[E]` -> `[1]`
+pub(crate) fn null_mean_lbl(probs: Tensor<2>, counts: &[u64], kinds: &[ExpertKind]) -> Tensor<1> {
+    let e = counts.len();
+    let nulls: Vec<usize> = (0..e).filter(|&j| kinds.get(j) == Some(&ExpertKind::Null)).collect();
+    let null_mean = nulls.iter().map(|&j| counts[j] as f32).sum::<f32>() / nulls.len().max(1) as f32;
+    let counts: Vec<f32> =
+        (0..e).map(|j| if nulls.contains(&j) { null_mean } else { counts[j] as f32 }).collect();
+    let total = counts.iter().sum::<f32>().max(1.0);
+    let f: Vec<f32> = counts.iter().map(|c| c / total).collect();
+    let f = Tensor::<2>::from_data(TensorData::new(f, [1, e]), &probs.device());
+    (probs.mean_dim(0) * f).sum().mul_scalar(e as f32)
+}
+
+/// MoE++'s heterogeneous LBL (see [`Lbl::Heterogeneous`]); `kinds` names the free experts.
+///
+/// # Shapes
+/// - probs: `[T, E]`, counts: `[E]` -> `[1]`
+pub(crate) fn heterogeneous_lbl(probs: Tensor<2>, counts: &[u64], kinds: &[ExpertKind], tau: f32) -> Tensor<1> {
+    let [t, e] = probs.dims();
+    let eta = |j: usize| if kinds.get(j).is_some_and(|k| *k != ExpertKind::Ffn) { tau } else { 1.0 };
+    let f: Vec<f32> = (0..e).map(|j| eta(j) * counts[j] as f32 / t.max(1) as f32).collect();
+    let f = Tensor::<2>::from_data(TensorData::new(f, [1, e]), &probs.device());
+    (probs.mean_dim(0) * f).sum().mul_scalar(e as f32)
+}
+
 /// The router z-loss `(1/T)·Σ_t (log Σ_e exp Z_{t,e})²` (spec §1.5), with the max subtracted
 /// inside the logsumexp for stability.
 ///
@@ -134,16 +181,19 @@ pub(crate) struct GateLosses {
 pub(crate) struct LayerTerms {
     counts: Vec<u64>,
     losses: Option<GateLosses>,
+    /// The router logits, for the next layer's gating residual (MoE++).
+    logits: Option<Tensor<2>>,
 }
 
-/// Runs the experts on their rows and adds them up with differentiable weights.
+/// Runs the experts on their rows and adds them up with differentiable weights (the copy and
+/// constant experts on every row, weighted 0 where not chosen).
 ///
 /// # Shapes
-/// - x: `[T, d]`, w: `[T, E]` -> `[T, d]`
+/// - x: `[T, d]` (the experts' input), w: `[T, E]` -> `[T, d]`
 fn combine_weighted(moe: &SparseMoeBlock, x: Tensor<2>, rows: &[Vec<i32>], w: Tensor<2>) -> Tensor<2> {
     let device = x.device();
     let [t, d] = x.dims();
-    let mut out = Tensor::<2>::zeros([t, d], &device);
+    let mut out = moe.free_output(&x, &w).unwrap_or_else(|| Tensor::<2>::zeros([t, d], &device));
     for (j, (expert, rows)) in moe.experts.iter().zip(rows).enumerate() {
         let n = rows.len();
         if n == 0 {
@@ -189,12 +239,14 @@ impl Model {
         let zero = || Tensor::<1>::zeros([1], &device);
         let (mut lbl, mut z, mut entropy) = (zero(), zero(), zero());
         let mut load = Vec::with_capacity(c.n_layers);
+        let mut prev = None; // the previous layer's router logits (MoE++'s gating residual)
         for (i, layer) in self.net.layers.iter().enumerate() {
             let prior = (prior.counts.get(i).map_or(&[][..], Vec::as_slice), prior.tokens);
             let key = (seed, i as u64, step);
-            let moe = async |block: &SparseMoeBlock, x| self.train_moe(block, x, routing, prior, key).await;
+            let moe = async |block: &SparseMoeBlock, x| self.train_moe(block, x, routing, prior, key, prev).await;
             let (next, terms, _) = layer.forward(h, &self.rope, 0, &mut None, moe).await?;
             h = next;
+            prev = terms.logits.filter(|_| c.gating_residual);
             if let Some(g) = terms.losses {
                 lbl = lbl + g.lbl;
                 z = z + g.z;
@@ -231,6 +283,7 @@ impl Model {
         routing: TrainRouting,
         (prior, prior_tokens): (&[u64], u64),
         (seed, layer, step): (u64, u64, u64),
+        prev: Option<Tensor<2>>,
     ) -> Result<(Tensor<2>, LayerTerms), ModelError> {
         let (t, e) = (x.dims()[0], self.config().n_experts);
         if let TrainRouting::Thor { stream } = routing {
@@ -238,11 +291,15 @@ impl Model {
             let chosen = ((u * e as f64) as usize).min(e - 1);
             let mut counts = vec![0u64; e];
             counts[chosen] = t as u64;
-            return Ok((moe.experts[chosen].forward(x), LayerTerms { counts, losses: None }));
+            let terms = LayerTerms { counts, losses: None, logits: None };
+            return Ok((moe.experts[chosen].forward(x), terms));
         }
         let frozen = self.config().frozen_gate;
-        let logits =
-            if frozen { x.clone().matmul(moe.gate.weight.val().detach()) } else { moe.router_logits(x.clone()) };
+        let logits = if frozen {
+            x.clone().matmul(moe.gate.weight.val().detach())
+        } else {
+            moe.router_logits(x.clone(), prev)
+        };
         let host = to_host(logits.clone()).await?;
         let bias = self.selection_bias.get(layer as usize).map(Vec::as_slice);
         let mut mask = vec![0.0f32; t * e];
@@ -256,6 +313,13 @@ impl Model {
         }
         let counts: Vec<u64> = rows.iter().map(|r| r.len() as u64).collect();
         let probs = softmax(logits.clone(), 1); // [T, E]
+        // Null and zero experts output nothing and take no weight (§6): dropped from the mask
+        // before the weights are renormalised, as `apply_free_experts` does at inference.
+        let kinds = self.config().expert_kinds();
+        for (j, kind) in kinds.iter().enumerate().filter(|(_, k)| k.outputs_nothing()) {
+            debug_assert!(j < e, "{kind:?}");
+            (0..t).for_each(|row| mask[row * e + j] = 0.0);
+        }
         let mask = Tensor::<2>::from_data(TensorData::new(mask, [t, e]), &x.device());
         // Top-k renormalises over its k (Mixtral); top-p keeps the raw probabilities (§5.1);
         // sigmoid normalises the unbiased affinities over its k (§8.2).
@@ -264,13 +328,18 @@ impl Model {
             _ => probs.clone() * mask,
         };
         let raw = matches!(routing, TrainRouting::TopP { .. } | TrainRouting::Softmax { renormalise: false, .. });
-        let w = if raw { w } else { w.clone() / w.sum_dim(1) };
-        let losses = (!frozen).then(|| GateLosses {
-            lbl: load_balancing_loss_pooled(probs, &counts, prior, prior_tokens),
-            z: z_loss(logits.clone()),
-            entropy: router_entropy(logits),
-        });
-        Ok((combine_weighted(moe, x, &rows, w), LayerTerms { counts, losses }))
+        // A token whose every choice outputs nothing has weights 0 / 0: its sum is guarded.
+        let w = if raw { w } else { w.clone() / w.sum_dim(1).clamp_min(1e-12) };
+        let lbl = match routing {
+            TrainRouting::Softmax { lbl: Lbl::NullMean, .. } => null_mean_lbl(probs, &counts, &kinds),
+            TrainRouting::Softmax { lbl: Lbl::Heterogeneous { tau }, .. } => {
+                heterogeneous_lbl(probs, &counts, &kinds, tau)
+            }
+            _ => load_balancing_loss_pooled(probs, &counts, prior, prior_tokens),
+        };
+        let losses = (!frozen).then(|| GateLosses { lbl, z: z_loss(logits.clone()), entropy: router_entropy(logits.clone()) });
+        let logits = Some(logits);
+        Ok((combine_weighted(moe, moe.expert_input(x), &rows, w), LayerTerms { counts, losses, logits }))
     }
 }
 

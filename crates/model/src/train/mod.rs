@@ -16,12 +16,13 @@ use burn::tensor::activation::log_softmax;
 use serde::{Deserialize, Serialize};
 
 pub use data::TokenizedCorpus;
-use forward::{PriorLoad, TrainRouting};
+use forward::{Lbl, PriorLoad, TrainRouting};
 
 use crate::model::{Model, ModelError};
 use crate::params::{HostTensor, ParamStore, init_from_seed};
 use crate::rng::stream;
 use switchyard_routing::config::ModelConfig;
+use switchyard_routing::record::ExpertKind;
 use switchyard_routing::router::{RouterSpec, SmoeDense, ThorMode, smoe_router_weights};
 
 /// A training recipe: how the MoE layers route and what the loss adds.
@@ -82,6 +83,35 @@ pub enum Recipe {
         /// Coefficient of the z-loss.
         z_coef: f32,
     },
+    /// AdaMoE (§6.1): `null` null experts after the E FFN experts, the top `k` of the softmax
+    /// over all E + N, weights renormalised over the chosen FFN experts (a token may skip the
+    /// FFN experts entirely); AdaMoE's exp_1 LBL (the null counts replaced by their mean) and
+    /// the z-loss. The null router rows start as copies of the FFN rows (the reference's
+    /// `loader.py`).
+    Adamoe {
+        /// Slots per token (FFN or null).
+        k: usize,
+        /// Null experts N.
+        null: usize,
+        /// Coefficient of the load-balancing loss.
+        lbl_coef: f32,
+        /// Coefficient of the z-loss.
+        z_coef: f32,
+    },
+    /// MoE++ (§6.2): the E FFN experts followed by two constant experts, a copy and a zero
+    /// expert; the reference's two-layer gate (`tanh`, 8·E hidden) with the gating residual;
+    /// top-2 with the code's weight rule (the zero expert's gate set to 0, then renormalised);
+    /// the experts see the input times k = 2 (the reference's default mode). The reference has
+    /// no training loss: ours is the paper's heterogeneous LBL with `tau` on the free experts
+    /// ([PAPER?]) and the z-loss.
+    Moepp {
+        /// τ, the LBL's weight on the zero-computation experts.
+        tau: f32,
+        /// Coefficient of the load-balancing loss.
+        lbl_coef: f32,
+        /// Coefficient of the z-loss.
+        z_coef: f32,
+    },
     /// THOR (§2.2): no router; two passes, each with one random expert per layer for the
     /// whole batch; loss `CE₁ + CE₂ + α·½(KL(p¹‖p²) + KL(p²‖p¹))`, all token means.
     Thor {
@@ -109,6 +139,9 @@ fn is_one_step(n: &u64) -> bool {
     *n == 1
 }
 
+/// MoE++'s k (hard-coded in the reference), which is also the factor on the experts' input.
+pub const MOEPP_TOP_K: usize = 2;
+
 /// Steps pooled by `topk-global`'s LBL: with 8 sequences a step, 128 sequences (32768 tokens).
 pub const GLOBAL_LBL_WINDOW: u64 = 16;
 
@@ -129,6 +162,10 @@ impl Recipe {
             "deepseek" => {
                 Some(Self::Deepseek { k: 2 * cfg.top_k - 1, segments: 2, shared: 1, lbl_coef: 0.01, z_coef: 1e-3 })
             }
+            // The reference's exp_2 setting: N = 16 null experts beside 8, k raised to 4.
+            "adamoe" => Some(Self::Adamoe { k: 2 * cfg.top_k, null: 2 * cfg.n_experts, lbl_coef: 0.01, z_coef: 1e-3 }),
+            // τ = 0.75: the paper's choice as we read it ([PAPER?], not in the code).
+            "moepp" => Some(Self::Moepp { tau: 0.75, lbl_coef: 0.01, z_coef: 1e-3 }),
             "thor" => Some(Self::Thor { alpha: 1.0 }),
             "smoe-dropout" => {
                 Some(Self::SmoeDropout { k_min: 2.min(cfg.n_experts), k_max: cfg.n_experts, init_std: 0.02 })
@@ -145,6 +182,8 @@ impl Recipe {
             Self::TopP { .. } => "top-p",
             Self::Lossfree { .. } => "lossfree",
             Self::Deepseek { .. } => "deepseek",
+            Self::Adamoe { .. } => "adamoe",
+            Self::Moepp { .. } => "moepp",
             Self::Thor { .. } => "thor",
             Self::SmoeDropout { .. } => "smoe-dropout",
         }
@@ -159,6 +198,8 @@ impl Recipe {
             Self::TopP { p, .. } => RouterSpec::TopP { p: *p },
             Self::Lossfree { k, .. } => RouterSpec::Sigmoid { k: *k, bias: true },
             Self::Deepseek { k, .. } => RouterSpec::top_k(*k, false),
+            Self::Adamoe { k, .. } => RouterSpec::top_k(*k, true),
+            Self::Moepp { .. } => RouterSpec::top_k(MOEPP_TOP_K, true),
             Self::Thor { .. } => RouterSpec::Thor { mode: ThorMode::Token },
             Self::SmoeDropout { init_std, .. } => {
                 RouterSpec::SmoeDropout { k: cfg.n_experts, init_std: *init_std, dense: SmoeDense::Softmax }
@@ -307,6 +348,26 @@ pub fn recipe_model_config(model: &ModelConfig, recipe: &Recipe) -> ModelConfig 
         ..model.clone()
     };
     match *recipe {
+        Recipe::Adamoe { k, null, .. } => ModelConfig {
+            n_experts: model.n_experts + null,
+            top_k: k,
+            norm_topk_prob: true,
+            free_experts: vec![ExpertKind::Null; null],
+            ..base
+        },
+        Recipe::Moepp { .. } => {
+            let e = model.n_experts + 4;
+            ModelConfig {
+                n_experts: e,
+                top_k: MOEPP_TOP_K,
+                norm_topk_prob: true,
+                free_experts: vec![ExpertKind::Constant, ExpertKind::Constant, ExpertKind::Copy, ExpertKind::Zero],
+                gate_hidden: 8 * e,
+                gating_residual: true,
+                expert_input_scale: MOEPP_TOP_K as f32,
+                ..base
+            }
+        }
         Recipe::Deepseek { k, segments, shared, .. } if segments > 0 => {
             let d_ff = model.d_ff / segments;
             ModelConfig {
@@ -324,9 +385,21 @@ pub fn recipe_model_config(model: &ModelConfig, recipe: &Recipe) -> ModelConfig 
 
 /// Initial parameters: the seeded initialisation; for SMoE-Dropout the gates are replaced by the
 /// frozen random router (rounded to f16, so the shipped checkpoint holds exactly the router the
-/// model was trained with).
+/// model was trained with); for AdaMoE each null expert's router row is a copy of an FFN row,
+/// tiled (null expert i copies row i mod E: every FFN expert has N/E null twins).
 pub fn initial_params(model: &ModelConfig, train: &TrainConfig) -> ParamStore {
     let mut params = init_from_seed(model, train.seed);
+    if let Recipe::Adamoe { .. } = train.recipe {
+        let (d, ffn) = (model.d_model, model.ffn_experts());
+        for layer in 0..model.n_layers {
+            let gate = params.get_mut(&crate::params::keys::layer(layer).gate(false)).expect("the gate is a parameter");
+            for row in ffn..model.n_experts {
+                let src = (row - ffn) % ffn;
+                let copy = gate.data[src * d..(src + 1) * d].to_vec();
+                gate.data[row * d..(row + 1) * d].copy_from_slice(&copy);
+            }
+        }
+    }
     if let Recipe::SmoeDropout { init_std, .. } = train.recipe {
         let (d, e) = (model.d_model, model.n_experts);
         for layer in 0..model.n_layers {
@@ -336,7 +409,7 @@ pub fn initial_params(model: &ModelConfig, train: &TrainConfig) -> ParamStore {
                 .map(|v| half::f16::from_f32(v).to_f32())
                 .collect();
             let hf = crate::model::transpose(&w, d, e);
-            params.insert(crate::params::keys::layer(layer).gate(), HostTensor { shape: vec![e, d], data: hf });
+            params.insert(crate::params::keys::layer(layer).gate(false), HostTensor { shape: vec![e, d], data: hf });
         }
     }
     params
@@ -423,6 +496,10 @@ impl Trainer {
             Recipe::Lossfree { k, .. } | Recipe::Deepseek { k, .. } if k == 0 || k > e => {
                 bad(format!("k = {k} is outside 1..={e}"))
             }
+            Recipe::Adamoe { k, null, .. } if k == 0 || k > e || null == 0 => {
+                bad(format!("adamoe: k = {k} must be in 1..={e} and null = {null} at least 1"))
+            }
+            Recipe::Moepp { tau, .. } if !(tau > 0.0 && tau <= 1.0) => bad(format!("tau = {tau} is outside (0, 1]")),
             Recipe::Lossfree { gamma, .. } if !(0.0..=1.0).contains(&gamma) => {
                 bad(format!("gamma = {gamma} is outside [0, 1]"))
             }
@@ -453,7 +530,8 @@ impl Trainer {
         match self.config.recipe {
             Recipe::Topk { k, .. } => k,
             Recipe::TopP { .. } => 0,
-            Recipe::Lossfree { k, .. } | Recipe::Deepseek { k, .. } => k,
+            Recipe::Lossfree { k, .. } | Recipe::Deepseek { k, .. } | Recipe::Adamoe { k, .. } => k,
+            Recipe::Moepp { .. } => MOEPP_TOP_K,
             Recipe::Thor { .. } => 1,
             Recipe::SmoeDropout { k_min, k_max, .. } => smoe_k(step, self.config.steps.saturating_sub(1), k_min, k_max),
         }
@@ -475,9 +553,17 @@ impl Trainer {
         let prior = self.prior_load();
         let key = (seed, step);
         let (loss, ce, pass, kl) = match self.config.recipe {
-            Recipe::Topk { lbl_coef, z_coef, .. } | Recipe::Deepseek { lbl_coef, z_coef, .. } => {
-                let renormalise = matches!(self.config.recipe, Recipe::Topk { .. });
-                let routing = TrainRouting::Softmax { k, renormalise };
+            Recipe::Topk { lbl_coef, z_coef, .. }
+            | Recipe::Deepseek { lbl_coef, z_coef, .. }
+            | Recipe::Adamoe { lbl_coef, z_coef, .. }
+            | Recipe::Moepp { lbl_coef, z_coef, .. } => {
+                let renormalise = !matches!(self.config.recipe, Recipe::Deepseek { .. });
+                let lbl = match self.config.recipe {
+                    Recipe::Adamoe { .. } => Lbl::NullMean,
+                    Recipe::Moepp { tau, .. } => Lbl::Heterogeneous { tau },
+                    _ => Lbl::TopK,
+                };
+                let routing = TrainRouting::Softmax { k, renormalise, lbl };
                 let p = self.model.forward_train(&inputs, routing, &prior, key).await?;
                 let ce = cross_entropy(p.logits.clone(), targets);
                 let loss = ce.clone() + p.lbl.clone().mul_scalar(lbl_coef) + p.z.clone().mul_scalar(z_coef);
@@ -498,7 +584,7 @@ impl Trainer {
                 (ce.clone(), ce, p, zero())
             }
             Recipe::SmoeDropout { .. } => {
-                let routing = TrainRouting::Softmax { k, renormalise: true };
+                let routing = TrainRouting::Softmax { k, renormalise: true, lbl: Lbl::TopK };
                 let p = self.model.forward_train(&inputs, routing, &prior, key).await?;
                 let ce = cross_entropy(p.logits.clone(), targets);
                 (ce.clone(), ce, p, zero())
@@ -527,7 +613,8 @@ impl Trainer {
         self.model.net = self.optim.step(lr, self.model.net.clone(), grads);
         self.step += 1;
         let tokens = (b * s) as f32;
-        let active = pass.load.iter().map(|c| c.iter().sum::<u64>() as f32 / tokens).sum::<f32>()
+        let ffn = self.model.config().ffn_experts(); // free experts cost no expert compute
+        let active = pass.load.iter().map(|c| c[..ffn].iter().sum::<u64>() as f32 / tokens).sum::<f32>()
             / pass.load.len().max(1) as f32;
         let load = pass
             .load

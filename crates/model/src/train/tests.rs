@@ -52,7 +52,7 @@ fn run(trainer: &mut Trainer, data: &TokenizedCorpus, steps: u64) -> Vec<StepSta
 }
 
 fn gate(params: &ParamStore, layer: usize) -> Vec<f32> {
-    params[&crate::params::keys::layer(layer).gate()].data.clone()
+    params[&crate::params::keys::layer(layer).gate(false)].data.clone()
 }
 
 #[test]
@@ -74,7 +74,7 @@ fn schedules_follow_the_spec() {
 #[test]
 fn every_recipe_learns_and_repeats_its_curve_exactly() {
     let data = corpus();
-    for recipe in ["topk", "topk-global", "top-p", "lossfree", "deepseek", "thor", "smoe-dropout"] {
+    for recipe in ["topk", "topk-global", "top-p", "lossfree", "deepseek", "adamoe", "moepp", "thor", "smoe-dropout"] {
         let mut a = Trainer::new(&tiny(), settings(recipe, 40), "byte", &Device::flex()).expect("trainer");
         let curve = run(&mut a, &data, 40);
         let first = curve[..5].iter().map(|s| s.ce).sum::<f32>() / 5.0;
@@ -382,4 +382,67 @@ fn z_loss_and_load_balancing_loss_by_hand() {
     // Top-2 of 2 experts: Σ f = k = 2 and the loss is k whatever the probabilities.
     let k2 = value(forward::load_balancing_loss(t2(&[&[0.9, 0.1], &[0.3, 0.7]]), &[2, 2]));
     assert!((k2 - 2.0).abs() < 1e-6, "{k2}");
+}
+
+/// §6.1's LBL by hand (exp_1 semantics): the null experts' counts are replaced by their mean,
+/// `f` is normalised to 1 and the sum is scaled by E + N; only the aggregate null load matters.
+#[test]
+fn adamoe_lbl_averages_the_null_counts() {
+    use switchyard_routing::record::ExpertKind::{Ffn, Null};
+    let kinds = [Ffn, Ffn, Null, Null];
+    let probs = t2(&[&[0.5, 0.1, 0.3, 0.1], &[0.3, 0.3, 0.1, 0.3]]); // P̄ = [0.4, 0.2, 0.2, 0.2]
+    // Counts [2, 1, 1, 0] -> [2, 1, 0.5, 0.5], f = [0.5, 0.25, 0.125, 0.125]:
+    // 4·(0.2 + 0.05 + 0.025 + 0.025) = 1.2.
+    let l = value(forward::null_mean_lbl(probs.clone(), &[2, 1, 1, 0], &kinds));
+    assert!((l - 1.2).abs() < 1e-6, "{l}");
+    // Moving load between null experts changes nothing; between FFN experts it does.
+    assert_eq!(value(forward::null_mean_lbl(probs.clone(), &[2, 1, 0, 1], &kinds)), l);
+    assert_ne!(value(forward::null_mean_lbl(probs, &[1, 2, 1, 0], &kinds)), l);
+}
+
+/// §6.2's heterogeneous LBL ([PAPER?]) by hand: `E·Σ η_e·f_e·P̄_e`, η = τ on the free experts.
+#[test]
+fn moepp_lbl_weighs_the_free_experts_by_tau() {
+    use switchyard_routing::record::ExpertKind::{Copy, Ffn, Zero};
+    let kinds = [Ffn, Copy, Zero];
+    let probs = t2(&[&[0.5, 0.25, 0.25], &[0.5, 0.25, 0.25]]);
+    // Two tokens, counts [2, 1, 1] -> f = [1, 0.5, 0.5]; 3·(0.5 + τ·0.125 + τ·0.125).
+    let l = value(forward::heterogeneous_lbl(probs.clone(), &[2, 1, 1], &kinds, 0.5));
+    assert!((l - 3.0 * (0.5 + 0.125)).abs() < 1e-6, "{l}");
+    let plain = value(forward::heterogeneous_lbl(probs.clone(), &[2, 1, 1], &kinds, 1.0));
+    assert!((plain - value(forward::load_balancing_loss(probs, &[2, 1, 1]))).abs() < 1e-6, "τ = 1 is the top-k LBL");
+}
+
+/// The AdaMoE and MoE++ recipes build their designs: null experts after the FFN ones with
+/// router rows copied from them (every FFN expert has N/E twins at init), MoE++'s free experts,
+/// two-layer gate, residual and ×2 input; both train with FFN experts per token below k.
+#[test]
+fn adamoe_and_moepp_recipes_build_their_designs() {
+    use switchyard_routing::record::ExpertKind::{Constant, Copy, Null, Zero};
+    let cfg = settings("adamoe", 10);
+    let m = recipe_model_config(&tiny(), &cfg.recipe);
+    assert_eq!((m.n_experts, m.ffn_experts(), m.top_k), (12, 4, 4));
+    assert!(m.free_experts.iter().all(|k| *k == Null));
+    let params = initial_params(&m, &cfg);
+    let g = gate(&params, 1);
+    let d = m.d_model;
+    for null in 4..12 {
+        let src = (null - 4) % 4;
+        assert_eq!(g[null * d..(null + 1) * d], g[src * d..(src + 1) * d], "null {null} copies FFN row {src}");
+    }
+    let mut t = Trainer::new(&tiny(), cfg, "byte", &Device::flex()).expect("trainer");
+    let stats = run(&mut t, &corpus(), 3);
+    assert!(stats.iter().all(|s| s.k == 4 && s.active <= 4.0 && s.lbl.is_finite()));
+    let cfg = settings("moepp", 10);
+    let m = recipe_model_config(&tiny(), &cfg.recipe);
+    assert_eq!(m.free_experts, vec![Constant, Constant, Copy, Zero]);
+    assert_eq!((m.n_experts, m.gate_hidden, m.gating_residual, m.expert_input_scale), (8, 64, true, 2.0));
+    let mut t = Trainer::new(&tiny(), cfg, "byte", &Device::flex()).expect("trainer");
+    let before = block_on(t.params()).expect("params");
+    let stats = run(&mut t, &corpus(), 3);
+    assert!(stats.iter().all(|s| s.k == 2 && s.active <= 2.0));
+    let after = block_on(t.params()).expect("params");
+    for key in [crate::params::keys::layer(1).gate_map(), crate::params::keys::layer(0).constant_vector(5)] {
+        assert_ne!(before[&key].data, after[&key].data, "{key} trains");
+    }
 }

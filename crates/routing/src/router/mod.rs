@@ -7,6 +7,7 @@
 //! [`RouterSpec`] variant: it says where its logits come from ([`LogitSource`]) and routes them
 //! with `route`; the MoE block does not change when a router joins.
 
+mod free;
 mod sigmoid;
 mod special;
 mod token_choice;
@@ -16,6 +17,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use switchyard_record::LayerRouting;
 
+pub use free::apply_free_experts;
 pub use sigmoid::{sigmoid_choice, update_selection_bias};
 pub use special::smoe_router_weights;
 pub use token_choice::{Capacity, CapacityFormula, Priority, SecondPolicy, top_p_choice};
@@ -499,6 +501,7 @@ impl RecordBuilder {
                 seq_id: ctx.seq_id.to_vec(),
                 pos: ctx.pos.to_vec(),
                 shared_share: Vec::new(),
+                expert_kinds: Vec::new(),
             },
         }
     }
