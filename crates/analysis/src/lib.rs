@@ -9,17 +9,27 @@ pub use corpus::{
     ConsecutiveRate, Specialisation, co_activation, consecutive_rate, domain_distribution, expert_affinity,
     token_specialisation,
 };
+use std::collections::BTreeMap;
+
 use serde::Serialize;
-use switchyard_record::LayerRouting;
+use switchyard_record::{ExpertKind, LayerRouting};
 
 /// Load and balance of one layer over the tokens of a record (spec §9.2).
+///
+/// With free experts (spec §6) `counts` and `fraction` cover the whole expert list, and the
+/// balance figures (CV, max/mean, dead experts, load entropy) the FFN experts only: the free
+/// experts are not meant to be balanced with them, and `free_share` says how much they took.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct LoadStats {
     /// Assigned slots per expert `c_e` (dropped slots included: assignment happens first).
     pub counts: Vec<u64>,
     /// Load fraction `ℓ_e = c_e / Σ c`.
     pub fraction: Vec<f64>,
-    /// Coefficient of variation `std_pop(c) / mean(c)`.
+    /// Share of all assigned slots per kind of free expert (null, zero, copy, constant);
+    /// empty without free experts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub free_share: BTreeMap<ExpertKind, f64>,
+    /// Coefficient of variation `std_pop(c) / mean(c)` (FFN experts).
     pub cv: f64,
     /// `max_e c_e / mean_e c_e`.
     pub max_over_mean: f64,
@@ -48,9 +58,9 @@ pub struct LayerMetrics {
     pub drop_rate_slots: f64,
     /// Fraction of tokens whose every slot was dropped.
     pub drop_rate_tokens: f64,
-    /// Mean number of (kept) experts per token.
+    /// Mean number of kept FFN experts per token (free experts are not counted).
     pub active_experts_mean: f64,
-    /// Histogram of kept experts per token (index = count).
+    /// Histogram of kept FFN experts per token (index = count).
     pub active_experts_hist: Vec<u64>,
     /// Mean top-1 probability.
     pub confidence: f64,
@@ -101,7 +111,7 @@ pub fn layer_metrics(rec: &LayerRouting) -> LayerMetrics {
         if !slots.is_empty() && slots.iter().all(|s| s.dropped) {
             all_dropped += 1;
         }
-        hist[slots.iter().filter(|s| !s.dropped).count()] += 1;
+        hist[slots.iter().filter(|s| !s.dropped && rec.kind(s.expert) == ExpertKind::Ffn).count()] += 1;
         let mut sorted: Vec<f64> = p.iter().map(|&v| f64::from(v)).collect();
         sorted.sort_by(|a, b| b.total_cmp(a));
         conf += sorted[0] / tn;
@@ -150,31 +160,41 @@ pub fn lbl_pooled(layers: &[LayerRouting]) -> f64 {
 
 /// Load statistics of one layer.
 pub fn load_stats(rec: &LayerRouting) -> LoadStats {
-    let e = rec.num_experts;
-    let mut counts = vec![0u64; e];
+    let mut counts = vec![0u64; rec.num_experts];
     for t in 0..rec.num_tokens() {
         for s in rec.slots(t) {
             counts[s.expert] += 1;
         }
     }
-    let total: u64 = counts.iter().sum();
-    let fraction: Vec<f64> = counts.iter().map(|&c| if total == 0 { 0.0 } else { c as f64 / total as f64 }).collect();
+    let all: u64 = counts.iter().sum();
+    let fraction: Vec<f64> = counts.iter().map(|&c| if all == 0 { 0.0 } else { c as f64 / all as f64 }).collect();
+    let mut free_share = BTreeMap::new();
+    for (j, &f) in fraction.iter().enumerate().filter(|(j, _)| rec.kind(*j) != ExpertKind::Ffn) {
+        *free_share.entry(rec.kind(j)).or_insert(0.0) += f;
+    }
+    // Balance among the FFN experts, the first entries of the list.
+    let e = rec.ffn_experts().max(1);
+    let ffn = &counts[..e.min(counts.len())];
+    let total: u64 = ffn.iter().sum();
     let mean = total as f64 / e as f64;
-    let var = counts.iter().map(|&c| (c as f64 - mean).powi(2)).sum::<f64>() / e as f64;
-    let max = counts.iter().copied().max().unwrap_or(0) as f64;
+    let var = ffn.iter().map(|&c| (c as f64 - mean).powi(2)).sum::<f64>() / e as f64;
+    let max = ffn.iter().copied().max().unwrap_or(0) as f64;
+    let ffn_fraction = ffn.iter().map(|&c| if total == 0 { 0.0 } else { c as f64 / total as f64 });
     let log_e = (e as f64).ln();
     let norm = |h: f64| if e > 1 { h / log_e } else { 0.0 };
+    let norm_all = |h: f64| if rec.num_experts > 1 { h / (rec.num_experts as f64).ln() } else { 0.0 };
     let t = rec.num_tokens().max(1) as f64;
     let token_h =
         (0..rec.num_tokens()).map(|i| entropy(rec.probs_row(i).iter().map(|&p| f64::from(p)))).sum::<f64>() / t;
     LoadStats {
         cv: if mean > 0.0 { var.sqrt() / mean } else { 0.0 },
         max_over_mean: if mean > 0.0 { max / mean } else { 0.0 },
-        dead_experts: counts.iter().filter(|&&c| c == 0).count(),
-        load_entropy: norm(entropy(fraction.iter().copied())),
-        token_entropy: norm(token_h),
+        dead_experts: ffn.iter().filter(|&&c| c == 0).count(),
+        load_entropy: norm(entropy(ffn_fraction)),
+        token_entropy: norm_all(token_h),
         counts,
         fraction,
+        free_share,
     }
 }
 
@@ -209,6 +229,26 @@ mod tests {
             shared_share: Vec::new(),
             expert_kinds: Vec::new(),
         }
+    }
+
+    /// Free experts (spec §6): the balance figures cover the FFN experts, the free experts'
+    /// slots are reported as their share by kind, and they do not count as active experts.
+    #[test]
+    fn free_experts_are_shares_not_balance() {
+        use switchyard_record::ExpertKind::{Ffn, Null, Zero};
+        // Tokens to FFN 0, FFN 1, null 2, null 3, zero 4, FFN 0.
+        let mut r = record(&[0, 1, 2, 3, 4, 0], 5);
+        r.expert_kinds = vec![Ffn, Ffn, Null, Null, Zero];
+        let m = layer_metrics(&r);
+        // FFN counts [2, 1]: mean 1.5, std 0.5.
+        assert!((m.load.cv - 0.5 / 1.5).abs() < 1e-12, "{}", m.load.cv);
+        assert_eq!(m.load.dead_experts, 0, "an unused null expert is not a dead expert");
+        assert!(
+            (m.load.free_share[&Null] - 2.0 / 6.0).abs() < 1e-12
+                && (m.load.free_share[&Zero] - 1.0 / 6.0).abs() < 1e-12
+        );
+        assert!((m.active_experts_mean - 0.5).abs() < 1e-12 && m.active_experts_hist == vec![3, 3]);
+        assert!(layer_metrics(&record(&[0, 1], 2)).load.free_share.is_empty());
     }
 
     /// §9.1: perfectly balanced top-1 with uniform probabilities gives LBL 1; a collapsed router

@@ -393,6 +393,7 @@ async fn load(id: u64, name: &str, webgpu: bool, pin: Option<&str>, t0: f64) -> 
         source,
         load_ms: now_ms() - t0,
         selection_bias: model.selection_bias().to_vec(),
+        design: c.design_line(),
     };
     Ok(Ready { info, model, tok, ckpt: Rc::new(ckpt) })
 }

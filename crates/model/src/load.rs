@@ -10,10 +10,10 @@ use switchyard_routing::ModelConfig;
 
 use crate::host::to_host;
 use crate::layers::{Attention, ConstantExpert, DecoderLayer, Expert, MoeTransformer, SparseMoeBlock, param};
-use switchyard_routing::record::ExpertKind;
 use crate::model::{ModelError, transpose};
 use crate::params::keys::ExpertProj::{W1, W2, W3};
 use crate::params::{HostTensor, ParamStore, keys, param_specs};
+use switchyard_routing::record::ExpertKind;
 
 /// Host parameters and the shapes the configuration gives them.
 struct Loader<'a> {

@@ -128,6 +128,10 @@ pub struct Loaded {
     /// empty when the checkpoint has none.
     #[serde(default)]
     pub selection_bias: Vec<Vec<f32>>,
+    /// The checkpoint's design beyond a router over FFN experts, in one line with its formula
+    /// (`ModelConfig::design_line`); absent for the plain design.
+    #[serde(default)]
+    pub design: Option<String>,
 }
 
 /// What the engine tells the page.

@@ -59,6 +59,10 @@ pub struct TraceLayer {
     pub layer: usize,
     /// True when the router has no logits and `probs` are reported uniform.
     pub probs_are_uniform: bool,
+    /// The kind of every entry of the expert list (`ffn`, `null`, `zero`, `copy`,
+    /// `constant`); absent when all are FFN experts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expert_kinds: Vec<switchyard_record::ExpertKind>,
     /// Router-specific aux values (drop rate, mean active experts, ...).
     pub aux: std::collections::BTreeMap<String, f32>,
     /// Load, balance, LBL, drops, active experts, confidence over the traced tokens.
@@ -141,6 +145,7 @@ pub fn layer(rec: &LayerRouting, next: Option<&LayerRouting>, ids: &[u32]) -> Tr
     TraceLayer {
         layer: rec.layer,
         probs_are_uniform: rec.probs_are_uniform,
+        expert_kinds: rec.expert_kinds.clone(),
         aux: rec.aux.clone(),
         metrics: layer_metrics(rec),
         drop_rate_by_position: drop_rate_by_position(rec, DROP_BUCKET),
@@ -230,6 +235,8 @@ pub fn write_csv(t: &Trace, out: impl std::io::Write) -> Result<(), csv::Error> 
         "rank",
         "dropped",
         "prob",
+        "expert_kind",
+        "shared_share",
     ])?;
     for l in &t.layers {
         for r in &l.routing {
@@ -248,6 +255,8 @@ pub fn write_csv(t: &Trace, out: impl std::io::Write) -> Result<(), csv::Error> 
                     r.ranks[slot].to_string(),
                     r.dropped[slot].to_string(),
                     r.probs[e].to_string(),
+                    l.expert_kinds.get(e).copied().unwrap_or_default().name().to_string(),
+                    r.shared_share.map_or(String::new(), |v| v.to_string()),
                 ])?;
             }
         }

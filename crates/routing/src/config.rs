@@ -214,6 +214,38 @@ impl ModelConfig {
         kinds
     }
 
+    /// One line, with its formula, on what this model's MoE layer does beyond "a router over
+    /// FFN experts" (the router panel shows it under the router's own line); `None` for the
+    /// plain design.
+    pub fn design_line(&self) -> Option<String> {
+        let count = |k: ExpertKind| self.free_experts.iter().filter(|x| **x == k).count();
+        let (nulls, ffn) = (count(ExpertKind::Null), self.ffn_experts());
+        if self.gate_hidden > 0 || count(ExpertKind::Zero) + count(ExpertKind::Copy) + count(ExpertKind::Constant) > 0 {
+            return Some(format!(
+                "MoE++ design (spec §6.2): {ffn} FFN experts, then {} constant, {} copy and {} zero experts in the list; gate h = tanh(x·W_a)·W_b{}; a zero expert's weight is set to 0 and the rest renormalised (the reference code's rule: {{FFN a, zero}} gives FFN a weight 1); experts see {}·x.",
+                count(ExpertKind::Constant),
+                count(ExpertKind::Copy),
+                count(ExpertKind::Zero),
+                if self.gating_residual { " + Z_prev·W_g (gating residual from the previous layer)" } else { "" },
+                self.expert_input_scale
+            ));
+        }
+        if nulls > 0 {
+            return Some(format!(
+                "AdaMoE design (spec §6.1): {ffn} FFN experts and {nulls} null experts share one softmax; a null expert outputs 0 and costs nothing, and w_e = P_e / Σ P over the token's chosen FFN experts, so a token may use 0 to k FFN experts without its output shrinking."
+            ));
+        }
+        if self.shared_d_ff > 0 {
+            return Some(format!(
+                "DeepSeekMoE design (spec §8.1): y = FFN_shared(x) + Σ w_e·FFN_e(x); the shared expert ({} hidden units) runs on every token with weight 1, outside the router.",
+                self.shared_d_ff
+            ));
+        }
+        self.selection_bias.then(|| {
+            "DeepSeek-V3 design (spec §8.2): a learned selection bias b per expert chooses the top-k of σ(z) + b; the weights are σ(z) alone, normalised.".to_string()
+        })
+    }
+
     /// True when the expert list has free experts or the router is MoE++'s (two-layer gate,
     /// gating residual, scaled input): parts only the host routing path (`Dispatch::Sparse` and
     /// `Dense`) implements, so a GPU run falls back to it.
@@ -284,7 +316,10 @@ impl ModelConfig {
             return Err(ConfigError::Divisibility { what: "`free_experts` lists an FFN expert".into() });
         }
         if !(self.expert_input_scale.is_finite() && self.expert_input_scale > 0.0) {
-            return Err(ConfigError::Positive { field: "expert_input_scale", value: f64::from(self.expert_input_scale) });
+            return Err(ConfigError::Positive {
+                field: "expert_input_scale",
+                value: f64::from(self.expert_input_scale),
+            });
         }
         if !self.d_model.is_multiple_of(self.n_heads) {
             return Err(ConfigError::Divisibility {

@@ -18,6 +18,8 @@ const CHECKPOINTS: &[(&str, &str, Option<&str>)] = &[
     ("top-p", "top-p — dynamic top-p: experts per token vary", Some("top_p&p=0.4")),
     ("lossfree", "lossfree — sigmoid router balanced by a learned bias (DeepSeek-V3)", Some("sigmoid&k=2&bias=true")),
     ("deepseek", "deepseek — 15 fine-grained experts, top-3, plus a shared expert", Some("topk&k=3&norm=false")),
+    ("adamoe", "adamoe — 8 experts + 16 null experts, top-4: tokens may skip experts", Some("topk&k=4")),
+    ("moepp", "moepp — MoE++: 8 experts + zero, copy, constant experts, top-2", Some("topk&k=2")),
     ("thor", "thor — trained with random experts", Some("thor&thor_mode=token")),
     ("smoe-dropout", "smoe-dropout — frozen random router", Some("smoe_dropout&k=8")),
     ("seed-init", "seed-init — untrained (seed 0, bytes)", None),
@@ -345,6 +347,9 @@ pub fn RouterPanel() -> impl IntoView {
             })}
             {move || ctl.state.with(|s| s.router.non_causal()).map(|why| view! {
                 <p class="hint" data-testid="non-causal-note">{format!("Non-causal: {why}. Shown on the fixed text; a left-to-right model could not route this way.")}</p>
+            })}
+            {move || ctl.engine.loaded.with(|l| l.as_ref().and_then(|l| l.design.clone())).map(|d| view! {
+                <p class="explain design" data-testid="design-explain">{d}</p>
             })}
             {move || info().map(|r| view! {
                 <p class="explain" data-testid="router-explain">{r.explain}</p>

@@ -12,25 +12,47 @@ use wasm_bindgen_futures::JsFuture;
 
 use super::canvas::{Cell, CellCanvas, CellGrid};
 use super::{Change, Ctl};
+use switchyard_routing::record::ExpertKind;
 
 /// Width of the domain labels.
 const LABELS: f64 = 118.0;
 
-/// `rows` of `(label, shares)` as a domain × expert chart; cells above the uniform 1/E outlined.
-fn grid(rows: &[(String, Vec<f64>)]) -> CellGrid {
+/// The chart's columns: each FFN expert, then each kind of free expert (spec §6) as one column
+/// (its experts' shares summed: AdaMoE's 16 null experts are one "skip" choice), with how many
+/// entries of the expert list each column holds.
+fn columns(kinds: &[ExpertKind], e: usize) -> Vec<(String, Vec<usize>)> {
+    let kind = |x: usize| kinds.get(x).copied().unwrap_or_default();
+    let mut cols: Vec<(String, Vec<usize>)> =
+        (0..e).filter(|&x| kind(x) == ExpertKind::Ffn).map(|x| (format!("E{x}"), vec![x])).collect();
+    for k in [ExpertKind::Null, ExpertKind::Zero, ExpertKind::Copy, ExpertKind::Constant] {
+        let members: Vec<usize> = (0..e).filter(|&x| kind(x) == k).collect();
+        if !members.is_empty() {
+            cols.push((k.name().to_string(), members));
+        }
+    }
+    cols
+}
+
+/// `rows` of `(label, shares)` as a domain × expert chart; cells above uniform routing (1/E per
+/// entry of the expert list) outlined.
+fn grid(rows: &[(String, Vec<f64>)], kinds: &[ExpertKind]) -> CellGrid {
     let e = rows.first().map_or(0, |r| r.1.len());
     let uniform = 1.0 / e.max(1) as f64;
+    let cols = columns(kinds, e);
     CellGrid {
         left: LABELS,
         rows: rows.iter().map(|(d, _)| (d.clone(), "#eceef3".to_string(), "#1d2330")).collect(),
-        cols: (0..e).map(|x| format!("E{x}")).collect(),
+        cols: cols.iter().map(|c| c.0.clone()).collect(),
         cells: rows
             .iter()
             .map(|(_, shares)| {
-                shares
-                    .iter()
-                    // Colour scale: 0 to 4× uniform.
-                    .map(|&s| Some(Cell::percent(s / (4.0 * uniform), s, s > uniform)))
+                cols.iter()
+                    .map(|(_, members)| {
+                        let s: f64 = members.iter().filter_map(|&x| shares.get(x)).sum();
+                        let base = uniform * members.len() as f64;
+                        // Colour scale: 0 to 4× uniform.
+                        Some(Cell::percent(s / (4.0 * base), s, s > base))
+                    })
                     .collect()
             })
             .collect(),
@@ -90,7 +112,12 @@ fn card_rows(eval: &serde_json::Value, layer: usize, order: &[String]) -> Vec<(S
 
 /// The domain view of one layer.
 #[component]
-pub fn DomainsView(shares: Option<Result<Arc<DomainShares>, String>>, layer: usize) -> impl IntoView {
+pub fn DomainsView(
+    shares: Option<Result<Arc<DomainShares>, String>>,
+    layer: usize,
+    /// The expert list's kinds (empty: all FFN experts).
+    kinds: Vec<ExpertKind>,
+) -> impl IntoView {
     let ctl = expect_context::<Ctl>();
     let card = LocalResource::new(move || card_eval(ctl.state.with(|s| s.checkpoint.clone())));
     let live = match shares {
@@ -107,11 +134,13 @@ pub fn DomainsView(shares: Option<Result<Arc<DomainShares>, String>>, layer: usi
                 .collect();
             let order: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
             let tokens: usize = d.domains.iter().map(|x| x.tokens).sum();
+            let card_kinds = kinds.clone();
             let card_view = move || {
                 card.get().map(|c| match c {
                     Err(e) => view! { <p class="hint" data-testid="card-domains-missing">{e}</p> }.into_any(),
                     Ok(eval) => {
                         let rows = card_rows(&eval, layer, &order);
+                        let kinds = card_kinds.clone();
                         let router = eval.get("router").and_then(|r| r.as_object()).map(|o| {
                             o.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect::<Vec<_>>().join(" ")
                         }).unwrap_or_default();
@@ -119,7 +148,7 @@ pub fn DomainsView(shares: Option<Result<Arc<DomainShares>, String>>, layer: usi
                         view! {
                             <h3>"Model card: the validation split"</h3>
                             <p class="hint">{format!("{n} tokens over {} domains, routed by the checkpoint's own router ({router}).", rows.len())}</p>
-                            <CellCanvas grid=grid(&rows) testid="card-domain-grid" label=format!("validation domain by expert shares, layer {layer}") on_cell=|_, _| {} />
+                            <CellCanvas grid=grid(&rows, &kinds) testid="card-domain-grid" label=format!("validation domain by expert shares, layer {layer}") on_cell=|_, _| {} />
                         }.into_any()
                     }
                 })
@@ -129,7 +158,7 @@ pub fn DomainsView(shares: Option<Result<Arc<DomainShares>, String>>, layer: usi
                     <div>
                         <h3>"Live: the example prompts and yours, under this router"</h3>
                         <p class="hint">{format!("{tokens} tokens over {} domains.", rows.len())}</p>
-                        <CellCanvas grid=grid(&rows) testid="domain-grid" label=format!("domain by expert shares, layer {layer}") on_cell=|_, _| {} />
+                        <CellCanvas grid=grid(&rows, &kinds) testid="domain-grid" label=format!("domain by expert shares, layer {layer}") on_cell=|_, _| {} />
                     </div>
                     <div>{card_view}</div>
                 </div>
@@ -141,6 +170,7 @@ pub fn DomainsView(shares: Option<Result<Arc<DomainShares>, String>>, layer: usi
         <div class="domains" data-testid="domains">
             <h3>{format!("Layer {layer}: share of each domain's routing slots that each expert takes (%)")}</h3>
             <p class="hint">"r(domain, e) = #{tokens of the domain routed to e} / (k · tokens). Uniform routing gives 1/E; outlined cells are above it. Mixtral found little domain specialisation; a small model trained on a mixed corpus shows more."</p>
+            {(!kinds.is_empty()).then(|| view! { <p class="hint" data-testid="domain-free">"The last columns are the free experts, each kind summed over its experts: the share of each domain's slots that skipped an FFN expert (null, zero) or took a cheap one (copy, constant)."</p> })}
             {live}
             <AddPrompt />
         </div>

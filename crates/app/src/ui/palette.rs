@@ -44,3 +44,51 @@ pub fn prob_colours(p: f32) -> (String, &'static str) {
     let mix = |c: f64| (255.0 - (255.0 - c) * a).round() as u8;
     (format!("rgb({},{},{})", mix(0.0), mix(90.0), mix(160.0)), text)
 }
+
+use switchyard_routing::record::ExpertKind;
+
+/// How a free expert (spec §6: null, zero, copy, constant) is drawn: grey stripes and a dashed
+/// edge, never one of the FFN experts' colours, so it is never read as a numbered expert.
+pub const FREE_STYLE: &str =
+    "background:repeating-linear-gradient(45deg,#fff 0 3px,#d9d9d9 3px 6px);color:#222;outline:1px dashed #555";
+
+/// Fill of a free expert's bar on a canvas or in a bar chart (the stripes' darker grey).
+pub const FREE_BG: &str = "#bdbdbd";
+
+/// The name of entry `e` of a layer's expert list (`kinds` empty: all FFN): `E3` for an FFN
+/// expert, the kind for a free one, numbered among its kind when there are several
+/// (`null 5`, `const 2`, `copy`).
+pub fn expert_name(kinds: &[ExpertKind], e: usize) -> String {
+    let kind = kinds.get(e).copied().unwrap_or_default();
+    if kind == ExpertKind::Ffn {
+        return format!("E{e}");
+    }
+    let label = if kind == ExpertKind::Constant { "const" } else { kind.name() };
+    let same = kinds.iter().filter(|k| **k == kind).count();
+    let nth = kinds[..e].iter().filter(|k| **k == kind).count();
+    if same > 1 { format!("{label} {}", nth + 1) } else { label.to_string() }
+}
+
+/// Inline style of entry `e`'s chip: its FFN colour, or the free experts' stripes.
+pub fn kind_style(kinds: &[ExpertKind], e: usize) -> String {
+    match kinds.get(e) {
+        Some(k) if *k != ExpertKind::Ffn => FREE_STYLE.to_string(),
+        _ => expert_style(e),
+    }
+}
+
+/// Solid fill of entry `e` (bars, canvases).
+pub fn kind_bg(kinds: &[ExpertKind], e: usize) -> &'static str {
+    match kinds.get(e) {
+        Some(k) if *k != ExpertKind::Ffn => FREE_BG,
+        _ => expert_bg(e),
+    }
+}
+
+/// Text colour on [`kind_bg`].
+pub fn kind_fg(kinds: &[ExpertKind], e: usize) -> &'static str {
+    match kinds.get(e) {
+        Some(k) if *k != ExpertKind::Ffn => "#111",
+        _ => expert_fg(e),
+    }
+}

@@ -6,12 +6,15 @@ use leptos::prelude::*;
 use switchyard_protocol::trace::{Trace, TraceLayer};
 use switchyard_state::{Named, Shade};
 
-use super::palette::{expert_bg, expert_style, ramp_style};
+use super::palette::{FREE_STYLE, expert_name, kind_bg, kind_style, ramp_style};
 use super::{Ctl, client::RunResult};
+use switchyard_routing::record::ExpertKind;
 
-/// FFN experts that ran on a token at a layer: its kept slots (dropped ones cost nothing).
+/// FFN experts that ran on a token at a layer: its kept slots (dropped ones cost nothing) on
+/// FFN experts (free experts (§6) cost none).
 fn experts_used(layer: &TraceLayer, token: usize) -> Option<usize> {
-    layer.routing.get(token).map(|r| r.dropped.iter().filter(|d| !**d).count())
+    let ffn = |e: &usize| layer.expert_kinds.get(*e).is_none_or(|k| *k == ExpertKind::Ffn);
+    layer.routing.get(token).map(|r| r.experts.iter().zip(&r.dropped).filter(|(e, d)| !**d && ffn(e)).count())
 }
 
 /// The compute a token got under `shade`: experts used at `layer`, or summed over the layers;
@@ -30,6 +33,19 @@ fn shared_of(trace: &Trace, shade: Shade, layer: usize, token: usize) -> Option<
     (shade == Shade::Shared).then(|| layer_of(trace, layer)?.routing.get(token)?.shared_share).flatten()
 }
 
+/// What a free expert does, for its legend chip's tooltip.
+fn free_meaning(kind: ExpertKind) -> &'static str {
+    match kind {
+        ExpertKind::Null => {
+            "null expert (AdaMoE): outputs nothing and costs nothing; its weight goes to the token's FFN experts"
+        }
+        ExpertKind::Zero => "zero expert (MoE++): outputs nothing; the token's other expert gets the whole weight",
+        ExpertKind::Copy => "copy expert (MoE++): outputs its input",
+        ExpertKind::Constant => "constant expert (MoE++): mixes its input with a learned vector",
+        ExpertKind::Ffn => "FFN expert",
+    }
+}
+
 /// "1 expert", "3 experts".
 fn experts_label(n: usize) -> String {
     format!("{n} expert{}", if n == 1 { "" } else { "s" })
@@ -41,12 +57,16 @@ fn compute_max(trace: &Trace, shade: Shade, layer: usize) -> usize {
     (0..trace.tokens.len()).filter_map(|t| compute_of(trace, shade, layer, t)).max().unwrap_or(0).max(1)
 }
 
-/// The expert a token is shown with at a layer: its first kept slot (or first slot if all were
-/// dropped), and whether it was dropped.
+/// The expert a token is shown with at a layer: its first kept slot on an expert that outputs
+/// something (or on a null / zero expert when that is all it has: it skipped the FFN experts),
+/// else its first slot if all were dropped; and whether it was dropped.
 pub fn shown_expert(layer: &TraceLayer, token: usize) -> Option<(usize, bool)> {
     let r = layer.routing.get(token)?;
-    let kept = r.experts.iter().zip(&r.dropped).find(|(_, d)| !**d).map(|(e, _)| (*e, false));
-    kept.or_else(|| r.experts.first().map(|&e| (e, true)))
+    let nothing = |e: &usize| layer.expert_kinds.get(*e).is_some_and(|k| k.outputs_nothing());
+    let mut kept = r.experts.iter().zip(&r.dropped).filter(|(_, d)| !**d).map(|(e, _)| *e);
+    let first_kept = kept.clone().next();
+    let shown = kept.find(|e| !nothing(e)).or(first_kept).map(|e| (e, false));
+    shown.or_else(|| r.experts.first().map(|&e| (e, true)))
 }
 
 /// The number in attribute `attr` of the element matching `selector` that an event hit (one
@@ -144,11 +164,27 @@ fn ShadeChoice() -> impl IntoView {
 fn Legend() -> impl IntoView {
     let ctl = expect_context::<Ctl>();
     let n = move || ctl.engine.loaded.with(|l| l.as_ref().map_or(0, |l| l.n_experts));
+    let kinds = move || {
+        ctl.engine.result.with(|r| {
+            r.as_ref().and_then(|r| r.trace.layers.first().map(|l| l.expert_kinds.clone())).unwrap_or_default()
+        })
+    };
     let shade = move || ctl.state.with(|s| s.view.shade);
     view! {
         <div class="legend">
             {move || match shade() {
-                Shade::Expert => (0..n()).map(|e| view! { <span class="chip" style=expert_style(e)>{format!("E{e}")}</span> }).collect_view().into_any(),
+                Shade::Expert => {
+                    let kinds = kinds();
+                    let ffn = if kinds.is_empty() { n() } else { kinds.iter().filter(|k| **k == ExpertKind::Ffn).count() };
+                    let mut free: Vec<ExpertKind> = kinds.iter().copied().filter(|k| *k != ExpertKind::Ffn).collect();
+                    free.dedup();
+                    view! {
+                        {(0..ffn).map(|e| view! { <span class="chip" style=kind_style(&[], e)>{format!("E{e}")}</span> }).collect_view()}
+                        {free.into_iter().map(|k| view! {
+                            <span class="chip" style=FREE_STYLE data-testid="free-chip" title=free_meaning(k)>{k.name()}</span>
+                        }).collect_view()}
+                    }.into_any()
+                }
                 Shade::Shared => [0.0f32, 0.5, 1.0].into_iter().map(|p| {
                     view! { <span class="chip" style=ramp_style(p)>{format!("{:.0}% shared", 100.0 * p)}</span> }
                 }).collect_view().into_any(),
@@ -228,6 +264,7 @@ fn Strip(result: RunResult) -> impl IntoView {
     let top = compute_max(&trace, shade, layer);
     let selected = move || ctl.token.get();
     let l = layer_of(&trace, layer).cloned();
+    let kinds = l.as_ref().map(|l| l.expert_kinds.clone()).unwrap_or_default();
     view! {
         <div class="strip" data-testid="token-strip" data-snapshot="token-strip" data-layer=layer data-checkpoint=trace.checkpoint.clone() on:click=move |ev| {
             if let Some(index) = clicked(&ev, "button[data-index]", "data-index") {
@@ -245,11 +282,11 @@ fn Strip(result: RunResult) -> impl IntoView {
                 let ramp = shared.or(compute.map(|c| c as f32 / top as f32));
                 let style = match (ramp, shown) {
                     (Some(v), _) => ramp_style(v),
-                    (None, Some((e, _))) if shade == Shade::Expert => expert_style(e),
+                    (None, Some((e, _))) if shade == Shade::Expert => kind_style(&kinds, e),
                     _ => "background:#eee;color:#555".to_string(),
                 };
                 let title = match shown {
-                    Some((e, dropped)) => format!("token {index} · id {} · expert {e}{}", t.id, match (dropped, drops) {
+                    Some((e, dropped)) => format!("token {index} · id {} · expert {}{}", t.id, expert_name(&kinds, e), match (dropped, drops) {
                         (true, _) => " (every slot dropped by capacity)".to_string(),
                         (false, 0) => String::new(),
                         (false, d) => format!(" ({d} slot{} dropped by capacity)", if d == 1 { "" } else { "s" }),
@@ -302,20 +339,22 @@ fn Detail(result: RunResult, token: usize) -> impl IntoView {
                         return view! { <tr><td>{l.layer}</td><td colspan="2">"not run (last generated token)"</td></tr> }.into_any();
                     };
                     let chosen = r.experts.clone();
+                    let kinds = l.expert_kinds.clone();
+                    let names = kinds.clone();
                     view! {
                         <tr>
                             <td>{l.layer}</td>
                             <td><div class="bars">
                                 {r.probs.iter().enumerate().map(|(e, p)| view! {
-                                    <div class="pbar" class:chosen=chosen.contains(&e) title=format!("expert {e}: p = {p:.3}")>
-                                        <div class="pfill" style=format!("height:{:.1}%;background:{}", 100.0 * p, expert_bg(e))></div>
-                                        <span>{e}</span>
+                                    <div class="pbar" class:chosen=chosen.contains(&e) title=format!("{}: p = {p:.3}", expert_name(&kinds, e))>
+                                        <div class="pfill" style=format!("height:{:.1}%;background:{}", 100.0 * p, kind_bg(&kinds, e))></div>
+                                        <span>{if kinds.get(e).is_none_or(|k| *k == ExpertKind::Ffn) { e.to_string() } else { "·".to_string() }}</span>
                                     </div>
                                 }).collect_view()}
                             </div>{l.probs_are_uniform.then_some(" (this router has no probabilities: uniform shown)")}</td>
                             <td class="slots">{r.experts.iter().enumerate().map(|(i, e)| view! {
-                                <span class="chip" class:dropped=r.dropped[i] style=expert_style(*e)>
-                                    {format!("E{e}: {:.2}{}", r.weights[i], if r.dropped[i] { " dropped" } else { "" })}
+                                <span class="chip" class:dropped=r.dropped[i] style=kind_style(&names, *e)>
+                                    {format!("{}: {:.2}{}", expert_name(&names, *e), r.weights[i], if r.dropped[i] { " dropped" } else { "" })}
                                 </span>
                             }).collect_view()}</td>
                         </tr>

@@ -6,10 +6,11 @@ use switchyard_protocol::trace::Trace;
 use switchyard_state::Panel;
 
 use super::canvas::{Cell, CellCanvas, CellGrid, LEFT};
-use super::palette::{expert_bg, expert_fg, expert_style};
+use super::palette::{expert_name, kind_bg, kind_fg, kind_style};
 use super::snapshot::PngButton;
 use super::tokens::shown_expert;
 use super::{Change, Ctl};
+use switchyard_routing::record::ExpertKind;
 
 const TABS: &[(Panel, &str)] = &[
     (Panel::Tokens, "Overview"),
@@ -65,7 +66,9 @@ pub fn PanelView(
                 Panel::Experts => view! { <Experts trace=t layer=layer /> }.into_any(),
                 Panel::Capacity => view! { <super::capacity::CapacityView trace=t layer=layer /> }.into_any(),
                 Panel::Domains => {
-                    view! { <super::domains::DomainsView shares=r.domains.clone() layer=layer /> }.into_any()
+                    let kinds = t.layers.get(layer).map(|l| l.expert_kinds.clone()).unwrap_or_default();
+                    view! { <super::domains::DomainsView shares=r.domains.clone() layer=layer kinds=kinds /> }
+                        .into_any()
                 }
                 Panel::Compare => view! { <super::compare::CompareView result=r /> }.into_any(),
             }
@@ -83,9 +86,16 @@ pub(super) fn expert_row(
     (0..n)
         .map(|t| {
             shown_expert(layer, t).map(|(e, dropped)| Cell {
-                bg: expert_bg(e).to_string(),
-                fg: expert_fg(e),
-                text: e.to_string(),
+                bg: kind_bg(&layer.expert_kinds, e).to_string(),
+                fg: kind_fg(&layer.expert_kinds, e),
+                // A free expert's cell says what it is (∅ null, 0 zero, = copy, c constant).
+                text: match layer.expert_kinds.get(e).copied().unwrap_or_default() {
+                    ExpertKind::Ffn => e.to_string(),
+                    ExpertKind::Null => "∅".into(),
+                    ExpertKind::Zero => "0".into(),
+                    ExpertKind::Copy => "=".into(),
+                    ExpertKind::Constant => "c".into(),
+                },
                 outline: outline(t) || dropped,
                 dashed: dropped,
             })
@@ -121,7 +131,11 @@ fn Heatmap(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView {
     let n_experts = l.routing.first().map_or(0, |r| r.probs.len());
     let grid = CellGrid {
         left: LEFT,
-        rows: (0..n_experts).map(|e| (format!("E{e}"), expert_bg(e).to_string(), expert_fg(e))).collect(),
+        rows: (0..n_experts)
+            .map(|e| {
+                (expert_name(&l.expert_kinds, e), kind_bg(&l.expert_kinds, e).to_string(), kind_fg(&l.expert_kinds, e))
+            })
+            .collect(),
         cols: trace.tokens.iter().take(l.routing.len()).map(|t| t.text.clone()).collect(),
         cells: (0..n_experts)
             .map(|e| {
@@ -146,44 +160,117 @@ fn Heatmap(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView {
     }.into_any()
 }
 
-/// Load per expert against the balanced line 1/E; each expert can be switched off or forced.
+/// One row of the load bars: an FFN expert, or every free expert of one kind together (they
+/// are interchangeable: AdaMoE's 16 null experts are one "skip" choice).
+struct LoadRow {
+    label: String,
+    style: String,
+    /// The entries of the expert list the row stands for.
+    experts: Vec<usize>,
+    share: f64,
+    ffn: bool,
+}
+
+fn load_rows(kinds: &[ExpertKind], fraction: &[f64]) -> Vec<LoadRow> {
+    let kind = |e: usize| kinds.get(e).copied().unwrap_or_default();
+    let mut rows: Vec<LoadRow> = (0..fraction.len())
+        .filter(|&e| kind(e) == ExpertKind::Ffn)
+        .map(|e| LoadRow {
+            label: expert_name(kinds, e),
+            style: kind_style(kinds, e),
+            experts: vec![e],
+            share: fraction[e],
+            ffn: true,
+        })
+        .collect();
+    for k in [ExpertKind::Null, ExpertKind::Zero, ExpertKind::Copy, ExpertKind::Constant] {
+        let experts: Vec<usize> = (0..fraction.len()).filter(|&e| kind(e) == k).collect();
+        let Some(&first) = experts.first() else { continue };
+        let label = if experts.len() > 1 { format!("{} ×{}", k.name(), experts.len()) } else { k.name().to_string() };
+        let share = experts.iter().map(|&e| fraction[e]).sum();
+        rows.push(LoadRow { label, style: kind_style(kinds, first), experts, share, ffn: false });
+    }
+    rows
+}
+
+/// Load per expert against the balanced line (1/E, or the FFN experts' mean when free experts
+/// take some slots); each expert (or kind of free expert) can be switched off or forced.
 #[component]
 fn LoadBars(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView {
     let ctl = expect_context::<Ctl>();
     let Some(l) = trace.layers.get(layer).cloned() else { return ().into_any() };
-    let fr = l.metrics.load.fraction.clone();
-    let n = fr.len().max(1);
-    let top = fr.iter().copied().fold(1.0 / n as f64, f64::max) * 1.1;
-    let balanced = 100.0 / n as f64 / top;
+    let rows = load_rows(&l.expert_kinds, &l.metrics.load.fraction);
+    let ffn: Vec<f64> = rows.iter().filter(|r| r.ffn).map(|r| r.share).collect();
+    let line = if l.expert_kinds.is_empty() {
+        1.0 / rows.len().max(1) as f64
+    } else {
+        ffn.iter().sum::<f64>() / ffn.len().max(1) as f64
+    };
+    let top = rows.iter().map(|r| r.share).fold(line, f64::max) * 1.1;
+    let balanced = 100.0 * line / top;
+    let title = if l.expert_kinds.is_empty() { "the line is 1/E" } else { "the line is the FFN experts' mean" };
     view! {
         <div class="load" data-testid="load-bars" data-snapshot="load-bars">
-            <h3>{format!("Load at layer {layer} (share of routed slots; the line is 1/E)")} <PngButton name="load-bars" /></h3>
-            {fr.into_iter().enumerate().map(|(e, f)| {
-                let ablated = move || ctl.state.with(|s| s.interventions.ablate.contains(&(layer, e)));
-                let forced = move || ctl.state.with(|s| s.interventions.force.contains(&(layer, e)));
+            <h3>{format!("Load at layer {layer} (share of routed slots; {title})")} <PngButton name="load-bars" /></h3>
+            <FreeSummary layer=l.clone() />
+            {rows.into_iter().map(|row| {
+                let experts = row.experts.clone();
+                let first = experts[0];
+                let (on_a, on_f) = (experts.clone(), experts.clone());
+                let ablated = Memo::new(move |_| ctl.state.with(|s| on_a.iter().all(|&e| s.interventions.ablate.contains(&(layer, e)))));
+                let forced = Memo::new(move |_| ctl.state.with(|s| on_f.iter().any(|&e| s.interventions.force.contains(&(layer, e)))));
+                let kind = if row.ffn { "ffn".to_string() } else { row.label.split(' ').next().unwrap_or_default().to_string() };
+                let ablate = move |_| ctl.edit(|s| {
+                    let iv = &mut s.interventions;
+                    if experts.iter().all(|&e| iv.ablate.contains(&(layer, e))) {
+                        iv.ablate.retain(|p| !(p.0 == layer && experts.contains(&p.1)))
+                    } else {
+                        iv.force.retain(|p| !(p.0 == layer && experts.contains(&p.1)));
+                        let new: Vec<(usize, usize)> = experts.iter().filter(|&&e| !iv.ablate.contains(&(layer, e))).map(|&e| (layer, e)).collect();
+                        iv.ablate.extend(new);
+                    }
+                }, Change::Deliberate);
+                let force = move |_| ctl.edit(|s| {
+                    let iv = &mut s.interventions;
+                    if iv.force.contains(&(layer, first)) { iv.force.retain(|p| *p != (layer, first)) } else { iv.ablate.retain(|p| *p != (layer, first)); iv.force.retain(|p| p.0 != layer); iv.force.push((layer, first)) }
+                }, Change::Deliberate);
                 view! {
-                    <div class="lrow" data-testid=format!("expert-{e}")>
-                        <span class="chip" style=expert_style(e)>{format!("E{e}")}</span>
+                    <div class="lrow" data-testid=format!("expert-{first}") data-kind=kind>
+                        <span class="chip" style=row.style.clone()>{row.label}</span>
                         <div class="ltrack">
-                            <div class="lfill" style=format!("width:{:.1}%;{}", 100.0 * f / top, expert_style(e))></div>
+                            <div class="lfill" style=format!("width:{:.1}%;{}", 100.0 * row.share / top, row.style)></div>
                             <div class="balanced" style=format!("left:{balanced:.1}%")></div>
                         </div>
-                        <span class="lval">{format!("{:.1}%", 100.0 * f)}</span>
-                        <button class="small" class:on=ablated data-testid=format!("ablate-{e}") title="never route to this expert"
-                            on:click=move |_| ctl.edit(|s| {
-                                let iv = &mut s.interventions;
-                                if iv.ablate.contains(&(layer, e)) { iv.ablate.retain(|p| *p != (layer, e)) } else { iv.force.retain(|p| *p != (layer, e)); iv.ablate.push((layer, e)) }
-                            }, Change::Deliberate)>{move || if ablated() { "off ✓" } else { "off" }}</button>
-                        <button class="small" class:on=forced data-testid=format!("force-{e}") title="route every token to this expert alone"
-                            on:click=move |_| ctl.edit(|s| {
-                                let iv = &mut s.interventions;
-                                if iv.force.contains(&(layer, e)) { iv.force.retain(|p| *p != (layer, e)) } else { iv.ablate.retain(|p| *p != (layer, e)); iv.force.retain(|p| p.0 != layer); iv.force.push((layer, e)) }
-                            }, Change::Deliberate)>{move || if forced() { "only ✓" } else { "only" }}</button>
+                        <span class="lval">{format!("{:.1}%", 100.0 * row.share)}</span>
+                        <button class="small" class:on=ablated data-testid=format!("ablate-{first}") title="never route here" on:click=ablate>
+                            {move || if ablated.get() { "off ✓" } else { "off" }}</button>
+                        <button class="small" class:on=forced data-testid=format!("force-{first}") title="route every token here alone" on:click=force>
+                            {move || if forced.get() { "only ✓" } else { "only" }}</button>
                     </div>
                 }
             }).collect_view()}
         </div>
     }.into_any()
+}
+
+/// With free experts: what share of the slots they took at this layer, and how many tokens ran
+/// no FFN expert at all (AdaMoE: skipped the layer's MoE).
+#[component]
+fn FreeSummary(layer: switchyard_protocol::trace::TraceLayer) -> impl IntoView {
+    let shares = layer.metrics.load.free_share.clone();
+    if shares.is_empty() {
+        return None;
+    }
+    let hist = &layer.metrics.active_experts_hist;
+    let tokens = hist.iter().sum::<u64>().max(1);
+    let skipped = hist.first().copied().unwrap_or(0);
+    let parts: Vec<String> = shares.iter().map(|(k, v)| format!("{} {:.1}%", k.name(), 100.0 * v)).collect();
+    let data = shares.iter().map(|(k, v)| format!("{}={v:.4}", k.name())).collect::<Vec<_>>().join(",");
+    Some(view! {
+        <p class="hint" data-testid="free-share" data-shares=data data-skipped=format!("{:.4}", skipped as f64 / tokens as f64)>{format!(
+            "Free experts took {} of the slots; {:.1}% of the tokens ran no FFN expert here, {:.2} FFN experts per token on average.",
+            parts.join(", "), 100.0 * skipped as f64 / tokens as f64, layer.metrics.active_experts_mean)}</p>
+    })
 }
 
 /// A checkpoint's learned selection bias at one layer (auxiliary-loss-free balancing, spec
@@ -210,9 +297,9 @@ fn bias_bars(layer: usize, bias: Vec<f32>) -> impl IntoView {
                 let (left, width) = if b < 0.0 { (50.0 - half, half) } else { (50.0, half) };
                 view! {
                     <div class="lrow">
-                        <span class="chip" style=expert_style(e)>{format!("E{e}")}</span>
+                        <span class="chip" style=kind_style(&[], e)>{format!("E{e}")}</span>
                         <div class="ltrack">
-                            <div class="lfill" style=format!("position:absolute;left:{left:.1}%;width:{width:.1}%;{}", expert_style(e))></div>
+                            <div class="lfill" style=format!("position:absolute;left:{left:.1}%;width:{width:.1}%;{}", kind_style(&[], e))></div>
                             <div class="balanced" style="left:50%"></div>
                         </div>
                         <span class="lval">{format!("{b:+.3}")}</span>
@@ -271,10 +358,13 @@ fn Experts(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView {
         .enumerate()
         .map(|(e, top)| (e, top.iter().map(|&(id, share)| (id, text(id), share)).collect()))
         .collect();
+    let kinds = l.expert_kinds.clone();
     let matrix = |m: &[Vec<f64>], baseline: f64| CellGrid {
         left: LEFT,
-        rows: (0..m.len()).map(|e| (format!("E{e}"), expert_bg(e).to_string(), expert_fg(e))).collect(),
-        cols: (0..m.first().map_or(0, Vec::len)).map(|e| format!("E{e}")).collect(),
+        rows: (0..m.len())
+            .map(|e| (expert_name(&kinds, e), kind_bg(&kinds, e).to_string(), kind_fg(&kinds, e)))
+            .collect(),
+        cols: (0..m.first().map_or(0, Vec::len)).map(|e| expert_name(&kinds, e)).collect(),
         cells: m.iter().map(|row| row.iter().map(|&v| Some(Cell::percent(v, v, v > baseline))).collect()).collect(),
     };
     let (co, co_base) = l.co_activation.clone();
@@ -292,7 +382,7 @@ fn Experts(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView {
                 <tbody>
                 {rows.into_iter().map(|(e, top)| view! {
                     <tr>
-                        <th><span class="chip" style=expert_style(e)>{format!("E{e}")}</span></th>
+                        <th><span class="chip" style=kind_style(&kinds, e)>{expert_name(&kinds, e)}</span></th>
                         <td>{top.into_iter().map(|(id, t, share)| view! {
                             <button class="piece dict-token" class:on=move || ctl.highlight.get() == Some(id) data-testid="dict-token"
                                 title="highlight its occurrences in the text"

@@ -160,7 +160,8 @@ fn the_gating_residual_carries_the_previous_layers_logits() {
     let mut zero_map = params.clone();
     zero_map.get_mut(&layer(1).gate_map()).expect("W_g").data.iter_mut().for_each(|v| *v = 0.0);
     let flat = ModelConfig { gating_residual: false, ..cfg.clone() };
-    let flat_params: ParamStore = params.iter().filter(|(k, _)| !k.contains("gate_map")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let flat_params: ParamStore =
+        params.iter().filter(|(k, _)| !k.contains("gate_map")).map(|(k, v)| (k.clone(), v.clone())).collect();
     assert!(!params.contains_key(&layer(0).gate_map()), "the first layer has no residual");
     for (name, dev) in devices() {
         let opts = RunOptions { router: RouterSpec::top_k(2, true), ..RunOptions::for_config(&cfg) };

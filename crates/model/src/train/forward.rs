@@ -129,8 +129,7 @@ pub(crate) fn null_mean_lbl(probs: Tensor<2>, counts: &[u64], kinds: &[ExpertKin
     let e = counts.len();
     let nulls: Vec<usize> = (0..e).filter(|&j| kinds.get(j) == Some(&ExpertKind::Null)).collect();
     let null_mean = nulls.iter().map(|&j| counts[j] as f32).sum::<f32>() / nulls.len().max(1) as f32;
-    let counts: Vec<f32> =
-        (0..e).map(|j| if nulls.contains(&j) { null_mean } else { counts[j] as f32 }).collect();
+    let counts: Vec<f32> = (0..e).map(|j| if nulls.contains(&j) { null_mean } else { counts[j] as f32 }).collect();
     let total = counts.iter().sum::<f32>().max(1.0);
     let f: Vec<f32> = counts.iter().map(|c| c / total).collect();
     let f = Tensor::<2>::from_data(TensorData::new(f, [1, e]), &probs.device());
@@ -295,11 +294,8 @@ impl Model {
             return Ok((moe.experts[chosen].forward(x), terms));
         }
         let frozen = self.config().frozen_gate;
-        let logits = if frozen {
-            x.clone().matmul(moe.gate.weight.val().detach())
-        } else {
-            moe.router_logits(x.clone(), prev)
-        };
+        let logits =
+            if frozen { x.clone().matmul(moe.gate.weight.val().detach()) } else { moe.router_logits(x.clone(), prev) };
         let host = to_host(logits.clone()).await?;
         let bias = self.selection_bias.get(layer as usize).map(Vec::as_slice);
         let mut mask = vec![0.0f32; t * e];
@@ -337,7 +333,8 @@ impl Model {
             }
             _ => load_balancing_loss_pooled(probs, &counts, prior, prior_tokens),
         };
-        let losses = (!frozen).then(|| GateLosses { lbl, z: z_loss(logits.clone()), entropy: router_entropy(logits.clone()) });
+        let losses =
+            (!frozen).then(|| GateLosses { lbl, z: z_loss(logits.clone()), entropy: router_entropy(logits.clone()) });
         let logits = Some(logits);
         Ok((combine_weighted(moe, moe.expert_input(x), &rows, w), LayerTerms { counts, losses, logits }))
     }
