@@ -607,8 +607,9 @@ test('compute per token: the strip shades tokens by FFN experts used, per layer 
 test('every shipped checkpoint opens from the picker with its own router, and the picker says its design', async () => {
   const own = {
     deepseek: ['topk', { k: '3', norm: 'false' }], lossfree: ['sigmoid', { k: '2', bias: 'true' }], 'top-p': ['top_p', { p: '0.4' }], 'topk-global': ['topk', { k: '2' }], thor: ['thor', { thor_mode: 'token' }],
-    'smoe-dropout': ['smoe_dropout', { k: '8' }], topk: ['topk', { k: '2' }],
+    'smoe-dropout': ['smoe_dropout', { k: '8' }], topk: ['topk', { k: '2' }], adamoe: ['topk', { k: '4' }], moepp: ['topk', { k: '2' }],
   };
+  const free = { adamoe: 16, moepp: 4 };
   const { page, errors } = await open(browser, `${server.url}?v=1&ckpt=topk&router=hash&prompt=${encodeURIComponent('The cat sat on the mat. fn main() {}')}`);
   await strip(page);
   // The strip is drawn from a run of this checkpoint (not the one before it).
@@ -626,7 +627,8 @@ test('every shipped checkpoint opens from the picker with its own router, and th
     const tokens = await strip(page);
     assert.ok(tokens.length > 5 && tokens.every(([, e]) => /^\d+$/.test(e)), `${name} routes every token`);
     const experts = name === 'deepseek' ? 15 : 8;
-    assert.match(await page.locator('[data-testid="loaded"]').textContent(), new RegExp(`× ${experts} experts`), `${name}'s experts`);
+    const extra = free[name] ? ` \\+ ${free[name]} free` : ' ·';
+    assert.match(await page.locator('[data-testid="loaded"]').textContent(), new RegExp(`× ${experts} experts${extra}`), `${name}'s experts`);
   }
   // The top-p checkpoint gives tokens different numbers of experts under its own router.
   await page.locator('[data-testid="checkpoint"]').selectOption('top-p');
@@ -669,6 +671,65 @@ test('every shipped checkpoint opens from the picker with its own router, and th
   const summary = Number(await page.locator('[data-testid="shared-summary"]').getAttribute('data-mean'));
   assert.ok(Math.abs(summary - shares.reduce((a, b) => a + b, 0) / shares.length) < 1e-3, 'the summary is the mean of the strip');
   await shot(page, 'playground-deepseek-shared');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('free experts: AdaMoE tokens that skip experts and MoE++ zero, copy and constant experts, never shown as numbered experts, following the router and the checkpoint', async () => {
+  const prompt = encodeURIComponent('The cat sat on the mat. fn main() { println!("hi"); } Le chat dort.');
+  const { page, errors } = await open(browser, `${server.url}?v=1&ckpt=adamoe&router=topk&k=4&shade=compute&prompt=${prompt}`);
+  await page.waitForFunction(() => document.querySelector('[data-testid="token-strip"]')?.dataset.checkpoint === 'adamoe', null, { timeout: SLOW });
+  await strip(page);
+  assert.match(await page.locator('[data-testid="design-explain"]').textContent(), /AdaMoE.*null experts/);
+  // Experts used per token: 0 to 4 FFN experts, not always 4 (null slots cost nothing).
+  await page.locator('[data-testid="compute-distribution"]').waitFor();
+  const used = await page.locator('[data-testid="token"]').evaluateAll((els) => els.map((e) => Number(e.dataset.compute)).filter(Number.isFinite));
+  assert.ok(used.every((c) => c >= 0 && c <= 4), `FFN experts per token in 0..4: ${used}`);
+  assert.ok(used.some((c) => c < 4), `some tokens skip experts: ${used}`);
+  const mean = Number(await page.locator('[data-testid="compute-distribution"]').getAttribute('data-mean'));
+  assert.ok(Math.abs(mean - used.reduce((a, b) => a + b, 0) / used.length) < 1e-3, 'the distribution is the strip\'s');
+  await shot(page, 'playground-adamoe-compute');
+  // The load view groups the null experts into one row and says their share.
+  await page.locator('[data-testid="tab-Load & metrics"]').click();
+  await page.locator('[data-testid="free-share"]').waitFor();
+  const shares = async () => Object.fromEntries((await page.locator('[data-testid="free-share"]').getAttribute('data-shares')).split(',').map((p) => p.split('=')).map(([k, v]) => [k, Number(v)]));
+  const nullShare = (await shares()).null;
+  assert.ok(nullShare > 0 && nullShare < 1, `null experts take some slots: ${nullShare}`);
+  assert.equal(await page.locator('[data-testid="load-bars"] .lrow[data-kind="null"]').count(), 1, 'one row for the 16 null experts');
+  assert.equal(await page.locator('[data-testid="load-bars"] .lrow[data-kind="ffn"]').count(), 8);
+  assert.match(await page.locator('[data-testid="load-bars"] .lrow[data-kind="null"]').textContent(), /null ×16/);
+  await shot(page, 'playground-adamoe-load');
+  // Follows the router: with k = 2 the share changes; switching the null experts off leaves none.
+  await page.locator('[data-testid="param-k"]').fill('2');
+  await page.waitForFunction(() => new URL(location.href).searchParams.get('k') === '2');
+  await page.waitForFunction((before) => document.querySelector('[data-testid="free-share"]')?.dataset.shares !== before, `null=${nullShare.toFixed(4)}`, { timeout: SLOW });
+  await page.locator('[data-testid="load-bars"] .lrow[data-kind="null"] button', { hasText: 'off' }).click();
+  await page.waitForFunction(() => (new URL(location.href).searchParams.get('ablate') ?? '').split(',').length >= 16, null, { timeout: SLOW });
+  await page.waitForFunction(() => !document.querySelector('[data-testid="free-share"]') || /null=0\.0000/.test(document.querySelector('[data-testid="free-share"]').dataset.shares), null, { timeout: SLOW });
+  // MoE++: the zero, copy and constant experts are named in the legend, the load and the detail.
+  await page.locator('[data-testid="checkpoint"]').selectOption('moepp');
+  await page.waitForFunction(() => document.querySelector('[data-testid="token-strip"]')?.dataset.checkpoint === 'moepp', null, { timeout: SLOW });
+  await strip(page);
+  assert.equal(query(page).get('ablate'), null, 'a new checkpoint starts without the old interventions');
+  assert.match(await page.locator('[data-testid="design-explain"]').textContent(), /MoE\+\+.*zero/);
+  await page.locator('[data-testid="free-share"]').waitFor();
+  for (const kind of ['zero', 'copy', 'constant']) {
+    assert.equal(await page.locator(`[data-testid="load-bars"] .lrow[data-kind="${kind}"]`).count(), 1, `${kind} row`);
+  }
+  const moe = await shares();
+  assert.ok(Object.keys(moe).length === 3 && Object.values(moe).every((v) => v >= 0 && v < 1), JSON.stringify(moe));
+  await page.locator('[data-testid="shade"]').selectOption('expert');
+  const chips = await page.locator('[data-testid="free-chip"]').allTextContents();
+  assert.deepEqual(chips.sort(), ['constant', 'copy', 'zero']);
+  await page.locator('[data-testid="token"]').nth(3).click();
+  const detail = await page.locator('[data-testid="token-detail"] .slots').allTextContents();
+  assert.ok(detail.every((t) => !/E(8|9|10|11)\b/.test(t)), `free experts are not numbered experts: ${detail}`);
+  await shot(page, 'playground-moepp-detail');
+  // The domain view's last columns are the free experts, per domain.
+  await page.locator('[data-testid="tab-Domains"]').click();
+  await page.locator('[data-testid="domain-free"]').waitFor({ timeout: SLOW });
+  await page.locator('[data-testid="domain-grid"]').waitFor({ timeout: SLOW });
+  await shot(page, 'playground-moepp-domains');
   assert.deepEqual(errors, []);
   await page.close();
 });

@@ -54,6 +54,9 @@ pub struct LayerMetrics {
     pub lbl_switch: f64,
     /// Top-k LBL `E·Σ f_e·P̄_e` with `f_e` the fraction of tokens that chose e (k under balance).
     pub lbl_topk: f64,
+    /// DeepSeekMoE's sequence-wise balance loss before α ([`seq_aux_lbl`]; 1 under balance).
+    #[serde(default)]
+    pub lbl_seq_aux: f64,
     /// Slot-level drop rate `Σ dropped / Σ assigned`.
     pub drop_rate_slots: f64,
     /// Fraction of tokens whose every slot was dropped.
@@ -127,6 +130,7 @@ pub fn layer_metrics(rec: &LayerRouting) -> LayerMetrics {
         load: load_stats(rec),
         lbl_switch: ef * f1.iter().zip(&pbar).map(|(a, b)| a * b).sum::<f64>(),
         lbl_topk: ef * f.iter().zip(&pbar).map(|(a, b)| a * b).sum::<f64>(),
+        lbl_seq_aux: seq_aux_lbl(rec),
         drop_rate_slots: if assigned == 0 { 0.0 } else { dropped as f64 / assigned as f64 },
         drop_rate_tokens: all_dropped as f64 / tn,
         active_experts_mean: active as f64 / tn,
@@ -156,6 +160,32 @@ pub fn lbl_pooled(layers: &[LayerRouting]) -> f64 {
         }
     }
     e as f64 * f.iter().zip(&pbar).map(|(a, b)| a * b).sum::<f64>()
+}
+
+/// DeepSeekMoE's sequence-wise balance loss without its α (spec §8.1, `seq_aux = true`): per
+/// sequence b, `f'_{b,e} = E/(K·S_b)·count_{b,e}` and `P̄_{b,e}` its tokens' mean probability;
+/// the mean over the sequences of `Σ_e f'_{b,e}·P̄_{b,e}` (1 under perfect balance). K is the
+/// record's slots per token.
+pub fn seq_aux_lbl(rec: &LayerRouting) -> f64 {
+    let (e, k) = (rec.num_experts, rec.k_max.max(1));
+    let mut seqs: BTreeMap<u32, (Vec<f64>, Vec<f64>, usize)> = BTreeMap::new();
+    for t in 0..rec.num_tokens() {
+        let (count, pbar, len) = seqs.entry(rec.seq_id[t]).or_insert_with(|| (vec![0.0; e], vec![0.0; e], 0));
+        *len += 1;
+        for (acc, &p) in pbar.iter_mut().zip(rec.probs_row(t)) {
+            *acc += f64::from(p);
+        }
+        for s in rec.slots(t) {
+            count[s.expert] += 1.0;
+        }
+    }
+    let per_seq = seqs.values().map(|(count, pbar, len)| {
+        let n = *len as f64;
+        let f = count.iter().map(|c| e as f64 / (k as f64 * n) * c);
+        f.zip(pbar).map(|(f, p)| f * p / n).sum::<f64>()
+    });
+    let n = seqs.len().max(1) as f64;
+    per_seq.sum::<f64>() / n
 }
 
 /// Load statistics of one layer.
@@ -249,6 +279,23 @@ mod tests {
         );
         assert!((m.active_experts_mean - 0.5).abs() < 1e-12 && m.active_experts_hist == vec![3, 3]);
         assert!(layer_metrics(&record(&[0, 1], 2)).load.free_share.is_empty());
+    }
+
+    /// §8.1 invariant 3: the sequence-wise balance loss is exactly 1 (α after its coefficient)
+    /// when each sequence's counts and mean probabilities are uniform, and more when they are not.
+    #[test]
+    fn seq_aux_is_one_exactly_when_each_sequence_is_balanced() {
+        // Two sequences of 4 tokens, top-1 over 4 experts (probability 1 on the chosen one):
+        // each uses every expert once.
+        let mut r = record(&[0, 1, 2, 3, 3, 2, 1, 0], 4);
+        r.seq_id = vec![0, 0, 0, 0, 1, 1, 1, 1];
+        assert!((seq_aux_lbl(&r) - 1.0).abs() < 1e-12, "{}", seq_aux_lbl(&r));
+        // Pooled the batch is still balanced, but each sequence on two experts is not.
+        let mut skew = record(&[0, 1, 0, 1, 2, 3, 2, 3], 4);
+        skew.seq_id = r.seq_id.clone();
+        assert!((load_stats(&skew).cv).abs() < 1e-12, "balanced over the batch");
+        // f' = 2 and P̄ = 1/2 on two experts per sequence: 2.
+        assert!((seq_aux_lbl(&skew) - 2.0).abs() < 1e-12, "{}", seq_aux_lbl(&skew));
     }
 
     /// §9.1: perfectly balanced top-1 with uniform probabilities gives LBL 1; a collapsed router

@@ -78,12 +78,15 @@ pub struct LayerStats {
     /// Mean FFN experts that ran per token (kept slots).
     #[serde(default)]
     pub active_experts: f64,
+    /// Share of the tokens that ran no FFN expert (free experts only, spec §6).
+    #[serde(default)]
+    pub skipped_tokens: f64,
     /// Share of each domain's slots that each expert takes (Mixtral fig. 7), domain -> [E].
     pub domain_share: BTreeMap<String, Vec<f64>>,
     /// Per expert: its share of code tokens over its share of prose tokens (code = `code_*`
     /// domains, prose = `*_prose` and `en_verse`).
     pub code_over_prose: Vec<f64>,
-    /// The largest ratio either way (`max(r, 1/r)` over experts).
+    /// The largest ratio either way (`max(r, 1/r)` over the FFN experts).
     pub max_code_prose_ratio: f64,
     /// OpenMoE token-ID specialisation score and its random baseline.
     pub specialisation: f64,
@@ -146,7 +149,10 @@ fn layer_stats(layer: usize, per_domain: &[(String, LayerRouting, Vec<u32>)]) ->
     };
     let (code, prose) = (group(is_code), group(is_prose));
     let ratio: Vec<f64> = code.iter().zip(&prose).map(|(c, p)| if *p > 0.0 { c / p } else { f64::INFINITY }).collect();
-    let max_ratio = ratio.iter().map(|&r| if r > 0.0 { r.max(1.0 / r) } else { f64::INFINITY }).fold(0.0, f64::max);
+    let max_ratio = (ratio.iter().take(all.ffn_experts()))
+        .map(|&r| if r > 0.0 { r.max(1.0 / r) } else { f64::INFINITY })
+        .fold(0.0, f64::max);
+    let tokens = m.active_experts_hist.iter().sum::<u64>().max(1) as f64;
     let spec = token_specialisation(&all, &ids, 0);
     LayerStats {
         layer,
@@ -154,6 +160,7 @@ fn layer_stats(layer: usize, per_domain: &[(String, LayerRouting, Vec<u32>)]) ->
         lbl_topk: m.lbl_topk,
         confidence: m.confidence,
         active_experts: m.active_experts_mean,
+        skipped_tokens: m.active_experts_hist.first().copied().unwrap_or(0) as f64 / tokens,
         domain_share: share,
         code_over_prose: ratio,
         max_code_prose_ratio: max_ratio,
@@ -474,6 +481,16 @@ pub fn departures(recipe: &str) -> &'static [&'static str] {
             "Softmax top-3 with raw weights (`norm_topk_prob = false`, the DeepSeekMoE default); the balancing loss is ours (E·Σ f·P̄ at 0.01, as `topk`) instead of DeepSeek's normalised sequence-wise one at 0.001, and the z-loss of `topk` is kept, so the two recipes differ only in the experts.",
             "Every layer is an MoE layer (DeepSeekMoE 16B makes its first layer dense).",
         ],
+        "adamoe" => &[
+            "AdaMoE's null experts (`CengZihao/AdaMoE`) trained from scratch, not added to a pretrained Mixtral: 8 FFN experts of 256 and N = 16 null experts in one softmax, top-4 (the exp_2 setting: N = 16, k raised from 2 to 4), the null router rows initialised as copies of the FFN rows (tiled, as `loader.py`). One linear gate over E + N (exp_1's form), not exp_2's second `gate2`.",
+            "The balancing loss is exp_1's (the null counts replaced by their mean, f normalised to 1, times E + N), not exp_2's, which indexes the wrong axis and ends up the plain HF loss; its coefficient is ours (0.01, as `topk`) with `topk`'s z-loss, where the reference uses 1e-3 (exp_1) or 1e-4 (exp_2).",
+            "The true-expert test is `index < E` (the code hard-codes `≤ 7` or `≤ 3`).",
+        ],
+        "moepp" => &[
+            "MoE++ (`SkyworkAI/MoE-plus-plus`) at the size of `topk`: 8 FFN experts of 256 followed by 2 constant, 1 copy and 1 zero expert (E = 12), the reference's default two-layer gate (tanh, 8·E = 96 hidden, f32) with the gating residual from the second layer on, top-2 with the code's weights (the zero expert's gate set to 0, then renormalised: {FFN a, zero} gives FFN a weight 1) and the experts' input multiplied by k = 2 (the default mode).",
+            "The reference code has no training loss. Ours is the paper's heterogeneous balancing loss as we read it, E·Σ η_e·f_e·P̄_e with η = τ = 0.75 on the zero-computation experts ([PAPER?], not verified against the paper's code), at 0.01 with `topk`'s z-loss.",
+            "W_g is initialised N(0, 0.02²) and v N(0, 1) (the reference's constant init); the gate layers N(0, 0.02²).",
+        ],
         "topk-global" => &[
             "The global-batch LBL (\"Demons in the Detail\", §9.1) as a running buffer: each step's f_e pools the expert counts of that step and the 15 before it (128 sequences, 32768 tokens per layer), P̄_e is the step's own; the paper synchronises f_e over the micro-batches of one global batch. `topk` computes f_e over its step's 8 sequences (each from one domain).",
         ],
@@ -504,7 +521,7 @@ fn markdown(c: &Card) -> String {
         m.d_model,
         m.n_heads,
         m.n_kv_heads,
-        m.n_experts,
+        m.ffn_experts(),
         m.d_ff,
         match t.train.recipe.name() {
             "thor" => "no router (THOR: one random expert per token, weight 1; the file's gate tensors are untrained \
@@ -514,6 +531,8 @@ fn markdown(c: &Card) -> String {
                 "a frozen random gate N(0, 0.02²) (SMoE-Dropout; any k from 1 to E at inference)".to_string(),
             "deepseek" => format!("a learned softmax top-{} gate with raw weights, plus a shared expert of {} that every token uses", m.top_k, m.shared_d_ff),
             "lossfree" => "a learned sigmoid gate with a per-expert selection bias (DeepSeek-V3, top-2 of σ(z) + b, no balancing loss)".to_string(),
+            "adamoe" => format!("plus {} null experts in one softmax with them, top-{} (AdaMoE: the weights renormalised over the chosen FFN experts)", m.free_experts.len(), m.top_k),
+            "moepp" => format!("plus {} free experts (constant, constant, copy, zero), a two-layer gate of {} with gating residuals, top-{} (MoE++)", m.free_experts.len(), m.gate_hidden, m.top_k),
             "top-p" => "a learned gate with dynamic top-p routing (p 0.4: the fewest experts whose probabilities sum past p, raw weights)".to_string(),
             _ => format!("a learned top-{} gate", m.top_k),
         },
@@ -620,6 +639,18 @@ fn markdown(c: &Card) -> String {
             l.specialisation_baseline
         );
     }
+    if c.eval.layers.iter().any(|l| !l.load.free_share.is_empty()) {
+        let _ = writeln!(
+            s,
+            "\nFree experts' share of the routing slots (spec §6; the load CV and dead experts above are over the FFN experts):\n"
+        );
+        let _ = writeln!(s, "| layer | free experts' share | tokens with no FFN expert |\n|---:|---|---:|");
+        for l in &c.eval.layers {
+            let shares: Vec<String> =
+                l.load.free_share.iter().map(|(k, v)| format!("{} {:.1} %", k.name(), 100.0 * v)).collect();
+            let _ = writeln!(s, "| {} | {} | {:.1} % |", l.layer, shares.join(", "), 100.0 * l.skipped_tokens);
+        }
+    }
     let experts = c.eval.layers.iter().map(|l| l.active_experts).sum::<f64>() / c.eval.layers.len().max(1) as f64;
     let _ = writeln!(
         s,
@@ -636,7 +667,13 @@ fn markdown(c: &Card) -> String {
     for l in &c.eval.layers {
         let e = l.load.fraction.len();
         let _ = writeln!(s, "\n### Layer {}: share of each domain's slots per expert (%)\n", l.layer);
-        let head: String = (0..e).map(|j| format!(" e{j} |")).collect();
+        let kinds = m.expert_kinds();
+        let head: String = (0..e)
+            .map(|j| match kinds.get(j) {
+                Some(k) if *k != switchyard_model::record::ExpertKind::Ffn => format!(" {} {j} |", k.name()),
+                _ => format!(" e{j} |"),
+            })
+            .collect();
         let _ = writeln!(s, "| domain |{head}\n|---|{}", "---:|".repeat(e));
         for (d, shares) in &l.domain_share {
             let cells: String = shares.iter().map(|v| format!(" {:.1} |", v * 100.0)).collect();

@@ -388,6 +388,7 @@ async fn load(id: u64, name: &str, webgpu: bool, pin: Option<&str>, t0: f64) -> 
         notice,
         n_layers: c.n_layers,
         n_experts: c.n_experts,
+        free_experts: c.free_experts.len(),
         context: c.max_seq_len,
         tokenizer: tok.id(),
         source,

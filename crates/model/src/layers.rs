@@ -202,6 +202,8 @@ pub struct SparseMoeBlock {
     pub(crate) input_scale: f32,
     /// DeepSeekMoE's shared expert (spec §8.1): every token, weight 1, outside the router.
     pub(crate) shared_expert: Option<Expert>,
+    /// Qwen2-MoE's gate on it: the shared output times `σ(shared_expert_gate(x))`.
+    pub(crate) shared_expert_gate: Option<Linear>,
 }
 
 impl SparseMoeBlock {
@@ -419,7 +421,14 @@ impl DecoderLayer {
         let h = h.clone() + self.self_attn.forward(self.input_layernorm.forward(h), rope, start, cache);
         let x = self.post_attention_layernorm.forward(h.clone()).reshape([b * s, d]); // [T, d]
         // The shared expert bypasses the router (§8.1): the same for inference and training.
-        let shared = self.block_sparse_moe.shared_expert.as_ref().map(|e| e.forward(x.clone()));
+        let block = &self.block_sparse_moe;
+        let shared = block.shared_expert.as_ref().map(|e| {
+            let y = e.forward(x.clone());
+            match &block.shared_expert_gate {
+                Some(g) => y * burn::tensor::activation::sigmoid(g.forward(x.clone())), // [T, d] · [T, 1]
+                None => y,
+            }
+        });
         let (y, out) = moe(&self.block_sparse_moe, x).await?;
         let (y, share) = match shared {
             Some(sh) => {

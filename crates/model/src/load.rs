@@ -93,6 +93,7 @@ impl Loader<'_> {
             free_kinds: c.free_experts.clone(),
             input_scale: c.expert_input_scale,
             shared_expert,
+            shared_expert_gate: if c.shared_expert_gate { Some(self.linear(l.shared_expert_gate())?) } else { None },
         })
     }
 
@@ -180,6 +181,9 @@ fn named_tensors(net: &MoeTransformer) -> Vec<(String, Tensor<2>, bool)> {
             lin(l.shared_expert(W1), &s.w1);
             lin(l.shared_expert(W2), &s.w2);
             lin(l.shared_expert(W3), &s.w3);
+        }
+        if let Some(g) = &layer.block_sparse_moe.shared_expert_gate {
+            lin(l.shared_expert_gate(), g);
         }
     }
     if let Some(head) = &net.lm_head {

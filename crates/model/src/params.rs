@@ -123,6 +123,10 @@ pub mod keys {
         pub fn expert(&self, j: usize, proj: ExpertProj) -> String {
             self.key(&format!("block_sparse_moe.experts.{j}.{}", proj.name()))
         }
+        /// Qwen2-MoE's sigmoid gate on the shared expert (`[1, d]`).
+        pub fn shared_expert_gate(&self) -> String {
+            self.key("block_sparse_moe.shared_expert_gate")
+        }
         /// The shared expert's projection (Qwen2-MoE's `shared_expert`, in our w1/w2/w3).
         pub fn shared_expert(&self, proj: ExpertProj) -> String {
             self.key(&format!("block_sparse_moe.shared_expert.{}", proj.name()))
@@ -189,6 +193,9 @@ pub fn param_specs(cfg: &ModelConfig) -> Vec<ParamSpec> {
             push(l.shared_expert(W1), vec![f, d], Init::Normal(INIT_STD));
             push(l.shared_expert(W2), vec![d, f], Init::Normal(proj_std));
             push(l.shared_expert(W3), vec![f, d], Init::Normal(INIT_STD));
+            if cfg.shared_expert_gate {
+                push(l.shared_expert_gate(), vec![1, d], Init::Normal(INIT_STD));
+            }
         }
     }
     push(keys::FINAL_NORM.into(), vec![d], Init::Ones);
@@ -263,6 +270,7 @@ mod tests {
             ModelConfig { tie_embeddings: true, n_kv_heads: 4, ..ModelConfig::tiny() },
             ModelConfig { selection_bias: true, ..ModelConfig::tiny() },
             ModelConfig { shared_d_ff: 96, ..ModelConfig::tiny() },
+            ModelConfig { shared_d_ff: 96, shared_expert_gate: true, ..ModelConfig::tiny() },
             crate::tests::adamoe_config(),
             crate::tests::moepp_config(),
         ] {

@@ -575,6 +575,39 @@ fn the_shared_expert_bypasses_the_router() {
     }
 }
 
+/// Spec §8.1's Qwen2-MoE variant: the shared expert's output scaled by a per-token sigmoid
+/// gate `σ(w_sᵀx)`. With `w_s = 0` the gate is ½ everywhere: the ungated model with the shared
+/// expert's down projection halved; with a large gate it is the ungated model; and the gate's
+/// key round-trips.
+#[test]
+fn qwen2_gates_the_shared_expert_per_token() {
+    use crate::params::keys::{ExpertProj, layer};
+    let plain = ModelConfig { norm_topk_prob: false, shared_d_ff: 24, ..small_config() };
+    let gated = ModelConfig { shared_expert_gate: true, ..plain.clone() };
+    let toks = tokens(9, plain.vocab_size);
+    let params = crate::params::init_from_seed(&gated, 6);
+    let ungated: crate::ParamStore =
+        params.iter().filter(|(k, _)| !k.contains("shared_expert_gate")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut half_gate = params.clone();
+    let mut halved = ungated.clone();
+    for l in 0..plain.n_layers {
+        half_gate.get_mut(&layer(l).shared_expert_gate()).unwrap().data.iter_mut().for_each(|v| *v = 0.0);
+        halved.get_mut(&layer(l).shared_expert(ExpertProj::W2)).unwrap().data.iter_mut().for_each(|v| *v *= 0.5);
+    }
+    for (name, dev) in devices() {
+        let opts = RunOptions::for_config(&plain);
+        let a = host(run(&Model::from_params(&gated, &half_gate, &dev).unwrap(), &toks, &opts).logits);
+        let b = host(run(&Model::from_params(&plain, &halved, &dev).unwrap(), &toks, &opts).logits);
+        assert!(max_diff(&a, &b) < 1e-5, "[{name}] σ(0) = ½");
+        let c = host(run(&Model::from_params(&plain, &ungated, &dev).unwrap(), &toks, &opts).logits);
+        let g = host(run(&Model::from_params(&gated, &params, &dev).unwrap(), &toks, &opts).logits);
+        assert!(max_diff(&g, &c) > 1e-4 && max_diff(&g, &a) > 1e-5, "[{name}] the learned gate varies per token");
+        let back =
+            futures_lite::future::block_on(Model::from_params(&gated, &params, &dev).unwrap().to_params()).unwrap();
+        assert_eq!(back[&layer(0).shared_expert_gate()].shape, vec![1, plain.d_model], "[{name}]");
+    }
+}
+
 /// Spec §8.2 through the whole model, on every backend: the checkpoint's selection bias
 /// chooses (a strong bias on one expert puts it in every token's set at every layer), never
 /// weighs (the weights are the unbiased affinities normalised, as the host router computes

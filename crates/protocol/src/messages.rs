@@ -114,8 +114,11 @@ pub struct Loaded {
     pub notice: Option<String>,
     /// MoE layers.
     pub n_layers: usize,
-    /// Experts per layer.
+    /// Entries of each layer's expert list (what the router chooses among).
     pub n_experts: usize,
+    /// Of them, the free experts (null, zero, copy, constant: spec §6) at the end of the list.
+    #[serde(default)]
+    pub free_experts: usize,
     /// Context length in tokens.
     pub context: usize,
     /// The tokenizer's id (`byte` or `bpe:<sha256>`).

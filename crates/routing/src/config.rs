@@ -50,6 +50,10 @@ pub struct ModelConfig {
     /// router); 0: none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub shared_d_ff: usize,
+    /// Qwen2-MoE's per-token gate on the shared expert: its output is scaled by `σ(w_sᵀx)`
+    /// (spec §8.1); without it the weight is 1 (DeepSeekMoE).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared_expert_gate: bool,
     /// The free experts at the end of the expert list (spec §6): AdaMoE's null experts, MoE++'s
     /// constant, copy and zero experts. `n_experts` counts them (it is the router's width, what
     /// every router, ablation and record indexes); the FFN experts are the first
@@ -191,6 +195,7 @@ impl ModelConfig {
             frozen_gate: false,
             selection_bias: false,
             shared_d_ff: 0,
+            shared_expert_gate: false,
             free_experts: Vec::new(),
             gate_hidden: 0,
             gating_residual: false,
@@ -233,6 +238,12 @@ impl ModelConfig {
         if nulls > 0 {
             return Some(format!(
                 "AdaMoE design (spec §6.1): {ffn} FFN experts and {nulls} null experts share one softmax; a null expert outputs 0 and costs nothing, and w_e = P_e / Σ P over the token's chosen FFN experts, so a token may use 0 to k FFN experts without its output shrinking."
+            ));
+        }
+        if self.shared_d_ff > 0 && self.shared_expert_gate {
+            return Some(format!(
+                "Qwen2-MoE design (spec §8.1): y = σ(w_sᵀx)·FFN_shared(x) + Σ w_e·FFN_e(x); the shared expert ({} hidden units) runs on every token outside the router, scaled by its own per-token sigmoid gate.",
+                self.shared_d_ff
             ));
         }
         if self.shared_d_ff > 0 {
@@ -303,6 +314,11 @@ impl ModelConfig {
         if self.top_k == 0 || self.top_k > self.n_experts {
             return Err(ConfigError::TopK { top_k: self.top_k, n_experts: self.n_experts });
         }
+        if self.shared_expert_gate && self.shared_d_ff == 0 {
+            return Err(ConfigError::Divisibility {
+                what: "`shared_expert_gate` needs a shared expert (shared_d_ff > 0)".into(),
+            });
+        }
         if self.free_experts.len() >= self.n_experts {
             return Err(ConfigError::Divisibility {
                 what: format!(
@@ -364,7 +380,7 @@ impl ModelConfig {
         let kv = self.n_kv_heads.saturating_mul(d / self.n_heads.max(1));
         let attention = m(&[2, d, d]).saturating_add(m(&[2, kv, d]));
         let bias = if self.selection_bias { e as u128 } else { 0 };
-        let shared = m(&[3, d, self.shared_d_ff]);
+        let shared = m(&[3, d, self.shared_d_ff]).saturating_add(if self.shared_expert_gate { d as u128 } else { 0 });
         let gate = match self.gate_hidden {
             0 => m(&[e, d]),
             h => m(&[d, h]).saturating_add(m(&[h, e])),

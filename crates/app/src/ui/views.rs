@@ -168,7 +168,7 @@ struct LoadRow {
     /// The entries of the expert list the row stands for.
     experts: Vec<usize>,
     share: f64,
-    ffn: bool,
+    kind: ExpertKind,
 }
 
 fn load_rows(kinds: &[ExpertKind], fraction: &[f64]) -> Vec<LoadRow> {
@@ -186,9 +186,10 @@ fn load_rows(kinds: &[ExpertKind], fraction: &[f64]) -> Vec<LoadRow> {
     for k in [ExpertKind::Null, ExpertKind::Zero, ExpertKind::Copy, ExpertKind::Constant] {
         let experts: Vec<usize> = (0..fraction.len()).filter(|&e| kind(e) == k).collect();
         let Some(&first) = experts.first() else { continue };
-        let label = if experts.len() > 1 { format!("{} ×{}", k.name(), experts.len()) } else { k.name().to_string() };
+        let name = if k == ExpertKind::Constant { "const" } else { k.name() };
+        let label = if experts.len() > 1 { format!("{name} ×{}", experts.len()) } else { name.to_string() };
         let share = experts.iter().map(|&e| fraction[e]).sum();
-        rows.push(LoadRow { label, style: kind_style(kinds, first), experts, share, ffn: false });
+        rows.push(LoadRow { label, style: kind_style(kinds, first), experts, share, kind: k });
     }
     rows
 }
@@ -200,7 +201,7 @@ fn LoadBars(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView {
     let ctl = expect_context::<Ctl>();
     let Some(l) = trace.layers.get(layer).cloned() else { return ().into_any() };
     let rows = load_rows(&l.expert_kinds, &l.metrics.load.fraction);
-    let ffn: Vec<f64> = rows.iter().filter(|r| r.ffn).map(|r| r.share).collect();
+    let ffn: Vec<f64> = rows.iter().filter(|r| r.kind == ExpertKind::Ffn).map(|r| r.share).collect();
     let line = if l.expert_kinds.is_empty() {
         1.0 / rows.len().max(1) as f64
     } else {
@@ -219,7 +220,7 @@ fn LoadBars(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView {
                 let (on_a, on_f) = (experts.clone(), experts.clone());
                 let ablated = Memo::new(move |_| ctl.state.with(|s| on_a.iter().all(|&e| s.interventions.ablate.contains(&(layer, e)))));
                 let forced = Memo::new(move |_| ctl.state.with(|s| on_f.iter().any(|&e| s.interventions.force.contains(&(layer, e)))));
-                let kind = if row.ffn { "ffn".to_string() } else { row.label.split(' ').next().unwrap_or_default().to_string() };
+                let kind = row.kind.name();
                 let ablate = move |_| ctl.edit(|s| {
                     let iv = &mut s.interventions;
                     if experts.iter().all(|&e| iv.ablate.contains(&(layer, e))) {
@@ -320,7 +321,7 @@ fn Metrics(trace: std::sync::Arc<Trace>) -> impl IntoView {
                 <thead><tr>
                     <th>"layer"</th><th title="E·Σ f_e·P̄_e, k under balance">"LBL (top-k)"</th><th title="first choice, 1 under balance">"LBL (Switch)"</th>
                     <th title="coefficient of variation of the load">"CV"</th><th>"max/mean"</th><th title="H(load)/log E">"load entropy"</th>
-                    <th title="mean H(p)/log E">"token entropy"</th><th>"dead experts"</th><th>"drop rate"</th><th>"active experts"</th><th title="mean top-1 probability">"confidence"</th>
+                    <th title="mean H(p)/log E">"token entropy"</th><th>"dead experts"</th><th>"drop rate"</th><th title="kept FFN experts per token (free experts cost none)">"FFN experts/token"</th><th title="mean top-1 probability">"confidence"</th>
                 </tr></thead>
                 <tbody>
                 {trace.layers.iter().map(|l| {
