@@ -220,6 +220,8 @@ const OTHER_ROUTERS: &[(&str, &str, &[&str])] = &[
     ("top-p", "p06", &["--router", "top-p", "--top-p", "0.6"]),
     ("lossfree", "nobias", &["--router", "sigmoid", "--no-bias"]),
     ("deepseek", "k2", &["--router", "topk", "--k", "2", "--no-renormalise"]),
+    ("adamoe", "k2", &["--router", "topk", "--k", "2"]),
+    ("moepp", "k1", &["--router", "topk", "--k", "1"]),
 ];
 
 fn switchyard() -> Command {

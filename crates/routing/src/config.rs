@@ -450,6 +450,11 @@ mod tests {
         assert!(bad(|c| c.n_heads = 3).contains("n_heads (3) must divide d_model (128)"));
         assert!(bad(|c| c.n_kv_heads = 3).contains("n_kv_heads (3) must divide n_heads (4)"));
         assert!(bad(|c| c.rms_eps = -1.0).contains("rms_eps"));
+        assert!(bad(|c| c.free_experts = vec![ExpertKind::Null; 8]).contains("no FFN expert"));
+        assert!(bad(|c| c.free_experts = vec![ExpertKind::Ffn]).contains("lists an FFN expert"));
+        assert!(bad(|c| c.expert_input_scale = f32::NAN).contains("expert_input_scale"));
+        assert!(bad(|c| c.shared_expert_gate = true).contains("needs a shared expert"));
+        assert!(bad(|c| c.gate_hidden = 1 << 30).contains("gate_hidden"));
         assert!(bad(|c| c.d_model = 132).contains("must be even") || bad(|c| c.d_model = 132).contains("divide"));
     }
 
