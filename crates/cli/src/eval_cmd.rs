@@ -85,8 +85,9 @@ pub struct LayerStats {
     pub domain_share: BTreeMap<String, Vec<f64>>,
     /// Per expert: its share of code tokens over its share of prose tokens (code = `code_*`
     /// domains, prose = `*_prose` and `en_verse`).
-    pub code_over_prose: Vec<f64>,
-    /// The largest ratio either way (`max(r, 1/r)` over the FFN experts).
+    /// `None` where the expert has no prose share (a free expert prose never uses): no ratio.
+    pub code_over_prose: Vec<Option<f64>>,
+    /// The largest ratio either way (`max(r, 1/r)` over the FFN experts both groups use).
     pub max_code_prose_ratio: f64,
     /// OpenMoE token-ID specialisation score and its random baseline.
     pub specialisation: f64,
@@ -148,9 +149,10 @@ fn layer_stats(layer: usize, per_domain: &[(String, LayerRouting, Vec<u32>)]) ->
         domain_distribution(recs).remove("g").unwrap_or_default()
     };
     let (code, prose) = (group(is_code), group(is_prose));
-    let ratio: Vec<f64> = code.iter().zip(&prose).map(|(c, p)| if *p > 0.0 { c / p } else { f64::INFINITY }).collect();
+    let ratio: Vec<Option<f64>> = code.iter().zip(&prose).map(|(c, p)| (*p > 0.0).then(|| c / p)).collect();
+    // Over the FFN experts that both groups use (a ratio with a zero share is no number).
     let max_ratio = (ratio.iter().take(all.ffn_experts()))
-        .map(|&r| if r > 0.0 { r.max(1.0 / r) } else { f64::INFINITY })
+        .filter_map(|r| r.filter(|r| *r > 0.0).map(|r| r.max(1.0 / r)))
         .fold(0.0, f64::max);
     let tokens = m.active_experts_hist.iter().sum::<u64>().max(1) as f64;
     let spec = token_specialisation(&all, &ids, 0);
@@ -679,7 +681,8 @@ fn markdown(c: &Card) -> String {
             let cells: String = shares.iter().map(|v| format!(" {:.1} |", v * 100.0)).collect();
             let _ = writeln!(s, "| {d} |{cells}");
         }
-        let cells: String = l.code_over_prose.iter().map(|v| format!(" {v:.2} |")).collect();
+        let cells: String =
+            l.code_over_prose.iter().map(|v| v.map_or(" — |".to_string(), |v| format!(" {v:.2} |"))).collect();
         let _ = writeln!(s, "| *code ÷ prose* |{cells}");
     }
     s
