@@ -47,10 +47,17 @@ pub fn prob_colours(p: f32) -> (String, &'static str) {
 
 use switchyard_routing::record::ExpertKind;
 
-/// How a free expert (spec §6: null, zero, copy, constant) is drawn: grey stripes and a dashed
-/// edge, never one of the FFN experts' colours, so it is never read as a numbered expert.
-pub const FREE_STYLE: &str =
-    "background:repeating-linear-gradient(45deg,#fff 0 3px,#d9d9d9 3px 6px);color:#222;outline:1px dashed #555";
+/// How a free expert (spec §6: null, zero, copy, constant) is drawn: pale stripes and a dashed
+/// edge, never one of the FFN experts' solid colours, so it is never read as a numbered expert;
+/// grey for the experts that output nothing, blue-grey for copy, sand for constant.
+pub fn free_style(kind: ExpertKind) -> String {
+    let tint = match kind {
+        ExpertKind::Copy => "#c9dcea",
+        ExpertKind::Constant => "#e8d9bd",
+        _ => "#d9d9d9",
+    };
+    format!("background:repeating-linear-gradient(45deg,#fff 0 3px,{tint} 3px 6px);color:#222;outline:1px dashed #555")
+}
 
 /// Fill of a free expert's bar on a canvas or in a bar chart (the stripes' darker grey).
 pub const FREE_BG: &str = "#bdbdbd";
@@ -72,7 +79,7 @@ pub fn expert_name(kinds: &[ExpertKind], e: usize) -> String {
 /// Inline style of entry `e`'s chip: its FFN colour, or the free experts' stripes.
 pub fn kind_style(kinds: &[ExpertKind], e: usize) -> String {
     match kinds.get(e) {
-        Some(k) if *k != ExpertKind::Ffn => FREE_STYLE.to_string(),
+        Some(k) if *k != ExpertKind::Ffn => free_style(*k),
         _ => expert_style(e),
     }
 }

@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use switchyard_protocol::trace::{Trace, TraceLayer};
 use switchyard_state::{Named, Shade};
 
-use super::palette::{FREE_STYLE, expert_name, kind_bg, kind_style, ramp_style};
+use super::palette::{expert_name, free_style, kind_bg, kind_style, ramp_style};
 use super::{Ctl, client::RunResult};
 use switchyard_routing::record::ExpertKind;
 
@@ -181,7 +181,7 @@ fn Legend() -> impl IntoView {
                     view! {
                         {(0..ffn).map(|e| view! { <span class="chip" style=kind_style(&[], e)>{format!("E{e}")}</span> }).collect_view()}
                         {free.into_iter().map(|k| view! {
-                            <span class="chip" style=FREE_STYLE data-testid="free-chip" title=free_meaning(k)>{k.name()}</span>
+                            <span class="chip" style=free_style(k) data-testid="free-chip" title=free_meaning(k)>{k.name()}</span>
                         }).collect_view()}
                     }.into_any()
                 }

@@ -180,7 +180,7 @@ fn load_rows(kinds: &[ExpertKind], fraction: &[f64]) -> Vec<LoadRow> {
             style: kind_style(kinds, e),
             experts: vec![e],
             share: fraction[e],
-            ffn: true,
+            kind: ExpertKind::Ffn,
         })
         .collect();
     for k in [ExpertKind::Null, ExpertKind::Zero, ExpertKind::Copy, ExpertKind::Constant] {
