@@ -63,6 +63,31 @@ fn csv_has_one_row_per_token_layer_and_slot() {
     let (out, err, ok) = switchyard(&["trace", "--prompt", "abcd", "--csv"]);
     assert!(ok, "{err}");
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], "token,position,kind,token_id,token_text,layer,slot,expert,weight,rank,dropped,prob");
+    assert_eq!(
+        lines[0],
+        "token,position,kind,token_id,token_text,layer,slot,expert,weight,rank,dropped,prob,expert_kind,shared_share"
+    );
     assert_eq!(lines.len(), 1 + 4 * 4 * 2);
+    assert!(lines[1..].iter().all(|l| l.ends_with(",ffn,")), "a plain model: FFN experts, no shared expert");
+}
+
+/// The free experts in the exports (docs/trace.md): the JSON names every entry's kind, the CSV
+/// names each slot's, and a null slot has weight 0.
+#[test]
+fn a_free_expert_checkpoint_exports_its_kinds() {
+    let ckpt = concat!(env!("CARGO_MANIFEST_DIR"), "/../../assets/adamoe.safetensors");
+    let (out, err, ok) = switchyard(&["trace", "--checkpoint", ckpt, "--prompt", "The cat sat.", "--k", "4"]);
+    assert!(ok, "{err}");
+    let t: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let kinds = t["layers"][0]["expert_kinds"].as_array().expect("expert_kinds");
+    assert_eq!(kinds.len(), 24);
+    assert_eq!((kinds[7].as_str(), kinds[8].as_str()), (Some("ffn"), Some("null")));
+    let (csv, err, ok) = switchyard(&["trace", "--checkpoint", ckpt, "--prompt", "The cat sat.", "--k", "4", "--csv"]);
+    assert!(ok, "{err}");
+    let nulls: Vec<&str> = csv.lines().filter(|l| l.contains(",null,")).collect();
+    assert!(!nulls.is_empty(), "some slots go to null experts");
+    for row in nulls {
+        let cols: Vec<&str> = row.split(',').collect();
+        assert_eq!(cols[cols.len() - 6], "0", "a null slot has weight 0: {row}");
+    }
 }
