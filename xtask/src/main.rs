@@ -7,6 +7,7 @@
 //! - `cargo xtask train [RECIPE...]`: retrain the tokenizer (if missing) and the shipped checkpoints.
 //! - `cargo xtask cards [RECIPE...]`: evaluate the trained checkpoints, copy them into `assets/` and write
 //!   their model cards.
+//! - `cargo xtask train-samples`: write `assets/train/`, the in-page training samples.
 //!
 //! Every step says what it does before doing it. Versions are pinned here and in `Trunk.toml`.
 
@@ -349,6 +350,58 @@ fn bench() -> Result {
     run(Command::new("node").arg("tests/browser/bench.mjs"))
 }
 
+/// Bytes taken from the start of each corpus file for the in-page training samples (12 files:
+/// 1.2 MB, under the 1.5 MB the project allows).
+const SAMPLE_BYTES: usize = 100_000;
+
+/// Writes `assets/train/`: the first [`SAMPLE_BYTES`] of each corpus file (cut after its last
+/// line break; all inside the training split, which is the first ~95 %), the corpus' licence
+/// texts and sources, and `SOURCES.md` saying exactly what was taken.
+fn train_samples() -> Result {
+    let corpus = root().join(CORPUS);
+    let out = root().join("assets/train");
+    let err = |what: &str, e: std::io::Error| format!("{what}: {e}");
+    std::fs::create_dir_all(out.join("LICENSES")).map_err(|e| err("assets/train", e))?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&corpus)
+        .map_err(|e| err(CORPUS, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+        .collect();
+    files.sort();
+    let mut rows = String::new();
+    let mut total = 0;
+    for path in &files {
+        let bytes = std::fs::read(path).map_err(|e| err(&path.display().to_string(), e))?;
+        let train_end = bytes.len() * 95 / 100; // the split starts at the first line after this
+        let limit = SAMPLE_BYTES.min(train_end);
+        let cut = bytes[..limit].iter().rposition(|&b| b == b'\n').map_or(limit, |i| i + 1);
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        std::fs::write(out.join(name), &bytes[..cut]).map_err(|e| err(name, e))?;
+        rows.push_str(&format!(
+            "| `{name}` | its first {cut} of {} bytes (its training split is at least the first {train_end}) |\n",
+            bytes.len()
+        ));
+        total += cut;
+    }
+    for entry in std::fs::read_dir(corpus.join("LICENSES")).map_err(|e| err("LICENSES", e))?.flatten() {
+        std::fs::copy(entry.path(), out.join("LICENSES").join(entry.file_name())).map_err(|e| err("LICENSES", e))?;
+    }
+    std::fs::copy(corpus.join("SOURCES.md"), out.join("CORPUS-SOURCES.md")).map_err(|e| err("SOURCES.md", e))?;
+    let text = format!(
+        "# In-page training samples\n\nWritten by `cargo xtask train-samples` from the shared corpus (`../shared/corpus`). \
+         Each file is the first {SAMPLE_BYTES} bytes of the corpus file of the same name, cut after its last line break: \
+         text from the start of the file, always inside its training split (the first ~95 %, `CORPUS-SOURCES.md` gives \
+         the rule), never its validation split. Nothing else was changed. {total} bytes in all.\n\n\
+         | file | what was taken |\n|---|---|\n{rows}\n\
+         Sources and licences: `CORPUS-SOURCES.md` is the corpus' own `SOURCES.md` (every source of every file, with its \
+         licence), and `LICENSES/` its licence texts, copied whole (index: `LICENSES/README.md`), so each sample carries \
+         the notices of every source it can draw on. All are public domain, CC0, MIT, ISC or PSF-2.0.\n"
+    );
+    std::fs::write(out.join("SOURCES.md"), text).map_err(|e| err("SOURCES.md", e))?;
+    say(&format!("wrote {} samples, {total} bytes, into assets/train/", files.len()));
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
@@ -360,8 +413,9 @@ fn main() -> ExitCode {
         ["train", recipes @ ..] => train(recipes),
         ["cards", recipes @ ..] => cards(recipes),
         ["bench"] => bench(),
+        ["train-samples"] => train_samples(),
         _ => Err(
-            "usage: cargo xtask <serve | test | bench | setup [web|browser] | train [RECIPE...] | cards [RECIPE...]>"
+            "usage: cargo xtask <serve | test | bench | setup [web|browser] | train [RECIPE...] | cards [RECIPE...] | train-samples>"
                 .into(),
         ),
     };

@@ -14,6 +14,8 @@
 mod assets;
 mod backend_check;
 mod scope;
+#[cfg(feature = "train")]
+pub mod trainer;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -24,7 +26,9 @@ use switchyard_model::{
     devices, generate_greedy, init_from_seed, read_backs,
 };
 use switchyard_protocol::trace::DomainShares;
-use switchyard_protocol::{CPU_ADAPTER, EXAMPLES, Extras, Loaded, Reply, Request, SEED_INIT, Source, Timing};
+use switchyard_protocol::{
+    CPU_ADAPTER, EXAMPLES, Extras, Loaded, Reply, Request, SEED_INIT, Source, TRAINED_IN_PAGE, Timing,
+};
 use switchyard_state::PlaygroundState;
 use switchyard_trace::TraceError;
 use wasm_bindgen::JsCast;
@@ -69,6 +73,8 @@ struct Engine {
     /// The last domain shares, by what they depend on (checkpoint hash and the state without
     /// prompt and generation): typing a prompt with the domain view open does not redo them.
     domains: Option<(String, DomainShares)>,
+    /// The checkpoint the Train view handed over (`trained-in-page`), as safetensors bytes.
+    adopted: Option<Rc<Vec<u8>>>,
 }
 
 thread_local! {
@@ -94,11 +100,29 @@ fn run_constructors() {
     unsafe { __wasm_call_ctors() }
 }
 
+/// Starts the training worker instead (the `engine-train` module).
+#[cfg(feature = "train")]
+pub fn start_trainer() {
+    #[cfg(target_family = "wasm")]
+    run_constructors();
+    trainer::start();
+}
+
 /// Starts listening for requests (the worker's `main`; the engine modules call it at start).
 pub fn start() {
     #[cfg(target_family = "wasm")]
     run_constructors();
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(|event: MessageEvent| {
+        // Bytes are the Train view's model ("Use this model"): kept for the next load of
+        // `trained-in-page`, replacing an earlier one.
+        if let Some(bytes) = event.data().dyn_ref::<js_sys::Uint8Array>() {
+            let bytes = Rc::new(bytes.to_vec());
+            with(|e| {
+                e.adopted = Some(bytes);
+                e.models.retain(|m| m.info.checkpoint != TRAINED_IN_PAGE);
+            });
+            return;
+        }
         let Some(text) = event.data().as_string() else { return };
         match serde_json::from_str::<Request>(&text) {
             Ok(Request::Load { id, checkpoint, webgpu, hash }) => request_load(id, checkpoint, webgpu, hash),
@@ -367,6 +391,14 @@ async fn load(id: u64, name: &str, webgpu: bool, pin: Option<&str>, t0: f64) -> 
         let ckpt = Checkpoint { name: SEED_INIT.into(), config, params, tokenizer: "byte".into() };
         let hash = ckpt.content_hash();
         ((ckpt, hash), Source::Seed)
+    } else if name == TRAINED_IN_PAGE {
+        let Some(bytes) = with(|e| e.adopted.clone()) else {
+            return Err(FetchError::Failed(
+                "trained-in-page is a model trained in a Train view of this page, and this page has none: open Train, train it (the link keeps its settings), then Use this model".into(),
+            ));
+        };
+        let parsed = Checkpoint::from_bytes_hashed(&bytes).map_err(|e| FetchError::Failed(format!("the trained model: {e}")))?;
+        (parsed, Source::Trained)
     } else {
         checkpoint_file(id, name, pin).await?
     };

@@ -97,6 +97,8 @@ pub enum Source {
     Cache,
     /// Built from the seed, nothing to download.
     Seed,
+    /// Trained in this page's Train view and handed over ("Use this model").
+    Trained,
 }
 
 /// The loaded model, as the page shows it.

@@ -11,14 +11,16 @@
 
 mod names;
 mod query;
+mod train;
 
 use serde::{Deserialize, Serialize};
 use switchyard_routing::{Decoding, Interventions, RouterSpec};
 
 pub use names::Named;
+pub use train::{TrainRecipe, TrainSettings};
 
 /// Every panel, in tab order.
-pub const PANELS: [Panel; 8] = [
+pub const PANELS: [Panel; 9] = [
     Panel::Tokens,
     Panel::Grid,
     Panel::Heatmap,
@@ -27,6 +29,7 @@ pub const PANELS: [Panel; 8] = [
     Panel::Experts,
     Panel::Domains,
     Panel::Compare,
+    Panel::Train,
 ];
 pub use query::Problem;
 
@@ -54,6 +57,8 @@ pub enum Panel {
     Domains,
     /// Router A/B: this configuration against [`PlaygroundState::compare`] on the same tokens.
     Compare,
+    /// Train a small MoE in the page and watch its router learn.
+    Train,
 }
 
 /// A router configuration to compare with (the `b.` keys of the query): router and decoding.
@@ -249,6 +254,9 @@ pub struct PlaygroundState {
     /// Where the model runs.
     #[serde(default)]
     pub backend: Backend,
+    /// The Train view's run (`train.*`).
+    #[serde(default)]
+    pub train: TrainSettings,
 }
 
 impl Default for PlaygroundState {
@@ -266,6 +274,7 @@ impl Default for PlaygroundState {
             compare: None,
             labelled: Vec::new(),
             backend: Backend::Auto,
+            train: TrainSettings::default(),
         }
     }
 }

@@ -41,7 +41,8 @@ named!(Priority { Priority::Position => "position", Priority::ReversePosition =>
 named!(SecondPolicy { SecondPolicy::Random => "random", SecondPolicy::All => "all", SecondPolicy::Threshold => "threshold", SecondPolicy::None => "none" });
 named!(ThorMode { ThorMode::Token => "token", ThorMode::Sequence => "sequence", ThorMode::SequenceRef => "sequence_ref", ThorMode::Mean => "mean" });
 named!(SmoeDense { SmoeDense::Softmax => "softmax", SmoeDense::Uniform => "uniform" });
-named!(Panel { Panel::Tokens => "tokens", Panel::Grid => "grid", Panel::Heatmap => "heatmap", Panel::Load => "load", Panel::Capacity => "capacity", Panel::Experts => "experts", Panel::Domains => "domains", Panel::Compare => "compare" });
+named!(Panel { Panel::Tokens => "tokens", Panel::Grid => "grid", Panel::Heatmap => "heatmap", Panel::Load => "load", Panel::Capacity => "capacity", Panel::Experts => "experts", Panel::Domains => "domains", Panel::Compare => "compare", Panel::Train => "train" });
 named!(Control { Control::Prompt => "prompt", Control::Router => "router", Control::Layers => "layers" });
 named!(Shade { Shade::Expert => "expert", Shade::Compute => "compute", Shade::ComputeAll => "compute_all", Shade::Shared => "shared" });
+named!(crate::TrainRecipe { crate::TrainRecipe::Topk => "topk", crate::TrainRecipe::Switch => "switch", crate::TrainRecipe::Thor => "thor", crate::TrainRecipe::SmoeDropout => "smoe_dropout", crate::TrainRecipe::Lossfree => "lossfree" });
 named!(Backend { Backend::Auto => "auto", Backend::Cpu => "cpu", Backend::Webgpu => "webgpu" });

@@ -11,7 +11,7 @@ use switchyard_routing::{
 };
 
 use crate::names::Named;
-use crate::{
+use crate::{TrainSettings, 
     Backend, Control, Labelled, LabelledRefusal, MAX_LABELLED, MAX_LABELLED_CHARS, MAX_PROMPT_CHARS, Panel,
     PlaygroundState, Shade, VERSION, Variant, View, valid_checkpoint_name, valid_origin,
 };
@@ -194,8 +194,70 @@ pub(crate) fn encode(s: &PlaygroundState) -> String {
     for l in &s.labelled {
         ser.append_pair(&format!("{ADD}{}", l.label), &l.text);
     }
+    for (k, v) in train_pairs(&s.train) {
+        ser.append_pair(&format!("{TRAIN}{k}"), &v);
+    }
     ser.append_pair("prompt", &s.prompt);
     ser.finish()
+}
+
+/// Prefix of the Train view's keys.
+const TRAIN: &str = "train.";
+
+/// The training settings that differ from the defaults, as `(key, value)` (without `train.`).
+fn train_pairs(t: &TrainSettings) -> Vec<(&'static str, String)> {
+    let d = TrainSettings::default();
+    let mut kv = Vec::new();
+    let mut put = |k: &'static str, changed: bool, v: String| {
+        if changed {
+            kv.push((k, v));
+        }
+    };
+    put("e", t.experts != d.experts, t.experts.to_string());
+    put("k", t.k != d.k, t.k.to_string());
+    put("d", t.width != d.width, t.width.to_string());
+    put("layers", t.layers != d.layers, t.layers.to_string());
+    put("recipe", t.recipe != d.recipe, t.recipe.name().into());
+    put("lbl", t.lbl != d.lbl, t.lbl.to_string());
+    put("z", t.z != d.z, t.z.to_string());
+    put("lr", t.lr != d.lr, t.lr.to_string());
+    put("seed", t.seed != d.seed, t.seed.to_string());
+    put("steps", t.steps != d.steps, t.steps.to_string());
+    let mix: Vec<String> = t.mix.iter().filter(|(_, w)| *w != 1.0).map(|(n, w)| format!("{n}:{w}")).collect();
+    put("mix", !mix.is_empty(), mix.join(","));
+    kv
+}
+
+/// The `train.*` keys, each checked against its range (a bad one is the default, with a problem).
+fn read_train(r: &mut Reader) -> TrainSettings {
+    let d = TrainSettings::default();
+    let experts = r.num("train.e", d.experts, "a number of experts from 2 to 16", |v| (2..=16).contains(v));
+    let k = r.num("train.k", d.k.min(experts), "a number of experts per token, at most train.e", |v| {
+        (1..=experts).contains(v)
+    });
+    let mut mix = Vec::new();
+    if let Some(raw) = r.raw("train.mix") {
+        for item in raw.split(',').filter(|x| !x.trim().is_empty()).take(32) {
+            let pair = item.split_once(':').and_then(|(n, w)| Some((n.trim().to_string(), w.trim().parse::<f32>().ok()?)));
+            match pair {
+                Some((n, w)) if valid_checkpoint_name(&n) && (0.0..=100.0).contains(&w) => mix.push((n, w)),
+                _ => r.problem("train.mix", format!("`{}` is not domain:weight (a weight from 0 to 100); ignored", clip(item))),
+            }
+        }
+    }
+    TrainSettings {
+        experts,
+        k,
+        width: r.num("train.d", d.width, "a width from 32 to 128, a multiple of 8", |v| (32..=128).contains(v) && v % 8 == 0),
+        layers: r.num("train.layers", d.layers, "a number of layers from 1 to 4", |v| (1..=4).contains(v)),
+        recipe: r.named("train.recipe", d.recipe),
+        lbl: r.num("train.lbl", d.lbl, "a coefficient from 0 to 1", |v: &f32| (0.0..=1.0).contains(v)),
+        z: r.num("train.z", d.z, "a coefficient from 0 to 0.1", |v: &f32| (0.0..=0.1).contains(v)),
+        lr: r.num("train.lr", d.lr, "a learning rate from 0.00001 to 0.1", |v: &f64| (1e-5..=0.1).contains(v)),
+        seed: r.num("train.seed", d.seed, "a whole number from 0 to 18446744073709551615", |_| true),
+        steps: r.num("train.steps", d.steps, "a number of steps from 1 to 100000", |v| (1..=100_000).contains(v)),
+        mix,
+    }
 }
 
 // ---------- decoding ----------
@@ -543,6 +605,7 @@ pub(crate) fn decode(input: &[u8]) -> (PlaygroundState, Vec<Problem>) {
     let generate = r.num("gen", 0usize, "a whole number of tokens up to 32768", |v| *v <= MAX_CONTEXT);
     let backend = r.named("backend", Backend::Auto);
     let view = read_view(&mut r);
+    let train = read_train(&mut r);
     let prompt = match r.raw("prompt") {
         Some(p) if p.chars().count() > MAX_PROMPT_CHARS => {
             r.problem(
@@ -573,6 +636,7 @@ pub(crate) fn decode(input: &[u8]) -> (PlaygroundState, Vec<Problem>) {
         compare,
         labelled,
         backend,
+        train,
     };
     (state, r.problems)
 }

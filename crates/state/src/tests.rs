@@ -92,6 +92,30 @@ fn decoding() -> impl Strategy<Value = Decoding> {
     ]
 }
 
+fn train() -> impl Strategy<Value = crate::TrainSettings> {
+    use crate::TrainRecipe::*;
+    (
+        (2usize..=16, 1usize..=2, 4usize..=16, 1usize..=4),
+        prop::sample::select(vec![Topk, Switch, Thor, SmoeDropout, Lossfree]),
+        (prop::sample::select(vec![0.0f32, 0.01, 0.25, 1.0]), prop::sample::select(vec![0.0f32, 0.001, 0.1])),
+        (prop::sample::select(vec![0.003f64, 1e-5, 0.1, 0.0042]), any::<u64>(), 1u64..=100_000),
+        prop::collection::vec(("[a-z_]{1,12}", prop::sample::select(vec![0.0f32, 0.5, 2.0, 100.0])), 0..4),
+    )
+        .prop_map(|((experts, k, w8, layers), recipe, (lbl, z), (lr, seed, steps), mix)| crate::TrainSettings {
+            experts,
+            k,
+            width: w8 * 8,
+            layers,
+            recipe,
+            lbl,
+            z,
+            lr,
+            seed,
+            steps,
+            mix,
+        })
+}
+
 fn state() -> impl Strategy<Value = PlaygroundState> {
     let pairs = prop::collection::vec((0usize..8, 0usize..16), 0..3);
     (
@@ -113,6 +137,7 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
             prop::collection::btree_map("[A-Za-z0-9_-]{1,24}", "\\p{L}\\PC{0,30}", 0..=MAX_LABELLED),
             prop::sample::select(vec![Backend::Auto, Backend::Cpu, Backend::Webgpu]),
             prop::sample::select(vec![Shade::Expert, Shade::Compute, Shade::ComputeAll, Shade::Shared]),
+            train(),
         ),
     )
         .prop_map(
@@ -127,7 +152,7 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
                 (layer, p, token),
                 (embed, show, origin),
                 compare,
-                (labelled, backend, shade),
+                (labelled, backend, shade, train),
             )| {
                 PlaygroundState {
                     checkpoint,
@@ -150,6 +175,7 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
                     compare: compare.map(|(router, decoding)| Variant { router, decoding }),
                     labelled: labelled.into_iter().map(|(label, text)| Labelled { label, text }).collect(),
                     backend,
+                    train,
                 }
             },
         )

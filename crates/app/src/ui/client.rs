@@ -331,6 +331,17 @@ impl EngineSignals {
         });
     }
 
+    /// Hands the engine a checkpoint trained in the page (the Train view's "Use this model"); the
+    /// next load of `trained-in-page` builds it. False when no engine listens yet.
+    pub fn adopt(self, bytes: &[u8]) -> bool {
+        CLIENT.with(|c| match c.borrow().as_ref() {
+            Some(inner) if inner.queue.is_none() => {
+                inner.worker.post_message(&js_sys::Uint8Array::from(bytes)).is_ok()
+            }
+            _ => false,
+        })
+    }
+
     /// Loads a checkpoint, checked against `hash` when a link pins one (the views keep the old
     /// result until the new one runs). Supersedes every earlier load.
     pub fn load(self, checkpoint: &str, hash: Option<String>) {

@@ -181,6 +181,7 @@ pub fn LoadStatus() -> impl IntoView {
                 Source::Cache => "from the browser cache",
                 Source::Network => "downloaded",
                 Source::Seed => "built from the seed",
+                Source::Trained => "trained in this page",
             };
             let free = if l.free_experts > 0 { format!(" + {} free", l.free_experts) } else { String::new() };
             view! { <p class="loaded" data-testid="loaded">{format!("{} ({}…) {from} in {:.0} ms · {} layers × {} experts{free} · context {}", l.checkpoint, &l.hash[..10], l.load_ms, l.n_layers, l.n_experts.saturating_sub(l.free_experts), l.context)}</p> }

@@ -16,6 +16,7 @@ pub mod params;
 mod snapshot;
 mod test_hooks;
 mod tokens;
+mod train;
 mod views;
 
 use leptos::prelude::*;
@@ -161,6 +162,8 @@ pub fn run_query(state: &PlaygroundState) -> (String, Extras) {
     let open = s.view.embed.unwrap_or(s.view.panel);
     let extras = Extras { compare: open == Panel::Compare && s.compare.is_some(), domains: open == Panel::Domains };
     s.view = View::default();
+    // The Train view's settings are the trainer's, not the engine's.
+    s.train = Default::default();
     if !extras.domains {
         s.labelled.clear();
     }

@@ -21,6 +21,7 @@ const TABS: &[(Panel, &str)] = &[
     (Panel::Experts, "Experts"),
     (Panel::Domains, "Domains"),
     (Panel::Compare, "Router A/B"),
+    (Panel::Train, "Train"),
 ];
 
 /// Tabs and the open view.
@@ -71,6 +72,7 @@ pub fn PanelView(
                         .into_any()
                 }
                 Panel::Compare => view! { <super::compare::CompareView result=r /> }.into_any(),
+                Panel::Train => view! { <super::train::TrainView /> }.into_any(),
             }
         })
     }
