@@ -53,6 +53,11 @@ test('the Train view trains the default model in its own worker: the loss falls,
   assert.ok(share > 0 && share <= 1, `the load chart has the last step's shares: ${share}`);
   assert.equal(await page.locator('[data-testid="train-domains"]').getAttribute('data-snapshots'), '2', 'first and latest domain maps');
   await page.screenshot({ path: join(outDir, 'train-finished.png'), fullPage: true });
+  // A link is a run: training it again from step 0 gives the same curve, step for step.
+  const curve = await page.locator('[data-testid="train-loss"]').getAttribute('data-curve');
+  assert.equal(curve.split(',').length, 40);
+  await trainToEnd(page);
+  assert.equal(await page.locator('[data-testid="train-loss"]').getAttribute('data-curve'), curve, 'the same link, the same curve');
   // Use this model: the playground's views route with the trained weights.
   await page.locator('[data-testid="train-use"]').click();
   await page.waitForFunction(() => document.querySelector('[data-testid="token-strip"]')?.dataset.checkpoint === 'trained-in-page', null, { timeout: SLOW });

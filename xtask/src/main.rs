@@ -170,6 +170,8 @@ fn test() -> Result {
             "switchyard-engine-cpu",
             "--exclude",
             "switchyard-engine-webgpu",
+            "--exclude",
+            "switchyard-engine-train",
         ])
         .env("SWITCHYARD_TEST_BACKENDS", &backends))?;
     say("wasm build through trunk");
@@ -347,7 +349,9 @@ fn bench() -> Result {
     say("wasm build through trunk");
     run(trunk().args(["build", "--release"]))?;
     say("benchmark of the page in headless Chromium (prints numbers; not a test)");
-    run(Command::new("node").arg("tests/browser/bench.mjs"))
+    run(Command::new("node").arg("tests/browser/bench.mjs"))?;
+    say("benchmark of the Train view against the native trainer");
+    run(Command::new("node").arg("tests/browser/bench-train.mjs"))
 }
 
 /// Bytes taken from the start of each corpus file for the in-page training samples (12 files:

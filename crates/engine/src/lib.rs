@@ -397,7 +397,8 @@ async fn load(id: u64, name: &str, webgpu: bool, pin: Option<&str>, t0: f64) -> 
                 "trained-in-page is a model trained in a Train view of this page, and this page has none: open Train, train it (the link keeps its settings), then Use this model".into(),
             ));
         };
-        let parsed = Checkpoint::from_bytes_hashed(&bytes).map_err(|e| FetchError::Failed(format!("the trained model: {e}")))?;
+        let parsed =
+            Checkpoint::from_bytes_hashed(&bytes).map_err(|e| FetchError::Failed(format!("the trained model: {e}")))?;
         (parsed, Source::Trained)
     } else {
         checkpoint_file(id, name, pin).await?

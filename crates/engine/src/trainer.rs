@@ -82,7 +82,9 @@ pub fn start() {
                 s.step_once = true;
             }),
             Ok(TrainRequest::Export) => with(|s| s.export = true),
-            Err(e) => post(&TrainReply::Failed { id: 0, message: format!("the trainer could not read a request: {e}") }),
+            Err(e) => {
+                post(&TrainReply::Failed { id: 0, message: format!("the trainer could not read a request: {e}") })
+            }
         }
         if !with(|s| std::mem::replace(&mut s.driving, true)) {
             wasm_bindgen_futures::spawn_local(drive());
@@ -124,14 +126,15 @@ async fn drive() {
         }
         let (playing, once) = with(|s| (s.playing, std::mem::take(&mut s.step_once)));
         let more = run.trainer.step_index() < run.steps;
-        if (playing || once) && more {
-            if let Err(message) = step(&mut run).await {
-                post(&TrainReply::Failed { id: run.id, message });
-                with(|s| s.playing = false);
-            }
+        if (playing || once)
+            && more
+            && let Err(message) = step(&mut run).await
+        {
+            post(&TrainReply::Failed { id: run.id, message });
+            with(|s| s.playing = false);
         }
         let finished = run.trainer.step_index() >= run.steps;
-        let stopped = !(with(|s| s.playing) && !finished);
+        let stopped = !with(|s| s.playing) || finished;
         if stopped || now_ms() - run.last_report >= REPORT_MS {
             report(&mut run).await;
         }
@@ -209,7 +212,8 @@ async fn build(id: u64, t: &TrainSettings, own: &str) -> Result<Run, String> {
     if data.train.iter().all(|d| d.len() <= SEQ_LEN + 1) {
         return Err(format!("the data mix has no text of more than {} bytes to train on", SEQ_LEN + 1));
     }
-    let trainer = Trainer::new(&model_config(t), train_config(t), "byte", &Device::flex()).map_err(|e| e.to_string())?;
+    let trainer =
+        Trainer::new(&model_config(t), train_config(t), "byte", &Device::flex()).map_err(|e| e.to_string())?;
     Ok(Run { id, trainer, data, steps: t.steps, points: Vec::new(), last_report: now_ms(), window: (0, 0.0) })
 }
 

@@ -11,9 +11,9 @@ use switchyard_routing::{
 };
 
 use crate::names::Named;
-use crate::{TrainSettings, 
+use crate::{
     Backend, Control, Labelled, LabelledRefusal, MAX_LABELLED, MAX_LABELLED_CHARS, MAX_PROMPT_CHARS, Panel,
-    PlaygroundState, Shade, VERSION, Variant, View, valid_checkpoint_name, valid_origin,
+    PlaygroundState, Shade, TrainSettings, VERSION, Variant, View, valid_checkpoint_name, valid_origin,
 };
 
 /// Most interventions a link carries.
@@ -238,17 +238,23 @@ fn read_train(r: &mut Reader) -> TrainSettings {
     let mut mix = Vec::new();
     if let Some(raw) = r.raw("train.mix") {
         for item in raw.split(',').filter(|x| !x.trim().is_empty()).take(32) {
-            let pair = item.split_once(':').and_then(|(n, w)| Some((n.trim().to_string(), w.trim().parse::<f32>().ok()?)));
+            let pair =
+                item.split_once(':').and_then(|(n, w)| Some((n.trim().to_string(), w.trim().parse::<f32>().ok()?)));
             match pair {
                 Some((n, w)) if valid_checkpoint_name(&n) && (0.0..=100.0).contains(&w) => mix.push((n, w)),
-                _ => r.problem("train.mix", format!("`{}` is not domain:weight (a weight from 0 to 100); ignored", clip(item))),
+                _ => r.problem(
+                    "train.mix",
+                    format!("`{}` is not domain:weight (a weight from 0 to 100); ignored", clip(item)),
+                ),
             }
         }
     }
     TrainSettings {
         experts,
         k,
-        width: r.num("train.d", d.width, "a width from 32 to 128, a multiple of 8", |v| (32..=128).contains(v) && v % 8 == 0),
+        width: r.num("train.d", d.width, "a width from 32 to 128, a multiple of 8", |v| {
+            (32..=128).contains(v) && v % 8 == 0
+        }),
         layers: r.num("train.layers", d.layers, "a number of layers from 1 to 4", |v| (1..=4).contains(v)),
         recipe: r.named("train.recipe", d.recipe),
         lbl: r.num("train.lbl", d.lbl, "a coefficient from 0 to 1", |v: &f32| (0.0..=1.0).contains(v)),

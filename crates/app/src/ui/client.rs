@@ -335,9 +335,7 @@ impl EngineSignals {
     /// next load of `trained-in-page` builds it. False when no engine listens yet.
     pub fn adopt(self, bytes: &[u8]) -> bool {
         CLIENT.with(|c| match c.borrow().as_ref() {
-            Some(inner) if inner.queue.is_none() => {
-                inner.worker.post_message(&js_sys::Uint8Array::from(bytes)).is_ok()
-            }
+            Some(inner) if inner.queue.is_none() => inner.worker.post_message(&js_sys::Uint8Array::from(bytes)).is_ok(),
             _ => false,
         })
     }

@@ -178,7 +178,9 @@ fn start_worker() -> Result<Trainer, String> {
         }
         match serde_json::from_str::<TrainReply>(&text) {
             Ok(reply) => receive(reply),
-            Err(e) => signals().status.set(Status::Failed(format!("the trainer sent a reply this page could not read ({e})"))),
+            Err(e) => {
+                signals().status.set(Status::Failed(format!("the trainer sent a reply this page could not read ({e})")))
+            }
         }
     });
     worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -278,7 +280,15 @@ pub fn TrainView() -> impl IntoView {
 
 /// One number of the settings, as a range input bound to `train.<key>`.
 #[component]
-fn Slider(label: &'static str, key: &'static str, min: f64, max: f64, step: f64, get: fn(&TrainSettings) -> f64, set: fn(&mut TrainSettings, f64)) -> impl IntoView {
+fn Slider(
+    label: &'static str,
+    key: &'static str,
+    min: f64,
+    max: f64,
+    step: f64,
+    get: fn(&TrainSettings) -> f64,
+    set: fn(&mut TrainSettings, f64),
+) -> impl IntoView {
     let ctl = expect_context::<Ctl>();
     let value = move || ctl.state.with(|s| get(&s.train));
     view! {
@@ -405,12 +415,16 @@ fn LossChart() -> impl IntoView {
     let mean_ce = |p: &[TrainPoint]| (!p.is_empty()).then(|| p.iter().map(|x| x.ce).sum::<f32>() / p.len() as f32);
     let first_ce = move || s.points.with(|p| mean_ce(&p[..p.len().min(10)]));
     let recent_ce = move || s.points.with(|p| mean_ce(&p[p.len().saturating_sub(10)..]));
+    // The first steps' losses, exactly: two runs of one link must give the same curve.
+    let curve =
+        move || s.points.with(|p| p.iter().take(40).map(|x| format!("{:.5}", x.ce)).collect::<Vec<_>>().join(","));
     let held_ce = move || s.held.with(|h| h.last().map(|h| h.ce));
     view! {
         <div class="train-chart">
             <canvas node_ref=canvas width="420" height="220" data-testid="train-loss"
                 data-ce=move || last_ce().map(|v| format!("{v:.4}")) data-held=move || held_ce().map(|v| format!("{v:.4}"))
-                data-first-ce=move || first_ce().map(|v| format!("{v:.4}")) data-recent-ce=move || recent_ce().map(|v| format!("{v:.4}"))></canvas>
+                data-first-ce=move || first_ce().map(|v| format!("{v:.4}")) data-recent-ce=move || recent_ce().map(|v| format!("{v:.4}"))
+                data-curve=curve></canvas>
             <p class="hint">"blue: training loss of each step; orange: the held-out slices (the last ~5 % of each sample)"</p>
         </div>
     }
@@ -488,8 +502,15 @@ fn DomainSnapshots() -> impl IntoView {
             _ => Vec::new(),
         };
         let count = snapshots.len();
+        // The latest map's strongest specialisation: the largest share over its uniform 1/E
+        // at any layer (what the benchmark waits for: ≥ 2).
+        let ratio = held.last().map(|h| {
+            h.share.iter().flatten().flat_map(|row| row.iter().map(move |v| v * row.len() as f64)).fold(0.0, f64::max)
+        });
+        let at = held.last().map(|h| h.step);
         view! {
-            <div class="pair" data-testid="train-domains" data-snapshots=count>
+            <div class="pair" data-testid="train-domains" data-snapshots=count
+                data-max-ratio=ratio.map(|r| format!("{r:.3}")) data-step=at>
                 {snapshots.into_iter().map(|h| {
                     let rows = h.share.get(layer).cloned().unwrap_or_default();
                     let e = rows.first().map_or(0, Vec::len);
