@@ -110,3 +110,25 @@ test('without a balancing loss the load collapses: the max expert share is clear
   console.log(`max expert share, LBL 0.01: ${balanced.toFixed(3)}, LBL 0: ${collapsed.toFixed(3)} (uniform 0.125)`);
   assert.ok(collapsed > balanced * 1.3, `LBL 0 gives ${collapsed}, the default ${balanced}`);
 });
+
+test('recipe views: SMoE-Dropout k rises to E, loss-free shows its moving bias, and a text of ours joins the mix', async () => {
+  let { page, errors } = await openTrain('&train.steps=60&train.recipe=smoe_dropout&train.e=6');
+  await trainToEnd(page);
+  assert.equal(await page.locator('[data-testid="train-router"]').getAttribute('data-k'), '6', 'k reached E at the last step');
+  assert.match(await page.locator('[data-testid="train-router"] + .hint').textContent(), /no learned gate/, 'a frozen router has no entropy to show');
+  assert.deepEqual(errors, []);
+  await page.close();
+  ({ page, errors } = await openTrain('&train.steps=60&train.recipe=lossfree'));
+  await page.locator('[data-testid="train-own-text"]').evaluate((el) => { el.closest('details').open = true; });
+  await page.locator('[data-testid="train-own-text"]').fill('zzzz qqqq '.repeat(400));
+  await trainToEnd(page);
+  const bias = await page.locator('[data-testid="train-bias"] td').allTextContents();
+  assert.equal(bias.length, 2 * 4, 'a bias per expert and layer');
+  assert.ok(bias.some((b) => Number(b) !== 0), `the bias moved: ${bias}`);
+  const domains = (await page.locator('[data-testid="train-domains"]').getAttribute('data-domains')).split(',');
+  assert.ok(domains.includes('yours') && domains.length === 13, `our text is a domain of the mix: ${domains}`);
+  assert.equal(await page.locator('[data-testid="train-domains"]').getAttribute('data-rows'), '13', 'with its own held-out slice');
+  await page.screenshot({ path: join(outDir, 'train-lossfree.png'), fullPage: true });
+  assert.deepEqual(errors, []);
+  await page.close();
+});

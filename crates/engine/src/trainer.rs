@@ -8,7 +8,7 @@
 
 use std::cell::RefCell;
 
-use switchyard_model::corpus::split_text;
+use switchyard_model::corpus::{Domain, split_text};
 use switchyard_model::train::{Recipe, TokenizedCorpus, TrainConfig, Trainer};
 use switchyard_model::{ByteTokenizer, Checkpoint, Device, ModelConfig, RunOptions, Tokenizer, eval_tokens};
 use switchyard_protocol::training::{HeldOut, TRAIN_SAMPLES, TrainPoint, TrainReply, TrainRequest};
@@ -174,7 +174,9 @@ pub fn train_config(t: &TrainSettings) -> TrainConfig {
         TrainRecipe::Switch => Recipe::Topk { k: 1, lbl_coef: t.lbl, z_coef: t.z, lbl_window: 1 },
         TrainRecipe::Thor => Recipe::Thor { alpha: 1.0 },
         TrainRecipe::SmoeDropout => Recipe::SmoeDropout { k_min: 2.min(t.experts), k_max: t.experts, init_std: 0.02 },
-        TrainRecipe::Lossfree => Recipe::Lossfree { k, gamma: 1e-3 },
+        // Ten times the native γ: in-page runs are about ten times shorter, and the bias must
+        // have time to balance within them.
+        TrainRecipe::Lossfree => Recipe::Lossfree { k, gamma: 1e-2 },
     };
     TrainConfig {
         recipe,
@@ -202,7 +204,13 @@ async fn build(id: u64, t: &TrainSettings, own: &str) -> Result<Run, String> {
         weights.push(f64::from(t.weight(name)));
     }
     if !own.trim().is_empty() {
-        domains.push(split_text("yours", own));
+        // The corpus rule cuts at a line break after 95 %; a pasted text may have none, so its
+        // held-out slice is its last 5 % at a character boundary.
+        let mut cut = own.len() * 95 / 100;
+        while !own.is_char_boundary(cut) {
+            cut += 1;
+        }
+        domains.push(Domain { name: "yours".into(), train: own[..cut].into(), validation: own[cut..].into() });
         weights.push(f64::from(t.weight("yours")));
     }
     if domains.is_empty() {

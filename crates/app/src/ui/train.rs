@@ -220,6 +220,11 @@ fn receive(reply: TrainReply) {
     }
 }
 
+thread_local! {
+    /// A text of the person's own for the mix (not in the link: it can be long).
+    static OWN_TEXT: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
 /// Starts the state's run from step 0.
 fn start(settings: TrainSettings, play: bool) {
     let s = signals();
@@ -229,7 +234,8 @@ fn start(settings: TrainSettings, play: bool) {
     s.held.set(Vec::new());
     s.tokens_per_s.set(0.0);
     s.status.set(Status::Building);
-    send(&TrainRequest::Start { id, settings, own_text: String::new(), play });
+    let own_text = OWN_TEXT.with(|t| t.borrow().clone());
+    send(&TrainRequest::Start { id, settings, own_text, play });
 }
 
 /// The Train view.
@@ -272,6 +278,8 @@ pub fn TrainView() -> impl IntoView {
             <div class="train-charts">
                 <LossChart />
                 <LoadChart />
+                <RouterChart />
+                <BiasTable />
                 <DomainSnapshots />
             </div>
         </div>
@@ -365,6 +373,13 @@ fn TrainSettingsForm() -> impl IntoView {
                         <span class="value">{move || ctl.state.with(|s| s.train.weight(name)).to_string()}</span>
                     </label>
                 }).collect_view()}
+            </details>
+            <details class="mix"><summary>"your own text (added to the mix as “yours”, weight 1; not kept in the link)"</summary>
+                <textarea rows="4" data-testid="train-own-text" aria-label="your own training text"
+                    maxlength=switchyard_protocol::training::MAX_OWN_TEXT
+                    placeholder="paste text to train on beside the samples"
+                    prop:value=move || OWN_TEXT.with(|t| t.borrow().clone())
+                    on:input=move |ev| OWN_TEXT.with(|t| *t.borrow_mut() = event_target_value(&ev))></textarea>
             </details>
         </div>
     }
@@ -481,6 +496,78 @@ fn LoadChart() -> impl IntoView {
     }
 }
 
+/// The router's mean entropy over the steps (nats; log E is a uniform router), with the
+/// experts per token each step used (SMoE-Dropout's k rises).
+#[component]
+fn RouterChart() -> impl IntoView {
+    let ctl = expect_context::<Ctl>();
+    let s = signals();
+    let canvas = NodeRef::<Canvas>::new();
+    plot(canvas, move |backend| {
+        let e = ctl.state.with_untracked(|st| st.train.experts).max(2) as f64;
+        s.points.with(|points| {
+            let root = backend.into_drawing_area();
+            let _ = root.fill(&WHITE);
+            let last = points.last().map_or(1, |p| p.step).max(1) as f64;
+            let top = e.ln() * 1.05;
+            let Ok(mut chart) = ChartBuilder::on(&root)
+                .margin(8)
+                .x_label_area_size(24)
+                .y_label_area_size(36)
+                .caption(format!("router entropy (nats; uniform over {e} experts: {:.2})", e.ln()), ("sans-serif", 13))
+                .build_cartesian_2d(0.0..last, 0.0..top)
+            else {
+                return;
+            };
+            let _ = chart.configure_mesh().x_desc("step").label_style(("sans-serif", 11)).draw();
+            let line = points.iter().map(|p| (p.step as f64, f64::from(p.entropy).min(top)));
+            let _ = chart.draw_series(LineSeries::new(line, RGBColor(0, 158, 115).stroke_width(2)));
+            // k per step, scaled so that k = E sits at the top.
+            let k = points.iter().map(|p| (p.step as f64, p.k as f64 / e * top));
+            let _ = chart.draw_series(LineSeries::new(k, RGBColor(204, 121, 167)));
+            let _ = root.present();
+        });
+    });
+    let now = move || s.points.with(|p| p.last().map(|p| (p.entropy, p.k)));
+    view! {
+        <div class="train-chart">
+            <canvas node_ref=canvas width="420" height="220" data-testid="train-router"
+                data-entropy=move || now().map(|(h, _)| format!("{h:.4}")) data-k=move || now().map(|(_, k)| k)></canvas>
+            <p class="hint">{move || match (now(), ctl.state.with(|st| st.train.recipe)) {
+                (Some((_, k)), TrainRecipe::SmoeDropout | TrainRecipe::Thor) => format!("This recipe has no learned gate, so no router entropy is measured (the line stays at 0); pink: experts per token, {k} now (k = E at the top)."),
+                (Some((h, k)), _) => format!("green: the router's mean entropy, {h:.3} nats now (it falls as the router grows confident); pink: experts per token, {k} now (k = E at the top)."),
+                (None, _) => "green: the router's mean entropy; pink: experts per token.".to_string(),
+            }}</p>
+        </div>
+    }
+}
+
+/// Loss-free balancing's selection bias per expert and layer, as it moves.
+#[component]
+fn BiasTable() -> impl IntoView {
+    let s = signals();
+    move || {
+        let bias = s.bias.get();
+        (!bias.is_empty()).then(|| {
+            let top = bias.iter().flatten().fold(1e-6f32, |m, b| m.max(b.abs()));
+            view! {
+                <div class="train-chart" data-testid="train-bias">
+                    <h3>"Selection bias b (chooses, never weighs)"</h3>
+                    <table class="metrics"><tbody>
+                        {bias.into_iter().enumerate().map(|(l, row)| view! {
+                            <tr><th>{format!("layer {l}")}</th>
+                                {row.into_iter().enumerate().map(|(e, b)| view! {
+                                    <td style=super::palette::ramp_style(0.5 + 0.5 * b / top) title=format!("E{e}")>{format!("{b:+.3}")}</td>
+                                }).collect_view()}
+                            </tr>
+                        }).collect_view()}
+                    </tbody></table>
+                </div>
+            }
+        })
+    }
+}
+
 /// `#RRGGBB` as a plotters colour.
 fn hex(s: &str) -> RGBColor {
     let v = u32::from_str_radix(s.trim_start_matches('#'), 16).unwrap_or(0x777777);
@@ -508,9 +595,11 @@ fn DomainSnapshots() -> impl IntoView {
             h.share.iter().flatten().flat_map(|row| row.iter().map(move |v| v * row.len() as f64)).fold(0.0, f64::max)
         });
         let at = held.last().map(|h| h.step);
+        let names = held.last().map(|h| h.domains.join(","));
+        let measured = held.last().map(|h| h.share.get(layer).map_or(0, Vec::len));
         view! {
             <div class="pair" data-testid="train-domains" data-snapshots=count
-                data-max-ratio=ratio.map(|r| format!("{r:.3}")) data-step=at>
+                data-max-ratio=ratio.map(|r| format!("{r:.3}")) data-step=at data-domains=names data-rows=measured>
                 {snapshots.into_iter().map(|h| {
                     let rows = h.share.get(layer).cloned().unwrap_or_default();
                     let e = rows.first().map_or(0, Vec::len);
