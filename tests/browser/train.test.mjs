@@ -122,6 +122,8 @@ test('recipe views: SMoE-Dropout k rises to E, loss-free shows its moving bias, 
   await page.locator('[data-testid="train-own-text"]').evaluate((el) => { el.closest('details').open = true; });
   await page.locator('[data-testid="train-own-text"]').fill('zzzz qqqq '.repeat(400));
   await trainToEnd(page);
+  const confidence = Number(await page.locator('[data-testid="train-router"]').getAttribute('data-confidence'));
+  assert.ok(confidence > 0 && confidence <= 1, `the router's confidence: ${confidence}`);
   const bias = await page.locator('[data-testid="train-bias"] td').allTextContents();
   assert.equal(bias.length, 2 * 4, 'a bias per expert and layer');
   assert.ok(bias.some((b) => Number(b) !== 0), `the bias moved: ${bias}`);

@@ -237,6 +237,7 @@ async fn step(run: &mut Run) -> Result<(), String> {
         ce: stats.ce,
         lbl: stats.lbl,
         entropy: stats.entropy,
+        confidence: stats.confidence,
         k: stats.k,
         load: stats.load,
     });

@@ -62,6 +62,9 @@ pub struct TrainPoint {
     pub lbl: f32,
     /// The router's mean entropy (nats).
     pub entropy: f32,
+    /// The router's mean top-1 probability.
+    #[serde(default)]
+    pub confidence: f32,
     /// Experts per token this step (SMoE-Dropout: the schedule's k).
     pub k: usize,
     /// Share of the slots each expert took, per layer.

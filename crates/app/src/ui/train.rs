@@ -522,6 +522,9 @@ fn RouterChart() -> impl IntoView {
             let _ = chart.configure_mesh().x_desc("step").label_style(("sans-serif", 11)).draw();
             let line = points.iter().map(|p| (p.step as f64, f64::from(p.entropy).min(top)));
             let _ = chart.draw_series(LineSeries::new(line, RGBColor(0, 158, 115).stroke_width(2)));
+            // Confidence (mean top-1 probability, 0..1) on the same axis scaled to its top.
+            let conf = points.iter().map(|p| (p.step as f64, f64::from(p.confidence) * top));
+            let _ = chart.draw_series(LineSeries::new(conf, RGBColor(0, 114, 178)));
             // k per step, scaled so that k = E sits at the top.
             let k = points.iter().map(|p| (p.step as f64, p.k as f64 / e * top));
             let _ = chart.draw_series(LineSeries::new(k, RGBColor(204, 121, 167)));
@@ -529,13 +532,15 @@ fn RouterChart() -> impl IntoView {
         });
     });
     let now = move || s.points.with(|p| p.last().map(|p| (p.entropy, p.k)));
+    let confidence = move || s.points.with(|p| p.last().map(|p| p.confidence));
     view! {
         <div class="train-chart">
             <canvas node_ref=canvas width="420" height="220" data-testid="train-router"
-                data-entropy=move || now().map(|(h, _)| format!("{h:.4}")) data-k=move || now().map(|(_, k)| k)></canvas>
+                data-entropy=move || now().map(|(h, _)| format!("{h:.4}")) data-k=move || now().map(|(_, k)| k)
+                data-confidence=move || confidence().map(|c| format!("{c:.4}"))></canvas>
             <p class="hint">{move || match (now(), ctl.state.with(|st| st.train.recipe)) {
                 (Some((_, k)), TrainRecipe::SmoeDropout | TrainRecipe::Thor) => format!("This recipe has no learned gate, so no router entropy is measured (the line stays at 0); pink: experts per token, {k} now (k = E at the top)."),
-                (Some((h, k)), _) => format!("green: the router's mean entropy, {h:.3} nats now (it falls as the router grows confident); pink: experts per token, {k} now (k = E at the top)."),
+                (Some((h, k)), _) => format!("green: the router's mean entropy, {h:.3} nats now (it falls as the router grows confident); blue: its confidence, the mean top-1 probability, {:.2} now (1 at the top); pink: experts per token, {k} now (k = E at the top).", confidence().unwrap_or(0.0)),
                 (None, _) => "green: the router's mean entropy; pink: experts per token.".to_string(),
             }}</p>
         </div>

@@ -87,6 +87,9 @@ pub(crate) struct TrainPass {
     /// Per-layer mean of the router's mean entropy `(1/T)·Σ_t H(P_t)` (nats): top-p's dynamic
     /// loss (§5.2). Zero for THOR.
     pub entropy: Tensor<1>,
+    /// Per-layer mean of the router's confidence, the mean top-1 probability (detached: a
+    /// measurement, not a loss). Zero for THOR.
+    pub confidence: Tensor<1>,
     /// Tokens routed to each expert, per layer (slots counted).
     pub load: Vec<Vec<u64>>,
 }
@@ -173,6 +176,7 @@ pub(crate) struct GateLosses {
     lbl: Tensor<1>,
     z: Tensor<1>,
     entropy: Tensor<1>,
+    confidence: Tensor<1>,
 }
 
 /// What a training MoE step leaves besides its output: tokens per expert, and the layer's
@@ -236,7 +240,7 @@ impl Model {
         let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, s]), &device);
         let mut h = self.net.embed_tokens.forward(ids);
         let zero = || Tensor::<1>::zeros([1], &device);
-        let (mut lbl, mut z, mut entropy) = (zero(), zero(), zero());
+        let (mut lbl, mut z, mut entropy, mut confidence) = (zero(), zero(), zero(), zero());
         let mut load = Vec::with_capacity(c.n_layers);
         let mut prev = None; // the previous layer's router logits (MoE++'s gating residual)
         for (i, layer) in self.net.layers.iter().enumerate() {
@@ -250,6 +254,7 @@ impl Model {
                 lbl = lbl + g.lbl;
                 z = z + g.z;
                 entropy = entropy + g.entropy;
+                confidence = confidence + g.confidence;
             }
             load.push(terms.counts);
         }
@@ -264,6 +269,7 @@ impl Model {
             lbl: lbl.div_scalar(n),
             z: z.div_scalar(n),
             entropy: entropy.div_scalar(n),
+            confidence: confidence.div_scalar(n),
             load,
         })
     }
@@ -326,6 +332,7 @@ impl Model {
         let raw = matches!(routing, TrainRouting::TopP { .. } | TrainRouting::Softmax { renormalise: false, .. });
         // A token whose every choice outputs nothing has weights 0 / 0: its sum is guarded.
         let w = if raw { w } else { w.clone() / w.sum_dim(1).clamp_min(1e-12) };
+        let probs_top1 = probs.clone().max_dim(1).mean(); // [1]
         let lbl = match routing {
             TrainRouting::Softmax { lbl: Lbl::NullMean, .. } => null_mean_lbl(probs, &counts, &kinds),
             TrainRouting::Softmax { lbl: Lbl::Heterogeneous { tau }, .. } => {
@@ -333,8 +340,13 @@ impl Model {
             }
             _ => load_balancing_loss_pooled(probs, &counts, prior, prior_tokens),
         };
-        let losses =
-            (!frozen).then(|| GateLosses { lbl, z: z_loss(logits.clone()), entropy: router_entropy(logits.clone()) });
+        let confidence = probs_top1.detach();
+        let losses = (!frozen).then(|| GateLosses {
+            lbl,
+            z: z_loss(logits.clone()),
+            entropy: router_entropy(logits.clone()),
+            confidence,
+        });
         let logits = Some(logits);
         Ok((combine_weighted(moe, moe.expert_input(x), &rows, w), LayerTerms { counts, losses, logits }))
     }

@@ -272,6 +272,9 @@ pub struct StepStats {
     /// The router's mean entropy in nats (top-p's dynamic loss before its coefficient).
     #[serde(default)]
     pub entropy: f32,
+    /// The router's mean top-1 probability (0 without a learned gate).
+    #[serde(default)]
+    pub confidence: f32,
     /// Mean experts per token over the layers (top-p: varies; top-k: k).
     #[serde(default)]
     pub active: f32,
@@ -632,6 +635,7 @@ impl Trainer {
             lbl: scalar(&pass.lbl),
             z: scalar(&pass.z),
             entropy: scalar(&pass.entropy),
+            confidence: scalar(&pass.confidence),
             active,
             kl: scalar(&kl),
             k,
