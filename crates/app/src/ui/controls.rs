@@ -23,6 +23,7 @@ const CHECKPOINTS: &[(&str, &str, Option<&str>)] = &[
     ("thor", "thor — trained with random experts", Some("thor&thor_mode=token")),
     ("smoe-dropout", "smoe-dropout — frozen random router", Some("smoe_dropout&k=8")),
     ("seed-init", "seed-init — untrained (seed 0, bytes)", None),
+    ("trained-in-page", "trained-in-page — the model of this page's Train view", None),
 ];
 
 fn ctl() -> Ctl {
