@@ -109,6 +109,9 @@ const LOADED = [
   `${BASE}&${Array.from({ length: 30 }, (_, i) => `junk${i}=${i}`).join('&')}&prompt=thirty+unknown+keys`,
   `${BASE}&prompt=a&prompt=b&k=1&k=2`, `${BASE}&%E2%80%AE=1&prompt=${P('abc\u202Edef\u200B')}`,
   `${BASE}&panel=evil&embed=evil&prompt=x`, `${BASE}&show=prompt&prompt=x`,
+  `${BASE}&panel=train&train.e=999&train.k=0&train.d=33&train.lr=NaN&train.steps=-1&prompt=x`,
+  `${BASE}&panel=train&train.recipe=evil&train.mix=${P('../x:1,a:1e9,b:-1,:')}&train.lbl=1e38&prompt=x`,
+  'v=1&ckpt=trained-in-page&prompt=x',
   `${BASE}&origin=${P('javascript:alert(1)')}&prompt=x`, `${BASE}&layer=63&panel=grid&prompt=deep`,
   `${BASE}&token=30000&prompt=x`, `${BASE}&embed=heatmap&layer=9&token=99&prompt=embedded`,
 ];
