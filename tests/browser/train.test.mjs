@@ -55,9 +55,12 @@ test('the Train view trains the default model in its own worker: the loss falls,
   await page.screenshot({ path: join(outDir, 'train-finished.png'), fullPage: true });
   // A link is a run: training it again from step 0 gives the same curve, step for step.
   const curve = await page.locator('[data-testid="train-loss"]').getAttribute('data-curve');
+  const held = await page.locator('[data-testid="train-loss"]').getAttribute('data-held');
   assert.equal(curve.split(',').length, 40);
+  assert.equal(await page.locator('[data-testid="train-domains"]').getAttribute('data-step'), '120', 'measured at the last step');
   await trainToEnd(page);
   assert.equal(await page.locator('[data-testid="train-loss"]').getAttribute('data-curve'), curve, 'the same link, the same curve');
+  assert.equal(await page.locator('[data-testid="train-loss"]').getAttribute('data-held'), held, 'and the same held-out loss');
   // Use this model: the playground's views route with the trained weights.
   await page.locator('[data-testid="train-use"]').click();
   await page.waitForFunction(() => document.querySelector('[data-testid="token-strip"]')?.dataset.checkpoint === 'trained-in-page', null, { timeout: SLOW });

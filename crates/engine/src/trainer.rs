@@ -39,6 +39,8 @@ struct Run {
     last_report: f64,
     /// Tokens and milliseconds since the last report (throughput).
     window: (usize, f64),
+    /// The held-out measurement taken at a measuring step, not reported yet.
+    held: Option<HeldOut>,
 }
 
 #[derive(Default)]
@@ -222,7 +224,16 @@ async fn build(id: u64, t: &TrainSettings, own: &str) -> Result<Run, String> {
     }
     let trainer =
         Trainer::new(&model_config(t), train_config(t), "byte", &Device::flex()).map_err(|e| e.to_string())?;
-    Ok(Run { id, trainer, data, steps: t.steps, points: Vec::new(), last_report: now_ms(), window: (0, 0.0) })
+    Ok(Run {
+        id,
+        trainer,
+        data,
+        steps: t.steps,
+        points: Vec::new(),
+        last_report: now_ms(),
+        window: (0, 0.0),
+        held: None,
+    })
 }
 
 async fn step(run: &mut Run) -> Result<(), String> {
@@ -232,6 +243,9 @@ async fn step(run: &mut Run) -> Result<(), String> {
     let stats = run.trainer.step(&batch).await.map_err(|e| e.to_string())?;
     run.window.0 += cfg.batch_size * cfg.seq_len;
     run.window.1 += now_ms() - t0;
+    // Measured at exactly these steps, so a link's maps are the same in every run.
+    let done = stats.step + 1;
+    let measure = done % HELD_OUT_EVERY == 0 || done == run.steps;
     run.points.push(TrainPoint {
         step: stats.step + 1,
         ce: stats.ce,
@@ -241,15 +255,17 @@ async fn step(run: &mut Run) -> Result<(), String> {
         k: stats.k,
         load: stats.load,
     });
+    if measure {
+        run.held = held_out(run).await.ok();
+    }
     Ok(())
 }
 
-/// Posts the points since the last report, and every [`HELD_OUT_EVERY`] steps the held-out loss
-/// and domain × expert map.
+/// Posts the points since the last report, with the held-out loss and domain × expert map
+/// measured since (every [`HELD_OUT_EVERY`] steps and at the last).
 async fn report(run: &mut Run) {
     let step = run.trainer.step_index();
-    let due = run.points.iter().any(|p| p.step % HELD_OUT_EVERY == 0 || p.step == run.steps);
-    let held_out = if due { held_out(run).await.ok() } else { None };
+    let held_out = run.held.take();
     let (tokens, ms) = std::mem::take(&mut run.window);
     let bias = match run.trainer.inference_model(&Device::flex()).await {
         Ok(m) if m.config().selection_bias => m.selection_bias().to_vec(),

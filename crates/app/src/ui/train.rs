@@ -6,6 +6,7 @@ use std::cell::RefCell;
 
 use leptos::html::Canvas;
 use leptos::prelude::*;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters_canvas::CanvasBackend;
 use switchyard_protocol::TRAINED_IN_PAGE;
@@ -396,6 +397,27 @@ fn plot(canvas: NodeRef<Canvas>, draw: impl Fn(CanvasBackend) + 'static) {
     });
 }
 
+/// A chart over the steps: the canvas cleared, `caption`, axes from 0 to `steps` and `top`.
+type StepChart<'a> = ChartContext<'a, CanvasBackend, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+fn step_chart<'a>(
+    root: &'a DrawingArea<CanvasBackend, plotters::coord::Shift>,
+    caption: &str,
+    steps: f64,
+    top: f64,
+) -> Option<StepChart<'a>> {
+    let _ = root.fill(&WHITE);
+    let mut chart = ChartBuilder::on(root)
+        .margin(8)
+        .x_label_area_size(34)
+        .y_label_area_size(36)
+        .caption(caption, ("sans-serif", 13))
+        .build_cartesian_2d(0.0..steps, 0.0..top)
+        .ok()?;
+    let _ = chart.configure_mesh().x_desc("step").label_style(("sans-serif", 11)).draw();
+    Some(chart)
+}
+
 /// Training cross-entropy per step and the held-out loss (nats per byte).
 #[component]
 fn LossChart() -> impl IntoView {
@@ -405,19 +427,9 @@ fn LossChart() -> impl IntoView {
         let points = s.points.get();
         let held = s.held.get();
         let root = backend.into_drawing_area();
-        let _ = root.fill(&WHITE);
         let last = points.last().map_or(1, |p| p.step).max(1) as f64;
         let top = points.iter().map(|p| f64::from(p.ce)).fold(1.0, f64::max).min(8.0) * 1.05;
-        let Ok(mut chart) = ChartBuilder::on(&root)
-            .margin(8)
-            .x_label_area_size(24)
-            .y_label_area_size(36)
-            .caption("loss (nats per byte)", ("sans-serif", 13))
-            .build_cartesian_2d(0.0..last, 0.0..top)
-        else {
-            return;
-        };
-        let _ = chart.configure_mesh().x_desc("step").label_style(("sans-serif", 11)).draw();
+        let Some(mut chart) = step_chart(&root, "loss (nats per byte)", last, top) else { return };
         let train = points.iter().map(|p| (p.step as f64, f64::from(p.ce).min(top)));
         let _ = chart.draw_series(LineSeries::new(train, &RGBColor(0, 114, 178))).map(|s| s.label("train"));
         let held_line = held.iter().map(|h| (h.step as f64, h.ce.min(top)));
@@ -458,19 +470,10 @@ fn LoadChart() -> impl IntoView {
         let points = s.points.get();
         let layer = layer();
         let root = backend.into_drawing_area();
-        let _ = root.fill(&WHITE);
         let last = points.last().map_or(1, |p| p.step).max(1) as f64;
         let e = points.last().and_then(|p| p.load.get(layer)).map_or(0, Vec::len);
-        let Ok(mut chart) = ChartBuilder::on(&root)
-            .margin(8)
-            .x_label_area_size(24)
-            .y_label_area_size(36)
-            .caption(format!("load per expert at layer {layer} (stacked share of slots)"), ("sans-serif", 13))
-            .build_cartesian_2d(0.0..last, 0.0..1.0)
-        else {
-            return;
-        };
-        let _ = chart.configure_mesh().x_desc("step").label_style(("sans-serif", 11)).draw();
+        let caption = format!("load per expert at layer {layer} (stacked share of slots)");
+        let Some(mut chart) = step_chart(&root, &caption, last, 1.0) else { return };
         let share = |p: &TrainPoint, j: usize| p.load.get(layer).and_then(|l| l.get(j)).copied().map_or(0.0, f64::from);
         for j in (0..e).rev() {
             // Band j's top: the sum of experts 0..=j.
@@ -507,19 +510,10 @@ fn RouterChart() -> impl IntoView {
         let e = ctl.state.with_untracked(|st| st.train.experts).max(2) as f64;
         s.points.with(|points| {
             let root = backend.into_drawing_area();
-            let _ = root.fill(&WHITE);
             let last = points.last().map_or(1, |p| p.step).max(1) as f64;
             let top = e.ln() * 1.05;
-            let Ok(mut chart) = ChartBuilder::on(&root)
-                .margin(8)
-                .x_label_area_size(24)
-                .y_label_area_size(36)
-                .caption(format!("router entropy (nats; uniform over {e} experts: {:.2})", e.ln()), ("sans-serif", 13))
-                .build_cartesian_2d(0.0..last, 0.0..top)
-            else {
-                return;
-            };
-            let _ = chart.configure_mesh().x_desc("step").label_style(("sans-serif", 11)).draw();
+            let caption = format!("router entropy (nats; uniform over {e} experts: {:.2})", e.ln());
+            let Some(mut chart) = step_chart(&root, &caption, last, top) else { return };
             let line = points.iter().map(|p| (p.step as f64, f64::from(p.entropy).min(top)));
             let _ = chart.draw_series(LineSeries::new(line, RGBColor(0, 158, 115).stroke_width(2)));
             // Confidence (mean top-1 probability, 0..1) on the same axis scaled to its top.
