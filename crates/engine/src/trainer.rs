@@ -8,6 +8,7 @@
 
 use std::cell::RefCell;
 
+use switchyard_analysis::domain_distribution;
 use switchyard_model::corpus::{Domain, split_text};
 use switchyard_model::train::{Recipe, TokenizedCorpus, TrainConfig, Trainer};
 use switchyard_model::{ByteTokenizer, Checkpoint, Device, ModelConfig, RunOptions, Tokenizer, eval_tokens};
@@ -138,7 +139,7 @@ async fn drive() {
         let finished = run.trainer.step_index() >= run.steps;
         let stopped = !with(|s| s.playing) || finished;
         if stopped || now_ms() - run.last_report >= REPORT_MS {
-            report(&mut run).await;
+            report(&mut run);
         }
         if stopped {
             post(&TrainReply::Stopped { id: run.id, step: run.trainer.step_index(), finished });
@@ -263,17 +264,13 @@ async fn step(run: &mut Run) -> Result<(), String> {
 
 /// Posts the points since the last report, with the held-out loss and domain × expert map
 /// measured since (every [`HELD_OUT_EVERY`] steps and at the last).
-async fn report(run: &mut Run) {
-    let step = run.trainer.step_index();
-    let held_out = run.held.take();
-    let (tokens, ms) = std::mem::take(&mut run.window);
-    let bias = match run.trainer.inference_model(&Device::flex()).await {
-        Ok(m) if m.config().selection_bias => m.selection_bias().to_vec(),
-        _ => Vec::new(),
-    };
-    if run.points.is_empty() && held_out.is_none() && step > 0 {
+fn report(run: &mut Run) {
+    if run.points.is_empty() && run.held.is_none() && run.trainer.step_index() > 0 {
         return;
     }
+    let held_out = run.held.take();
+    let (tokens, ms) = std::mem::take(&mut run.window);
+    let bias = run.trainer.selection_bias().to_vec();
     post(&TrainReply::Progress {
         id: run.id,
         points: std::mem::take(&mut run.points),
@@ -299,7 +296,7 @@ async fn held_out(run: &Run) -> Result<HeldOut, String> {
         nats += out.eval.nats;
         bytes += out.eval.bytes;
         for (layer, rec) in out.routing.layers.iter().enumerate() {
-            share[layer].push(slot_shares(rec));
+            share[layer].push(domain_distribution([("d", rec)]).remove("d").unwrap_or_default());
         }
         yield_now().await;
     }
@@ -309,16 +306,6 @@ async fn held_out(run: &Run) -> Result<HeldOut, String> {
         domains: run.data.names.clone(),
         share,
     })
-}
-
-/// Each expert's share of a record's kept slots (one domain's row of the domain × expert map).
-fn slot_shares(rec: &switchyard_model::record::LayerRouting) -> Vec<f64> {
-    let mut counts = vec![0.0; rec.num_experts];
-    for t in 0..rec.num_tokens() {
-        rec.slots(t).filter(|s| !s.dropped).for_each(|s| counts[s.expert] += 1.0);
-    }
-    let total: f64 = counts.iter().sum();
-    counts.into_iter().map(|c| if total > 0.0 { c / total } else { 0.0 }).collect()
 }
 
 /// Posts the current weights as safetensors bytes (a `Uint8Array` message).

@@ -255,7 +255,7 @@ pub fn write_csv(t: &Trace, out: impl std::io::Write) -> Result<(), csv::Error> 
                     r.ranks[slot].to_string(),
                     r.dropped[slot].to_string(),
                     r.probs[e].to_string(),
-                    l.expert_kinds.get(e).copied().unwrap_or_default().name().to_string(),
+                    switchyard_record::ExpertKind::at(&l.expert_kinds, e).name().to_string(),
                     r.shared_share.map_or(String::new(), |v| v.to_string()),
                 ])?;
             }

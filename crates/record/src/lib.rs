@@ -36,6 +36,11 @@ pub enum ExpertKind {
 }
 
 impl ExpertKind {
+    /// The kind of entry `e` of a list of kinds (FFN when the list names none: a plain model).
+    pub fn at(kinds: &[ExpertKind], e: usize) -> ExpertKind {
+        kinds.get(e).copied().unwrap_or_default()
+    }
+
     /// True for the experts whose output is 0 (null, zero): their slots take weight 0.
     pub fn outputs_nothing(self) -> bool {
         matches!(self, Self::Null | Self::Zero)
@@ -135,7 +140,7 @@ impl LayerRouting {
 
     /// The kind of expert `e` (FFN when the record names no kinds).
     pub fn kind(&self, e: usize) -> ExpertKind {
-        self.expert_kinds.get(e).copied().unwrap_or_default()
+        ExpertKind::at(&self.expert_kinds, e)
     }
 
     /// Number of FFN experts (the list's first entries; the free experts follow).

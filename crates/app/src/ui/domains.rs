@@ -21,16 +21,13 @@ const LABELS: f64 = 118.0;
 /// (its experts' shares summed: AdaMoE's 16 null experts are one "skip" choice), with how many
 /// entries of the expert list each column holds.
 fn columns(kinds: &[ExpertKind], e: usize) -> Vec<(String, Vec<usize>)> {
-    let kind = |x: usize| kinds.get(x).copied().unwrap_or_default();
-    let mut cols: Vec<(String, Vec<usize>)> =
-        (0..e).filter(|&x| kind(x) == ExpertKind::Ffn).map(|x| (format!("E{x}"), vec![x])).collect();
-    for k in [ExpertKind::Null, ExpertKind::Zero, ExpertKind::Copy, ExpertKind::Constant] {
-        let members: Vec<usize> = (0..e).filter(|&x| kind(x) == k).collect();
-        if !members.is_empty() {
-            cols.push((k.name().to_string(), members));
-        }
-    }
-    cols
+    super::palette::expert_groups(kinds, e)
+        .into_iter()
+        .map(|(kind, members)| match kind {
+            ExpertKind::Ffn => (format!("E{}", members[0]), members),
+            k => (k.name().to_string(), members),
+        })
+        .collect()
 }
 
 /// `rows` of `(label, shares)` as a domain × expert chart; cells above uniform routing (1/E per

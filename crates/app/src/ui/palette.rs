@@ -66,7 +66,7 @@ pub const FREE_BG: &str = "#bdbdbd";
 /// expert, the kind for a free one, numbered among its kind when there are several
 /// (`null 5`, `const 2`, `copy`).
 pub fn expert_name(kinds: &[ExpertKind], e: usize) -> String {
-    let kind = kinds.get(e).copied().unwrap_or_default();
+    let kind = ExpertKind::at(kinds, e);
     if kind == ExpertKind::Ffn {
         return format!("E{e}");
     }
@@ -78,24 +78,38 @@ pub fn expert_name(kinds: &[ExpertKind], e: usize) -> String {
 
 /// Inline style of entry `e`'s chip: its FFN colour, or the free experts' stripes.
 pub fn kind_style(kinds: &[ExpertKind], e: usize) -> String {
-    match kinds.get(e) {
-        Some(k) if *k != ExpertKind::Ffn => free_style(*k),
-        _ => expert_style(e),
+    match ExpertKind::at(kinds, e) {
+        ExpertKind::Ffn => expert_style(e),
+        k => free_style(k),
     }
 }
 
 /// Solid fill of entry `e` (bars, canvases).
 pub fn kind_bg(kinds: &[ExpertKind], e: usize) -> &'static str {
-    match kinds.get(e) {
-        Some(k) if *k != ExpertKind::Ffn => FREE_BG,
-        _ => expert_bg(e),
+    match ExpertKind::at(kinds, e) {
+        ExpertKind::Ffn => expert_bg(e),
+        _ => FREE_BG,
     }
 }
 
 /// Text colour on [`kind_bg`].
 pub fn kind_fg(kinds: &[ExpertKind], e: usize) -> &'static str {
-    match kinds.get(e) {
-        Some(k) if *k != ExpertKind::Ffn => "#111",
-        _ => expert_fg(e),
+    match ExpertKind::at(kinds, e) {
+        ExpertKind::Ffn => expert_fg(e),
+        _ => "#111",
     }
+}
+
+/// The load bars' rows and the domain chart's columns: each FFN expert alone, then each kind of
+/// free expert as one group of its entries (AdaMoE's 16 null experts are one "skip" choice).
+pub fn expert_groups(kinds: &[ExpertKind], n: usize) -> Vec<(ExpertKind, Vec<usize>)> {
+    let mut groups: Vec<(ExpertKind, Vec<usize>)> =
+        (0..n).filter(|&e| ExpertKind::at(kinds, e) == ExpertKind::Ffn).map(|e| (ExpertKind::Ffn, vec![e])).collect();
+    for k in [ExpertKind::Null, ExpertKind::Zero, ExpertKind::Copy, ExpertKind::Constant] {
+        let members: Vec<usize> = (0..n).filter(|&e| ExpertKind::at(kinds, e) == k).collect();
+        if !members.is_empty() {
+            groups.push((k, members));
+        }
+    }
+    groups
 }

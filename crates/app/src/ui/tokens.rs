@@ -13,7 +13,7 @@ use switchyard_routing::record::ExpertKind;
 /// FFN experts that ran on a token at a layer: its kept slots (dropped ones cost nothing) on
 /// FFN experts (free experts (§6) cost none).
 fn experts_used(layer: &TraceLayer, token: usize) -> Option<usize> {
-    let ffn = |e: &usize| layer.expert_kinds.get(*e).is_none_or(|k| *k == ExpertKind::Ffn);
+    let ffn = |e: &usize| ExpertKind::at(&layer.expert_kinds, *e) == ExpertKind::Ffn;
     layer.routing.get(token).map(|r| r.experts.iter().zip(&r.dropped).filter(|(e, d)| !**d && ffn(e)).count())
 }
 
@@ -62,7 +62,7 @@ fn compute_max(trace: &Trace, shade: Shade, layer: usize) -> usize {
 /// else its first slot if all were dropped; and whether it was dropped.
 pub fn shown_expert(layer: &TraceLayer, token: usize) -> Option<(usize, bool)> {
     let r = layer.routing.get(token)?;
-    let nothing = |e: &usize| layer.expert_kinds.get(*e).is_some_and(|k| k.outputs_nothing());
+    let nothing = |e: &usize| ExpertKind::at(&layer.expert_kinds, *e).outputs_nothing();
     let mut kept = r.experts.iter().zip(&r.dropped).filter(|(_, d)| !**d).map(|(e, _)| *e);
     let first_kept = kept.clone().next();
     let shown = kept.find(|e| !nothing(e)).or(first_kept).map(|e| (e, false));
@@ -348,7 +348,7 @@ fn Detail(result: RunResult, token: usize) -> impl IntoView {
                                 {r.probs.iter().enumerate().map(|(e, p)| view! {
                                     <div class="pbar" class:chosen=chosen.contains(&e) title=format!("{}: p = {p:.3}", expert_name(&kinds, e))>
                                         <div class="pfill" style=format!("height:{:.1}%;background:{}", 100.0 * p, kind_bg(&kinds, e))></div>
-                                        <span>{if kinds.get(e).is_none_or(|k| *k == ExpertKind::Ffn) { e.to_string() } else { "·".to_string() }}</span>
+                                        <span>{if ExpertKind::at(&kinds, e) == ExpertKind::Ffn { e.to_string() } else { "·".to_string() }}</span>
                                     </div>
                                 }).collect_view()}
                             </div>{l.probs_are_uniform.then_some(" (this router has no probabilities: uniform shown)")}</td>

@@ -208,7 +208,10 @@ fn receive(reply: TrainReply) {
             if tokens_per_s > 0.0 {
                 s.tokens_per_s.set(tokens_per_s);
             }
-            s.bias.set(bias);
+            // Redraw the bias table only when it moved (empty for most recipes).
+            if s.bias.with_untracked(|b| *b != bias) {
+                s.bias.set(bias);
+            }
             if let Some(h) = held_out {
                 s.held.update(|v| v.push(h));
             }
@@ -397,15 +400,17 @@ fn plot(canvas: NodeRef<Canvas>, draw: impl Fn(CanvasBackend) + 'static) {
     });
 }
 
-/// A chart over the steps: the canvas cleared, `caption`, axes from 0 to `steps` and `top`.
+/// A chart over the steps: the canvas cleared, `caption`, axes from 0 to the last point's step
+/// and from 0 to `top`.
 type StepChart<'a> = ChartContext<'a, CanvasBackend, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
 fn step_chart<'a>(
     root: &'a DrawingArea<CanvasBackend, plotters::coord::Shift>,
     caption: &str,
-    steps: f64,
+    points: &[TrainPoint],
     top: f64,
 ) -> Option<StepChart<'a>> {
+    let steps = points.last().map_or(1, |p| p.step).max(1) as f64;
     let _ = root.fill(&WHITE);
     let mut chart = ChartBuilder::on(root)
         .margin(8)
@@ -418,24 +423,26 @@ fn step_chart<'a>(
     Some(chart)
 }
 
+/// The loss chart's drawing.
+fn draw_loss(backend: CanvasBackend, points: &[TrainPoint], held: &[HeldOut]) {
+    let root = backend.into_drawing_area();
+    let top = points.iter().map(|p| f64::from(p.ce)).fold(1.0, f64::max).min(8.0) * 1.05;
+    let Some(mut chart) = step_chart(&root, "loss (nats per byte)", points, top) else { return };
+    let train = points.iter().map(|p| (p.step as f64, f64::from(p.ce).min(top)));
+    let _ = chart.draw_series(LineSeries::new(train, &RGBColor(0, 114, 178))).map(|s| s.label("train"));
+    let held_line = held.iter().map(|h| (h.step as f64, h.ce.min(top)));
+    let _ = chart.draw_series(LineSeries::new(held_line.clone(), RGBColor(213, 94, 0).stroke_width(2)));
+    let _ = chart.draw_series(held_line.map(|p| Circle::new(p, 3, RGBColor(213, 94, 0).filled())));
+    let _ = root.present();
+}
+
 /// Training cross-entropy per step and the held-out loss (nats per byte).
 #[component]
 fn LossChart() -> impl IntoView {
     let s = signals();
     let canvas = NodeRef::<Canvas>::new();
     plot(canvas, move |backend| {
-        let points = s.points.get();
-        let held = s.held.get();
-        let root = backend.into_drawing_area();
-        let last = points.last().map_or(1, |p| p.step).max(1) as f64;
-        let top = points.iter().map(|p| f64::from(p.ce)).fold(1.0, f64::max).min(8.0) * 1.05;
-        let Some(mut chart) = step_chart(&root, "loss (nats per byte)", last, top) else { return };
-        let train = points.iter().map(|p| (p.step as f64, f64::from(p.ce).min(top)));
-        let _ = chart.draw_series(LineSeries::new(train, &RGBColor(0, 114, 178))).map(|s| s.label("train"));
-        let held_line = held.iter().map(|h| (h.step as f64, h.ce.min(top)));
-        let _ = chart.draw_series(LineSeries::new(held_line.clone(), RGBColor(213, 94, 0).stroke_width(2)));
-        let _ = chart.draw_series(held_line.map(|p| Circle::new(p, 3, RGBColor(213, 94, 0).filled())));
-        let _ = root.present();
+        s.points.with(|points| s.held.with(|held| draw_loss(backend, points, held)));
     });
     let last_ce = move || s.points.with(|p| p.last().map(|p| p.ce));
     // Means of the first and last ten steps: the test reads whether the loss fell.
@@ -457,6 +464,22 @@ fn LossChart() -> impl IntoView {
     }
 }
 
+/// The load chart's drawing: one band per expert, stacked.
+fn draw_load(backend: CanvasBackend, points: &[TrainPoint], layer: usize) {
+    let root = backend.into_drawing_area();
+    let e = points.last().and_then(|p| p.load.get(layer)).map_or(0, Vec::len);
+    let caption = format!("load per expert at layer {layer} (stacked share of slots)");
+    let Some(mut chart) = step_chart(&root, &caption, points, 1.0) else { return };
+    let share = |p: &TrainPoint, j: usize| p.load.get(layer).and_then(|l| l.get(j)).copied().map_or(0.0, f64::from);
+    for j in (0..e).rev() {
+        // Band j's top: the sum of experts 0..=j.
+        let top = points.iter().map(|p| (p.step as f64, (0..=j).map(|i| share(p, i)).sum::<f64>()));
+        let colour = hex(expert_bg(j));
+        let _ = chart.draw_series(AreaSeries::new(top, 0.0, colour.mix(0.85)).border_style(colour));
+    }
+    let _ = root.present();
+}
+
 /// Each expert's share of the slots over the steps at the selected layer (stacked), with the
 /// LBL value: collapse shows as one band taking the height.
 #[component]
@@ -467,21 +490,8 @@ fn LoadChart() -> impl IntoView {
     // The playground's layer, within the trained model's layers.
     let layer = move || ctl.layer.get().min(ctl.state.with(|st| st.train.layers).saturating_sub(1));
     plot(canvas, move |backend| {
-        let points = s.points.get();
         let layer = layer();
-        let root = backend.into_drawing_area();
-        let last = points.last().map_or(1, |p| p.step).max(1) as f64;
-        let e = points.last().and_then(|p| p.load.get(layer)).map_or(0, Vec::len);
-        let caption = format!("load per expert at layer {layer} (stacked share of slots)");
-        let Some(mut chart) = step_chart(&root, &caption, last, 1.0) else { return };
-        let share = |p: &TrainPoint, j: usize| p.load.get(layer).and_then(|l| l.get(j)).copied().map_or(0.0, f64::from);
-        for j in (0..e).rev() {
-            // Band j's top: the sum of experts 0..=j.
-            let top = points.iter().map(|p| (p.step as f64, (0..=j).map(|i| share(p, i)).sum::<f64>()));
-            let colour = hex(expert_bg(j));
-            let _ = chart.draw_series(AreaSeries::new(top, 0.0, colour.mix(0.85)).border_style(colour));
-        }
-        let _ = root.present();
+        s.points.with(|points| draw_load(backend, points, layer));
     });
     let max_share = move || {
         let l = layer();
@@ -510,10 +520,9 @@ fn RouterChart() -> impl IntoView {
         let e = ctl.state.with_untracked(|st| st.train.experts).max(2) as f64;
         s.points.with(|points| {
             let root = backend.into_drawing_area();
-            let last = points.last().map_or(1, |p| p.step).max(1) as f64;
             let top = e.ln() * 1.05;
             let caption = format!("router entropy (nats; uniform over {e} experts: {:.2})", e.ln());
-            let Some(mut chart) = step_chart(&root, &caption, last, top) else { return };
+            let Some(mut chart) = step_chart(&root, &caption, points, top) else { return };
             let line = points.iter().map(|p| (p.step as f64, f64::from(p.entropy).min(top)));
             let _ = chart.draw_series(LineSeries::new(line, RGBColor(0, 158, 115).stroke_width(2)));
             // Confidence (mean top-1 probability, 0..1) on the same axis scaled to its top.

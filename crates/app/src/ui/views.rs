@@ -6,7 +6,7 @@ use switchyard_protocol::trace::Trace;
 use switchyard_state::Panel;
 
 use super::canvas::{Cell, CellCanvas, CellGrid, LEFT};
-use super::palette::{expert_name, kind_bg, kind_fg, kind_style};
+use super::palette::{expert_groups, expert_name, kind_bg, kind_fg, kind_style};
 use super::snapshot::PngButton;
 use super::tokens::shown_expert;
 use super::{Change, Ctl};
@@ -91,7 +91,7 @@ pub(super) fn expert_row(
                 bg: kind_bg(&layer.expert_kinds, e).to_string(),
                 fg: kind_fg(&layer.expert_kinds, e),
                 // A free expert's cell says what it is (∅ null, 0 zero, = copy, c constant).
-                text: match layer.expert_kinds.get(e).copied().unwrap_or_default() {
+                text: match ExpertKind::at(&layer.expert_kinds, e) {
                     ExpertKind::Ffn => e.to_string(),
                     ExpertKind::Null => "∅".into(),
                     ExpertKind::Zero => "0".into(),
@@ -174,26 +174,20 @@ struct LoadRow {
 }
 
 fn load_rows(kinds: &[ExpertKind], fraction: &[f64]) -> Vec<LoadRow> {
-    let kind = |e: usize| kinds.get(e).copied().unwrap_or_default();
-    let mut rows: Vec<LoadRow> = (0..fraction.len())
-        .filter(|&e| kind(e) == ExpertKind::Ffn)
-        .map(|e| LoadRow {
-            label: expert_name(kinds, e),
-            style: kind_style(kinds, e),
-            experts: vec![e],
-            share: fraction[e],
-            kind: ExpertKind::Ffn,
+    expert_groups(kinds, fraction.len())
+        .into_iter()
+        .map(|(kind, experts)| {
+            let first = experts[0];
+            let name = if kind == ExpertKind::Constant { "const" } else { kind.name() };
+            let label = match (kind, experts.len()) {
+                (ExpertKind::Ffn, _) => expert_name(kinds, first),
+                (_, 1) => name.to_string(),
+                (_, n) => format!("{name} ×{n}"),
+            };
+            let share = experts.iter().map(|&e| fraction[e]).sum();
+            LoadRow { label, style: kind_style(kinds, first), experts, share, kind }
         })
-        .collect();
-    for k in [ExpertKind::Null, ExpertKind::Zero, ExpertKind::Copy, ExpertKind::Constant] {
-        let experts: Vec<usize> = (0..fraction.len()).filter(|&e| kind(e) == k).collect();
-        let Some(&first) = experts.first() else { continue };
-        let name = if k == ExpertKind::Constant { "const" } else { k.name() };
-        let label = if experts.len() > 1 { format!("{name} ×{}", experts.len()) } else { name.to_string() };
-        let share = experts.iter().map(|&e| fraction[e]).sum();
-        rows.push(LoadRow { label, style: kind_style(kinds, first), experts, share, kind: k });
-    }
-    rows
+        .collect()
 }
 
 /// Load per expert against the balanced line (1/E, or the FFN experts' mean when free experts

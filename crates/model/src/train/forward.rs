@@ -130,7 +130,7 @@ pub(crate) fn load_balancing_loss_pooled(
 /// - probs: `[T, E]`, counts: `[E]` -> `[1]`
 pub(crate) fn null_mean_lbl(probs: Tensor<2>, counts: &[u64], kinds: &[ExpertKind]) -> Tensor<1> {
     let e = counts.len();
-    let nulls: Vec<usize> = (0..e).filter(|&j| kinds.get(j) == Some(&ExpertKind::Null)).collect();
+    let nulls: Vec<usize> = (0..e).filter(|&j| ExpertKind::at(kinds, j) == ExpertKind::Null).collect();
     let null_mean = nulls.iter().map(|&j| counts[j] as f32).sum::<f32>() / nulls.len().max(1) as f32;
     let counts: Vec<f32> = (0..e).map(|j| if nulls.contains(&j) { null_mean } else { counts[j] as f32 }).collect();
     let total = counts.iter().sum::<f32>().max(1.0);
@@ -145,7 +145,7 @@ pub(crate) fn null_mean_lbl(probs: Tensor<2>, counts: &[u64], kinds: &[ExpertKin
 /// - probs: `[T, E]`, counts: `[E]` -> `[1]`
 pub(crate) fn heterogeneous_lbl(probs: Tensor<2>, counts: &[u64], kinds: &[ExpertKind], tau: f32) -> Tensor<1> {
     let [t, e] = probs.dims();
-    let eta = |j: usize| if kinds.get(j).is_some_and(|k| *k != ExpertKind::Ffn) { tau } else { 1.0 };
+    let eta = |j: usize| if ExpertKind::at(kinds, j) == ExpertKind::Ffn { 1.0 } else { tau };
     let f: Vec<f32> = (0..e).map(|j| eta(j) * counts[j] as f32 / t.max(1) as f32).collect();
     let f = Tensor::<2>::from_data(TensorData::new(f, [1, e]), &probs.device());
     (probs.mean_dim(0) * f).sum().mul_scalar(e as f32)

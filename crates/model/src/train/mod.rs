@@ -523,6 +523,12 @@ impl Trainer {
         &self.config
     }
 
+    /// Each layer's selection bias as it stands (loss-free balancing; empty without one): a
+    /// host value, read without copying the model.
+    pub fn selection_bias(&self) -> &[Vec<f32>] {
+        self.model.selection_bias()
+    }
+
     /// The trained model's configuration.
     pub fn model_config(&self) -> &ModelConfig {
         self.model.config()
