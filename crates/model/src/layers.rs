@@ -39,15 +39,16 @@ pub struct Rope {
 }
 
 impl Rope {
-    /// Tables for positions `0..max_seq` and heads of size `head_dim`.
-    pub fn new(max_seq: usize, head_dim: usize, theta: f64, device: &Device) -> Self {
+    /// Tables for positions `0..max_seq` and heads of size `head_dim`; positions are divided by
+    /// `linear_factor` (HF's linear RoPE scaling; 1 for none).
+    pub fn new(max_seq: usize, head_dim: usize, theta: f64, linear_factor: f64, device: &Device) -> Self {
         let half = head_dim / 2;
         let mut cos = Vec::with_capacity(max_seq * half);
         let mut sin = Vec::with_capacity(max_seq * half);
         for p in 0..max_seq {
             for i in 0..half {
                 let freq = theta.powf(-2.0 * i as f64 / head_dim as f64);
-                let a = p as f64 * freq;
+                let a = p as f64 / linear_factor * freq;
                 cos.push(a.cos() as f32);
                 sin.push(a.sin() as f32);
             }
@@ -80,17 +81,44 @@ pub struct LayerKv {
     v: Tensor<4>, // [B, n_kv_heads, L, head_dim]
 }
 
-/// Causal self-attention with rotary embeddings and grouped-query heads.
+/// Causal self-attention with rotary embeddings and grouped-query heads; optionally biases on
+/// q, k, v (Qwen2-MoE) and an RMSNorm on queries and keys before RoPE (Qwen3-MoE per head,
+/// OLMoE over the whole projection).
 #[derive(Module, Debug)]
 pub struct Attention {
     pub(crate) q_proj: Linear,
     pub(crate) k_proj: Linear,
     pub(crate) v_proj: Linear,
     pub(crate) o_proj: Linear,
+    pub(crate) q_norm: Option<RmsNorm>,
+    pub(crate) k_norm: Option<RmsNorm>,
     #[module(skip)]
     pub(crate) n_heads: usize,
     #[module(skip)]
     pub(crate) n_kv_heads: usize,
+    #[module(skip)]
+    pub(crate) head_dim: usize,
+    /// The q/k norms act on each head (`true`) or on the whole projection.
+    #[module(skip)]
+    pub(crate) qk_norm_per_head: bool,
+}
+
+impl Attention {
+    /// The projection `proj` of `x`, with the q/k norm when it spans the whole projection.
+    fn project(&self, proj: &Linear, norm: Option<&RmsNorm>, x: Tensor<3>, heads: usize) -> Tensor<4> {
+        let [b, s, _] = x.dims();
+        let y = proj.forward(x);
+        let y = match norm {
+            Some(n) if !self.qk_norm_per_head => n.forward(y),
+            _ => y,
+        };
+        let y = y.reshape([b, s, heads, self.head_dim]);
+        let y = match norm {
+            Some(n) if self.qk_norm_per_head => n.forward(y),
+            _ => y,
+        };
+        y.swap_dims(1, 2) // [B, heads, S, hd]
+    }
 }
 
 impl Attention {
@@ -100,12 +128,11 @@ impl Attention {
     /// # Shapes
     /// - x: `[B, S, d]` (positions `start..start + S`) -> `[B, S, d]`
     pub fn forward(&self, x: Tensor<3>, rope: &Rope, start: usize, cache: &mut Option<LayerKv>) -> Tensor<3> {
-        let [b, s, d] = x.dims();
-        let (nh, nkv) = (self.n_heads, self.n_kv_heads);
-        let hd = d / nh;
-        let q = self.q_proj.forward(x.clone()).reshape([b, s, nh, hd]).swap_dims(1, 2); // [B, nh, S, hd]
-        let k = self.k_proj.forward(x.clone()).reshape([b, s, nkv, hd]).swap_dims(1, 2); // [B, nkv, S, hd]
-        let v = self.v_proj.forward(x).reshape([b, s, nkv, hd]).swap_dims(1, 2);
+        let [b, s, _] = x.dims();
+        let (nh, nkv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
+        let q = self.project(&self.q_proj, self.q_norm.as_ref(), x.clone(), nh); // [B, nh, S, hd]
+        let k = self.project(&self.k_proj, self.k_norm.as_ref(), x.clone(), nkv); // [B, nkv, S, hd]
+        let v = self.project(&self.v_proj, None, x, nkv);
         let q = rope.apply(q, start);
         let k = rope.apply(k, start);
         let (k, v) = match cache.take() {
@@ -122,7 +149,7 @@ impl Attention {
             scores = scores.mask_fill(mask, -1.0e9);
         }
         let out = softmax(scores, 3).matmul(v); // [B, nh, S, hd]
-        self.o_proj.forward(out.swap_dims(1, 2).reshape([b, s, d]))
+        self.o_proj.forward(out.swap_dims(1, 2).reshape([b, s, nh * hd]))
     }
 }
 

@@ -9,6 +9,7 @@ mod checkpoint;
 pub mod corpus;
 mod decode;
 mod eval;
+pub mod hf;
 mod host;
 mod layers;
 mod load;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::prelude::*;
-use switchyard_routing::ModelConfig;
+use switchyard_routing::{ModelConfig, QkNorm};
 
 use crate::host::to_host;
 use crate::layers::{Attention, ConstantExpert, DecoderLayer, Expert, MoeTransformer, SparseMoeBlock, param};
@@ -46,6 +46,15 @@ impl Loader<'_> {
             self.device,
         );
         Ok(Linear { weight: param(&key, w), bias: None })
+    }
+
+    /// [`Self::linear`] with the bias `bias` when there is one.
+    fn linear_biased(&self, key: String, bias: Option<String>) -> Result<Linear, ModelError> {
+        let mut l = self.linear(key)?;
+        if let Some(b) = bias {
+            l.bias = Some(param(&b, self.vector(&b)?));
+        }
+        Ok(l)
     }
 
     fn matrix(&self, key: &str) -> Result<Tensor<2>, ModelError> {
@@ -99,15 +108,24 @@ impl Loader<'_> {
 
     fn layer(&self, c: &ModelConfig, i: usize) -> Result<DecoderLayer, ModelError> {
         let l = keys::layer(i);
+        let bias = |proj| c.attention_bias.then(|| l.attn_bias(proj));
+        let qk_norm = |proj| match c.qk_norm {
+            QkNorm::None => Ok(None),
+            _ => self.norm(l.qk_norm(proj), c.rms_eps).map(Some),
+        };
         Ok(DecoderLayer {
             input_layernorm: self.norm(l.input_norm(), c.rms_eps)?,
             self_attn: Attention {
-                q_proj: self.linear(l.attn('q'))?,
-                k_proj: self.linear(l.attn('k'))?,
-                v_proj: self.linear(l.attn('v'))?,
+                q_proj: self.linear_biased(l.attn('q'), bias('q'))?,
+                k_proj: self.linear_biased(l.attn('k'), bias('k'))?,
+                v_proj: self.linear_biased(l.attn('v'), bias('v'))?,
                 o_proj: self.linear(l.attn('o'))?,
+                q_norm: qk_norm('q')?,
+                k_norm: qk_norm('k')?,
                 n_heads: c.n_heads,
                 n_kv_heads: c.n_kv_heads,
+                head_dim: c.head_dim(),
+                qk_norm_per_head: c.qk_norm == QkNorm::PerHead,
             },
             post_attention_layernorm: self.norm(l.post_norm(), c.rms_eps)?,
             block_sparse_moe: self.moe(c, i)?,
@@ -157,6 +175,14 @@ fn named_tensors(net: &MoeTransformer) -> Vec<(String, Tensor<2>, bool)> {
         let a = &layer.self_attn;
         for (proj, linear) in [('q', &a.q_proj), ('k', &a.k_proj), ('v', &a.v_proj), ('o', &a.o_proj)] {
             lin(l.attn(proj), linear);
+            if let Some(b) = &linear.bias {
+                vectors.push((l.attn_bias(proj), b.val().unsqueeze(), false));
+            }
+        }
+        for (proj, norm) in [('q', &a.q_norm), ('k', &a.k_norm)] {
+            if let Some(n) = norm {
+                vectors.push((l.qk_norm(proj), n.gamma.val().unsqueeze(), false));
+            }
         }
         let moe = &layer.block_sparse_moe;
         lin(l.gate(moe.gate_in.is_some()), &moe.gate);

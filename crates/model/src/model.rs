@@ -287,7 +287,13 @@ impl Model {
             dispatch: Dispatch::Sparse,
             router_cache: RouterCache::default(),
             net: crate::load::network(config, store, device)?,
-            rope: Rope::new(config.max_seq_len, config.head_dim(), config.rope_theta, device),
+            rope: Rope::new(
+                config.max_seq_len,
+                config.head_dim(),
+                config.rope_theta,
+                config.rope_linear_factor,
+                device,
+            ),
             device: device.clone(),
             selection_bias: crate::load::selection_bias(config, store)?,
         })

@@ -7,9 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use switchyard_routing::ModelConfig;
 use switchyard_routing::record::ExpertKind;
 use switchyard_routing::rng;
+use switchyard_routing::{ModelConfig, QkNorm};
 
 /// A parameter tensor on the host: f32 values, row-major, in the HF layout.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +91,14 @@ pub mod keys {
         pub fn attn(&self, proj: char) -> String {
             self.key(&format!("self_attn.{proj}_proj"))
         }
+        /// Bias of attention projection `q`, `k` or `v` (Qwen2-MoE).
+        pub fn attn_bias(&self, proj: char) -> String {
+            format!("{}.self_attn.{proj}_proj.bias", self.0)
+        }
+        /// RMSNorm gain on the queries (`'q'`) or keys (`'k'`) before RoPE (Qwen3-MoE, OLMoE).
+        pub fn qk_norm(&self, proj: char) -> String {
+            self.key(&format!("self_attn.{proj}_norm"))
+        }
         /// Pre-MoE RMSNorm gain.
         pub fn post_norm(&self) -> String {
             self.key("post_attention_layernorm")
@@ -147,8 +155,7 @@ pub mod keys {
 /// Every parameter of `cfg`, in a fixed order: the one list of names, shapes and initialisations.
 pub fn param_specs(cfg: &ModelConfig) -> Vec<ParamSpec> {
     use keys::ExpertProj::{W1, W2, W3};
-    let d = cfg.d_model;
-    let kv = cfg.n_kv_heads * cfg.head_dim();
+    let (d, q, kv, hd) = (cfg.d_model, cfg.q_dim(), cfg.kv_dim(), cfg.head_dim());
     let proj_std = INIT_STD / (2.0 * cfg.n_layers as f32).sqrt();
     let mut specs = Vec::new();
     let mut push = |name: String, shape: Vec<usize>, init: Init| specs.push(ParamSpec { name, shape, init });
@@ -156,10 +163,24 @@ pub fn param_specs(cfg: &ModelConfig) -> Vec<ParamSpec> {
     for i in 0..cfg.n_layers {
         let l = keys::layer(i);
         push(l.input_norm(), vec![d], Init::Ones);
-        push(l.attn('q'), vec![d, d], Init::Normal(INIT_STD));
+        push(l.attn('q'), vec![q, d], Init::Normal(INIT_STD));
         push(l.attn('k'), vec![kv, d], Init::Normal(INIT_STD));
         push(l.attn('v'), vec![kv, d], Init::Normal(INIT_STD));
-        push(l.attn('o'), vec![d, d], Init::Normal(proj_std));
+        push(l.attn('o'), vec![d, q], Init::Normal(proj_std));
+        if cfg.attention_bias {
+            for (proj, n) in [('q', q), ('k', kv), ('v', kv)] {
+                push(l.attn_bias(proj), vec![n], Init::Zeros);
+            }
+        }
+        let qk_norm = match cfg.qk_norm {
+            QkNorm::None => None,
+            QkNorm::PerHead => Some((hd, hd)),
+            QkNorm::Full => Some((q, kv)),
+        };
+        if let Some((nq, nk)) = qk_norm {
+            push(l.qk_norm('q'), vec![nq], Init::Ones);
+            push(l.qk_norm('k'), vec![nk], Init::Ones);
+        }
         push(l.post_norm(), vec![d], Init::Ones);
         let e = cfg.n_experts;
         match cfg.gate_hidden {

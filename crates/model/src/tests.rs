@@ -11,6 +11,7 @@ use crate::params::{ParamStore, init_from_seed};
 use crate::{Dispatch, KvCache, Model, ModelConfig, ModelError, RouterSpec, RunOptions};
 
 mod free_experts;
+mod hf_parity;
 mod reference;
 
 pub(crate) use free_experts::{adamoe_config, moepp_config};

@@ -73,9 +73,12 @@ fn unicode_to_byte() -> std::collections::HashMap<char, u8> {
 }
 
 impl BpeTokenizer {
-    /// Parses a `tokenizer.json`.
+    /// Parses a `tokenizer.json`: a byte-level BPE (GPT-2, Qwen, OLMoE and ours), or a
+    /// SentencePiece-style BPE with byte fallback (Mixtral's: `▁` for a space, `<0x0A>` for a
+    /// byte).
     pub fn from_json(json: &[u8]) -> Result<Self, TokenizerError> {
         let inner = tokenizers::Tokenizer::from_bytes(json).map_err(|e| TokenizerError::Format(e.to_string()))?;
+        let byte_level = is_byte_level(json);
         let table = unicode_to_byte();
         let n = inner.get_vocab_size(true);
         let mut bytes = Vec::with_capacity(n);
@@ -83,16 +86,31 @@ impl BpeTokenizer {
             let piece = inner
                 .id_to_token(id)
                 .ok_or_else(|| TokenizerError::Unsupported(format!("token id {id} has no entry")))?;
-            let b: Option<Vec<u8>> = piece.chars().map(|c| table.get(&c).copied()).collect();
-            let b = b.ok_or_else(|| {
-                TokenizerError::Unsupported(format!(
-                    "token {id} `{piece}` is not a byte-level token (byte-level BPE only)"
-                ))
-            })?;
+            let b = if byte_level {
+                let b: Option<Vec<u8>> = piece.chars().map(|c| table.get(&c).copied()).collect();
+                b.ok_or_else(|| TokenizerError::Unsupported(format!("token {id} `{piece}` is not a byte-level token")))?
+            } else {
+                sentencepiece_bytes(&piece)
+            };
             bytes.push(b);
         }
         let hash = hex::encode(Sha256::digest(json));
         Ok(Self { inner: Box::new(inner), bytes, hash })
+    }
+}
+
+/// True when the tokenizer's decoder or pre-tokenizer is GPT-2's byte-level one.
+fn is_byte_level(json: &[u8]) -> bool {
+    let v: serde_json::Value = serde_json::from_slice(json).unwrap_or_default();
+    ["decoder", "pre_tokenizer"].iter().any(|k| v.get(k).is_some_and(|p| p.to_string().contains("\"ByteLevel\"")))
+}
+
+/// A SentencePiece piece's bytes: `<0xNN>` is the byte NN, `▁` a space, anything else its UTF-8.
+fn sentencepiece_bytes(piece: &str) -> Vec<u8> {
+    let byte = piece.strip_prefix("<0x").and_then(|h| h.strip_suffix('>')).filter(|h| h.len() == 2);
+    match byte.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+        Some(b) => vec![b],
+        None => piece.replace('\u{2581}', " ").into_bytes(),
     }
 }
 

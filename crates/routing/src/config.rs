@@ -72,6 +72,48 @@ pub struct ModelConfig {
     /// by k = 2 (its default mode); 1: none.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub expert_input_scale: f32,
+    /// Size of one attention head when it is not `d_model / n_heads` (Qwen3-MoE's `head_dim`);
+    /// 0: `d_model / n_heads`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub head_size: usize,
+    /// Biases on the q, k and v projections (Qwen2-MoE's attention).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attention_bias: bool,
+    /// An RMSNorm on the queries and keys before the rotary embedding (Qwen3-MoE, OLMoE).
+    #[serde(default, skip_serializing_if = "QkNorm::is_none")]
+    pub qk_norm: QkNorm,
+    /// Linear RoPE scaling (HF `rope_scaling` of type `linear`): positions are divided by this
+    /// factor; 1: none.
+    #[serde(default = "one_f64", skip_serializing_if = "is_one_f64")]
+    pub rope_linear_factor: f64,
+}
+
+/// Where the queries and keys are normalised before the rotary embedding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QkNorm {
+    /// No normalisation (Mixtral, Qwen2-MoE).
+    #[default]
+    None,
+    /// One RMSNorm of `head_dim` shared by every head (Qwen3-MoE's `q_norm`, `k_norm`).
+    PerHead,
+    /// One RMSNorm over the whole projection, `n_heads · head_dim` for the queries and
+    /// `n_kv_heads · head_dim` for the keys (OLMoE's `q_norm`, `k_norm`).
+    Full,
+}
+
+impl QkNorm {
+    fn is_none(&self) -> bool {
+        *self == Self::None
+    }
+}
+
+fn one_f64() -> f64 {
+    1.0
+}
+
+fn is_one_f64(x: &f64) -> bool {
+    *x == 1.0
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -162,8 +204,8 @@ impl ModelConfig {
     /// and they grow with the position); so are norms, activations and the free experts (a
     /// constant expert's `2·d` is noise beside an FFN expert's `3·d·d_ff`).
     pub fn weight_flops_per_token(&self, experts_per_token: f64) -> f64 {
-        let (d, kv) = (self.d_model as f64, (self.d_model / self.n_heads.max(1) * self.n_kv_heads) as f64);
-        let attention = d * d * 2.0 + d * kv * 2.0; // q and o, k and v
+        let (d, q, kv) = (self.d_model as f64, self.q_dim() as f64, self.kv_dim() as f64);
+        let attention = d * q * 2.0 + d * kv * 2.0; // q and o, k and v
         let e = self.n_experts as f64;
         let router = match self.gate_hidden {
             0 => d * e,
@@ -200,6 +242,10 @@ impl ModelConfig {
             gate_hidden: 0,
             gating_residual: false,
             expert_input_scale: 1.0,
+            head_size: 0,
+            attention_bias: false,
+            qk_norm: QkNorm::None,
+            rope_linear_factor: 1.0,
         }
     }
 
@@ -273,7 +319,21 @@ impl ModelConfig {
 
     /// Size of one attention head.
     pub fn head_dim(&self) -> usize {
-        self.d_model / self.n_heads
+        match self.head_size {
+            0 => self.d_model / self.n_heads.max(1),
+            h => h,
+        }
+    }
+
+    /// Width of the query projection, `n_heads · head_dim` (`d_model` unless `head_size` says
+    /// otherwise).
+    pub fn q_dim(&self) -> usize {
+        self.n_heads * self.head_dim()
+    }
+
+    /// Width of the key and value projections, `n_kv_heads · head_dim`.
+    pub fn kv_dim(&self) -> usize {
+        self.n_kv_heads * self.head_dim()
     }
 
     /// Checks every constraint the model relies on.
@@ -337,7 +397,10 @@ impl ModelConfig {
                 value: f64::from(self.expert_input_scale),
             });
         }
-        if !self.d_model.is_multiple_of(self.n_heads) {
+        if self.head_size > MAX_D_MODEL {
+            return Err(ConfigError::TooLarge { field: "head_size", value: self.head_size, max: MAX_D_MODEL });
+        }
+        if self.head_size == 0 && !self.d_model.is_multiple_of(self.n_heads) {
             return Err(ConfigError::Divisibility {
                 what: format!("n_heads ({}) must divide d_model ({})", self.n_heads, self.d_model),
             });
@@ -349,13 +412,14 @@ impl ModelConfig {
         }
         if !self.head_dim().is_multiple_of(2) {
             return Err(ConfigError::Divisibility {
-                what: format!(
-                    "the head size d_model / n_heads ({}) must be even for rotary embeddings",
-                    self.head_dim()
-                ),
+                what: format!("the head size ({}) must be even for rotary embeddings", self.head_dim()),
             });
         }
-        for (field, value) in [("rope_theta", self.rope_theta), ("rms_eps", self.rms_eps)] {
+        for (field, value) in [
+            ("rope_theta", self.rope_theta),
+            ("rms_eps", self.rms_eps),
+            ("rope_linear_factor", self.rope_linear_factor),
+        ] {
             if !(value.is_finite() && value > 0.0) {
                 return Err(ConfigError::Positive { field, value });
             }
@@ -377,8 +441,15 @@ impl ModelConfig {
     pub fn param_count(&self) -> u64 {
         let m = |xs: &[usize]| xs.iter().fold(1u128, |acc, &x| acc.saturating_mul(x as u128));
         let (v, d, ff, e) = (self.vocab_size, self.d_model, self.d_ff, self.n_experts);
-        let kv = self.n_kv_heads.saturating_mul(d / self.n_heads.max(1));
-        let attention = m(&[2, d, d]).saturating_add(m(&[2, kv, d]));
+        let (q, kv) = (self.n_heads.saturating_mul(self.head_dim()), self.n_kv_heads.saturating_mul(self.head_dim()));
+        let attention_bias = if self.attention_bias { q.saturating_add(kv.saturating_mul(2)) as u128 } else { 0 };
+        let qk_norm = match self.qk_norm {
+            QkNorm::None => 0,
+            QkNorm::PerHead => 2 * self.head_dim() as u128,
+            QkNorm::Full => q.saturating_add(kv) as u128,
+        };
+        let attention =
+            m(&[2, q, d]).saturating_add(m(&[2, kv, d])).saturating_add(attention_bias).saturating_add(qk_norm);
         let bias = if self.selection_bias { e as u128 } else { 0 };
         let shared = m(&[3, d, self.shared_d_ff]).saturating_add(if self.shared_expert_gate { d as u128 } else { 0 });
         let gate = match self.gate_hidden {

@@ -10,7 +10,7 @@ pub mod decoding;
 pub mod rng;
 pub mod router;
 
-pub use config::{ConfigError, ModelConfig, limits};
+pub use config::{ConfigError, ModelConfig, QkNorm, limits};
 pub use decoding::{
     Decoding, SampleConfig, ScmoeConfig, StepCandidates, WeakMode, argmax, contrast_scores, draw, sample, sample_probs,
     top_candidates,
