@@ -1,6 +1,7 @@
 //! `switchyard`: the native command line of the Switchyard MoE playground.
 
 mod eval_cmd;
+mod hf_cmd;
 mod router_args;
 mod train_cmd;
 
@@ -30,9 +31,14 @@ struct Cli {
 enum Command {
     /// Architecture, parameter count and size of a checkpoint.
     Info {
-        /// A `.safetensors` checkpoint written by `switchyard init` or training.
+        /// A `.safetensors` checkpoint written by `switchyard init` or training, or a Hugging
+        /// Face model folder (config.json, safetensors, tokenizer.json).
         checkpoint: PathBuf,
     },
+    /// Write a checkpoint as a Hugging Face Mixtral folder that transformers loads.
+    ExportHf(hf_cmd::ExportArgs),
+    /// Print a model's logits and router logits for token ids, as JSON (for parity checks).
+    Logits(hf_cmd::LogitsArgs),
     /// Write a checkpoint initialised from a configuration and a seed.
     Init {
         #[command(flatten)]
@@ -170,7 +176,9 @@ impl Job {
 
 #[derive(Args)]
 struct ModelArgs {
-    /// Load this checkpoint (otherwise a model is initialised from --config and --seed).
+    /// Load this checkpoint: a `.safetensors` file of ours, or a Hugging Face model folder
+    /// (Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE). Otherwise a model is initialised from --config
+    /// and --seed.
     #[arg(long, conflicts_with = "config")]
     checkpoint: Option<PathBuf>,
     /// Model configuration JSON (default: the built-in tiny configuration).
@@ -219,6 +227,11 @@ impl ModelArgs {
             }
         };
         match path {
+            Some(p) if p.is_dir() => {
+                let (_, ckpt, tok) = hf_cmd::open(&p, self.tokenizer.as_deref())?;
+                let hash = ckpt.content_hash();
+                Ok((Model::from_params(&ckpt.config, &ckpt.params, device)?, ckpt.name, hash, tok))
+            }
             Some(p) => {
                 let ckpt = Checkpoint::load(&p)?;
                 let tok = load_tokenizer(&ckpt, &p, self.tokenizer.as_deref())?;
@@ -298,12 +311,19 @@ impl RunArgs {
 
 fn info(path: &PathBuf) -> Result<()> {
     let size = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
-    let ckpt = Checkpoint::load(path)?;
+    let (ckpt, format) = if path.is_dir() {
+        let (hf, ckpt, _) = hf_cmd::open(path, None)?;
+        let format =
+            format!("Hugging Face {} ({}, {} bytes of weights)", hf.architecture.name(), hf.dtype, hf.stored_bytes());
+        (ckpt, format)
+    } else {
+        (Checkpoint::load(path)?, format!("{size} bytes ({:.2} MB, f16)", size as f64 / 1e6))
+    };
     let c = &ckpt.config;
     println!("checkpoint   {}", path.display());
     println!("name         {}", ckpt.name);
     println!("content hash {}", ckpt.content_hash());
-    println!("size         {size} bytes ({:.2} MB, f16)", size as f64 / 1e6);
+    println!("size         {format}");
     println!("parameters   {}", param_count(c));
     println!(
         "architecture {} layers, d_model {}, {} heads ({} KV), {} SwiGLU experts of {} per layer, top-{}{}, vocab {}, context {}",
@@ -543,6 +563,8 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match &cli.command {
         Command::Info { checkpoint } => info(checkpoint),
+        Command::ExportHf(args) => hf_cmd::export(args),
+        Command::Logits(args) => hf_cmd::logits(args),
         Command::Init { model, name, output } => {
             let cfg = model.config()?;
             let ckpt = Checkpoint {

@@ -224,7 +224,6 @@ fn mixtral_gaps(c: &ModelConfig) -> Vec<&'static str> {
     gap(c.expert_input_scale != 1.0, "a scaled expert input");
     gap(c.attention_bias, "q/k/v biases");
     gap(c.qk_norm != switchyard_routing::QkNorm::None, "q/k norms");
-    gap(c.frozen_gate, "a frozen random gate (SMoE-Dropout)");
     gap(c.rope_linear_factor != 1.0, "linear RoPE scaling");
     gaps
 }
