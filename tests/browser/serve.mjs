@@ -3,7 +3,8 @@
 // set of file names whose next download is cut short and garbled, to test the page's recovery;
 // `stallOnce` is a set of file names whose next download sends its headers and first bytes and
 // then nothing (a stalled connection); `pages` maps extra paths to HTML the tests write (parent
-// pages for embedding). Every request is recorded with its status in `requests`.
+// pages for embedding); `cors` lets any origin read the files (another static host). Every
+// request is recorded with its status in `requests`.
 import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { basename, extname, join, normalize } from 'node:path';
@@ -18,7 +19,7 @@ const TYPES = {
   '.safetensors': 'application/octet-stream',
 };
 
-export async function serveDist(dir, { prefix = '/', corruptOnce = new Set(), stallOnce = new Set(), pages = {} } = {}) {
+export async function serveDist(dir, { prefix = '/', corruptOnce = new Set(), stallOnce = new Set(), pages = {}, cors = false } = {}) {
   const served = [];
   const requests = [];
   const stalled = [];
@@ -26,7 +27,8 @@ export async function serveDist(dir, { prefix = '/', corruptOnce = new Set(), st
     let path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
     const answer = (status, type, body) => {
       requests.push({ path, status });
-      res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
+      const allow = cors ? { 'access-control-allow-origin': '*' } : {};
+      res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), ...allow });
       res.end(body);
     };
     if (pages[path] !== undefined) return answer(200, TYPES['.html'], pages[path]);

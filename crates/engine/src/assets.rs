@@ -28,6 +28,9 @@ pub enum FetchError {
     Superseded,
     /// For a person.
     Failed(String),
+    /// The server answered 404 (for a person; a caller probing for an optional file reads it
+    /// as "absent").
+    Missing(String),
 }
 
 impl From<String> for FetchError {
@@ -36,11 +39,14 @@ impl From<String> for FetchError {
     }
 }
 
-/// One file to fetch: its name under `assets/`, the most bytes it may have, and the load it
-/// belongs to (progress carries it; `current` says whether that load is still wanted).
+/// One file to fetch: its name under `assets/` (or a URL of its own), the most bytes it may
+/// have, and the load it belongs to (progress carries it; `current` says whether that load is
+/// still wanted).
 pub struct Asset<'a> {
-    /// File name under `assets/`.
+    /// File name under `assets/`, or the name progress shows for `url`.
     pub file: &'a str,
+    /// A URL elsewhere (a Hugging Face folder's file): downloaded, never cached.
+    pub url: Option<&'a str>,
     /// Size cap in bytes.
     pub max_bytes: u64,
     /// The load's id.
@@ -51,6 +57,16 @@ pub struct Asset<'a> {
 
 fn url(file: &str) -> String {
     super::scope::url(&format!("assets/{file}"))
+}
+
+impl Asset<'_> {
+    /// Where it is downloaded from, and how messages name it.
+    fn location(&self) -> (String, String) {
+        match self.url {
+            Some(u) => (u.to_string(), u.to_string()),
+            None => (url(self.file), format!("assets/{}", self.file)),
+        }
+    }
 }
 
 fn mb(bytes: u64) -> String {
@@ -91,6 +107,11 @@ pub async fn get_checked<T>(
     Ok((value, Source::Network))
 }
 
+/// The bytes of a file at its own URL (never cached).
+pub async fn download_url(asset: &Asset<'_>) -> Result<Vec<u8>, FetchError> {
+    download(asset).await
+}
+
 /// The bytes of `assets/<file>`: from the cache when present, otherwise downloaded.
 async fn get(asset: &Asset<'_>) -> Result<(Vec<u8>, Source), FetchError> {
     if let Some(cache) = cache().await
@@ -118,7 +139,8 @@ async fn within_stall(promise: js_sys::Promise) -> Option<Result<JsValue, JsValu
 /// request) when the server goes quiet for [`STALL_MS`], when the file outgrows its cap, or when
 /// a newer load supersedes this one. Nothing is sized from the server's Content-Length.
 async fn download(asset: &Asset<'_>) -> Result<Vec<u8>, FetchError> {
-    let (file, url) = (asset.file, url(asset.file));
+    let (url, file) = asset.location();
+    let name = asset.file;
     let controller = AbortController::new().map_err(|e| js_text(&e))?;
     let abort = |e: FetchError| {
         controller.abort();
@@ -128,7 +150,7 @@ async fn download(asset: &Asset<'_>) -> Result<Vec<u8>, FetchError> {
     init.set_signal(Some(&controller.signal()));
     let stalled = || {
         FetchError::Failed(format!(
-            "assets/{file}: the download stalled (nothing arrived for {} s); press Retry, or pick another checkpoint",
+            "{file}: the download stalled (nothing arrived for {} s); press Retry, or pick another checkpoint",
             STALL_MS / 1000
         ))
     };
@@ -137,6 +159,9 @@ async fn download(asset: &Asset<'_>) -> Result<Vec<u8>, FetchError> {
         Some(Err(e)) => return Err(FetchError::Failed(format!("{url}: the download failed ({})", js_text(&e)))),
         Some(Ok(r)) => r.dyn_into().map_err(|e| js_text(&e))?,
     };
+    if response.status() == 404 {
+        return Err(abort(FetchError::Missing(format!("{url}: the server has no such file (HTTP 404)"))));
+    }
     if !response.ok() {
         return Err(abort(FetchError::Failed(format!(
             "{url}: the server answered HTTP {} {}",
@@ -151,7 +176,7 @@ async fn download(asset: &Asset<'_>) -> Result<Vec<u8>, FetchError> {
         if encoded { None } else { headers.get("content-length").ok().flatten().and_then(|v| v.parse::<u64>().ok()) };
     let too_big = |n: u64| {
         FetchError::Failed(format!(
-            "assets/{file} is {} or more, larger than the {} this playground accepts for it",
+            "{file} is {} or more, larger than the {} this playground accepts for it",
             mb(n),
             mb(asset.max_bytes)
         ))
@@ -166,7 +191,7 @@ async fn download(asset: &Asset<'_>) -> Result<Vec<u8>, FetchError> {
     let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
     let mut bytes = Vec::new();
     let mut last = 0;
-    post(&Reply::Progress { id: asset.load, file: file.into(), loaded: 0, total });
+    post(&Reply::Progress { id: asset.load, file: name.into(), loaded: 0, total });
     loop {
         let chunk = match within_stall(reader.read()).await {
             None => return Err(abort(stalled())),
@@ -191,10 +216,10 @@ async fn download(asset: &Asset<'_>) -> Result<Vec<u8>, FetchError> {
         let loaded = bytes.len() as u64;
         if loaded - last >= PROGRESS_STEP {
             last = loaded;
-            post(&Reply::Progress { id: asset.load, file: file.into(), loaded, total });
+            post(&Reply::Progress { id: asset.load, file: name.into(), loaded, total });
         }
     }
-    post(&Reply::Progress { id: asset.load, file: file.into(), loaded: bytes.len() as u64, total });
+    post(&Reply::Progress { id: asset.load, file: name.into(), loaded: bytes.len() as u64, total });
     if let Some(t) = total
         && t != bytes.len() as u64
     {

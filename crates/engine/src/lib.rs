@@ -13,6 +13,7 @@
 
 mod assets;
 mod backend_check;
+mod hf;
 mod scope;
 #[cfg(feature = "train")]
 pub mod trainer;
@@ -27,7 +28,8 @@ use switchyard_model::{
 };
 use switchyard_protocol::trace::DomainShares;
 use switchyard_protocol::{
-    CPU_ADAPTER, EXAMPLES, Extras, Loaded, Reply, Request, SEED_INIT, Source, TRAINED_IN_PAGE, Timing,
+    CPU_ADAPTER, EXAMPLES, Extras, HF_FILES, HF_URL, HfModel, Loaded, Reply, Request, SEED_INIT, Source,
+    TRAINED_IN_PAGE, Timing,
 };
 use switchyard_state::PlaygroundState;
 use switchyard_trace::TraceError;
@@ -75,6 +77,8 @@ struct Engine {
     domains: Option<(String, DomainShares)>,
     /// The checkpoint the Train view handed over (`trained-in-page`), as safetensors bytes.
     adopted: Option<Rc<Vec<u8>>>,
+    /// The files of a Hugging Face folder the page handed over (`hf-files`).
+    hf_files: Vec<web_sys::File>,
 }
 
 thread_local! {
@@ -123,9 +127,26 @@ pub fn start() {
             });
             return;
         }
+        // An array of `File`s is a Hugging Face folder opened in the page: kept for the next
+        // load of `hf-files`, replacing an earlier one.
+        if let Some(list) = event.data().dyn_ref::<js_sys::Array>() {
+            let files: Vec<web_sys::File> = list.iter().filter_map(|f| f.dyn_into().ok()).collect();
+            with(|e| {
+                e.hf_files = files;
+                e.models.retain(|m| m.info.checkpoint != HF_FILES);
+            });
+            return;
+        }
         let Some(text) = event.data().as_string() else { return };
         match serde_json::from_str::<Request>(&text) {
-            Ok(Request::Load { id, checkpoint, webgpu, hash }) => request_load(id, checkpoint, webgpu, hash),
+            Ok(Request::Load { id, checkpoint, webgpu, hash, url }) => request_load(id, checkpoint, webgpu, hash, url),
+            Ok(Request::Cancel { id }) => with(|e| {
+                if e.latest_load.0 == id {
+                    // No load is the latest now: the download stops at its next chunk, unanswered.
+                    e.latest_load = (0, String::new());
+                    e.loading = false;
+                }
+            }),
             Ok(Request::Run { id, query, extras }) => {
                 with(|e| {
                     e.latest_run = e.latest_run.max(id);
@@ -243,11 +264,12 @@ async fn calibrate(query: &str) -> Result<Timing, String> {
 }
 
 /// A load: answered at once from a kept model that fits, else loaded in its own task.
-fn request_load(id: u64, name: String, webgpu: bool, pin: Option<String>) {
+fn request_load(id: u64, name: String, webgpu: bool, pin: Option<String>, url: Option<String>) {
     with(|e| e.latest_load = (id, name.clone()));
     let kept = with(|e| {
         let at = e.models.iter().rposition(|m| {
             m.info.checkpoint == name
+                && (name != HF_URL || m.info.hf.as_ref().and_then(|h| h.url.as_ref()) == url.as_ref())
                 && pin.as_ref().is_none_or(|p| m.info.hash.starts_with(p.as_str()))
                 && (webgpu || m.info.backend == "cpu")
         })?;
@@ -262,7 +284,7 @@ fn request_load(id: u64, name: String, webgpu: bool, pin: Option<String>) {
         }
         None => {
             with(|e| e.loading = true);
-            wasm_bindgen_futures::spawn_local(load_and_report(id, name, webgpu, pin));
+            wasm_bindgen_futures::spawn_local(load_and_report(id, name, webgpu, pin, url));
         }
     }
 }
@@ -310,10 +332,10 @@ fn is_latest_load(id: u64) -> bool {
     with(|e| e.latest_load.0 == id)
 }
 
-async fn load_and_report(id: u64, name: String, webgpu: bool, pin: Option<String>) {
+async fn load_and_report(id: u64, name: String, webgpu: bool, pin: Option<String>, url: Option<String>) {
     let t0 = now_ms();
     scope::mark("engine: load requested");
-    let result = load(id, &name, webgpu, pin.as_deref(), t0).await;
+    let result = load(id, &name, webgpu, pin.as_deref(), url.as_deref(), t0).await;
     scope::mark("engine: model ready");
     if is_latest_load(id) {
         with(|e| e.loading = false);
@@ -330,7 +352,7 @@ async fn load_and_report(id: u64, name: String, webgpu: bool, pin: Option<String
         }
         // A newer load replaced this one while it was being built: nobody waits for it.
         Ok(_) | Err(FetchError::Superseded) => {}
-        Err(FetchError::Failed(message)) => {
+        Err(FetchError::Failed(message) | FetchError::Missing(message)) => {
             if is_latest_load(id) {
                 post(&Reply::LoadFailed { id, checkpoint: name, message });
             }
@@ -346,7 +368,7 @@ async fn load_and_report(id: u64, name: String, webgpu: bool, pin: Option<String
 async fn checkpoint_file(id: u64, name: &str, pin: Option<&str>) -> Result<((Checkpoint, String), Source), FetchError> {
     let file = format!("{name}.safetensors");
     let current = move || is_latest_load(id);
-    let asset = Asset { file: &file, max_bytes: MAX_CHECKPOINT_BYTES, load: id, current: &current };
+    let asset = Asset { file: &file, url: None, max_bytes: MAX_CHECKPOINT_BYTES, load: id, current: &current };
     assets::get_checked(&asset, |bytes| {
         let (ckpt, hash) = Checkpoint::from_bytes_hashed(bytes)
             .map_err(|e| format!("assets/{file} is not a usable checkpoint: {e}"))?;
@@ -380,17 +402,33 @@ async fn tokenizer_for(id: u64, ckpt: &Checkpoint) -> Result<Tokenizer, FetchErr
         }
     };
     let current = move || is_latest_load(id);
-    let asset = Asset { file: "tokenizer.json", max_bytes: MAX_TOKENIZER_BYTES, load: id, current: &current };
+    let asset =
+        Asset { file: "tokenizer.json", url: None, max_bytes: MAX_TOKENIZER_BYTES, load: id, current: &current };
     Ok(assets::get_checked(&asset, check).await?.0)
 }
 
-async fn load(id: u64, name: &str, webgpu: bool, pin: Option<&str>, t0: f64) -> Result<Ready, FetchError> {
-    let ((ckpt, hash), source) = if name == SEED_INIT {
+/// A checkpoint from where its name says, with its tokenizer when the source brings one and
+/// what the page shows about a Hugging Face model.
+type Sourced = ((Checkpoint, String), Source, Option<Tokenizer>, Option<HfModel>);
+
+async fn checkpoint_for(
+    id: u64,
+    name: &str,
+    webgpu: bool,
+    pin: Option<&str>,
+    url: Option<&str>,
+) -> Result<Sourced, FetchError> {
+    let backend = if webgpu { "WebGPU" } else { "CPU" };
+    let hugging_face = |o: hf::Opened| {
+        let hash = o.ckpt.content_hash();
+        ((o.ckpt, hash), Source::HuggingFace, Some(o.tok), Some(o.about))
+    };
+    Ok(if name == SEED_INIT {
         let config = ModelConfig::tiny();
         let params = init_from_seed(&config, 0);
         let ckpt = Checkpoint { name: SEED_INIT.into(), config, params, tokenizer: "byte".into() };
         let hash = ckpt.content_hash();
-        ((ckpt, hash), Source::Seed)
+        ((ckpt, hash), Source::Seed, None, None)
     } else if name == TRAINED_IN_PAGE {
         let Some(bytes) = with(|e| e.adopted.clone()) else {
             return Err(FetchError::Failed(
@@ -399,12 +437,47 @@ async fn load(id: u64, name: &str, webgpu: bool, pin: Option<&str>, t0: f64) -> 
         };
         let parsed =
             Checkpoint::from_bytes_hashed(&bytes).map_err(|e| FetchError::Failed(format!("the trained model: {e}")))?;
-        (parsed, Source::Trained)
+        (parsed, Source::Trained, None, None)
+    } else if name == HF_FILES {
+        let files = with(|e| e.hf_files.clone());
+        if files.is_empty() {
+            return Err(FetchError::Failed(
+                "hf-files is a Hugging Face model opened from files in a page, and this page has none: open its folder or files again (Open a Hugging Face model)".into(),
+            ));
+        }
+        hugging_face(hf::from_files(name, &files, backend).await?)
+    } else if name == HF_URL {
+        let Some(url) = url else {
+            return Err(FetchError::Failed("hf-url needs the folder's address: the link's hf= is missing".into()));
+        };
+        let current = move || is_latest_load(id);
+        hugging_face(hf::from_url(id, name, url, backend, &current).await?)
     } else {
-        checkpoint_file(id, name, pin).await?
-    };
+        let (ckpt, source) = checkpoint_file(id, name, pin).await?;
+        (ckpt, source, None, None)
+    })
+}
+
+async fn load(
+    id: u64,
+    name: &str,
+    webgpu: bool,
+    pin: Option<&str>,
+    url: Option<&str>,
+    t0: f64,
+) -> Result<Ready, FetchError> {
+    let ((ckpt, hash), source, tok, hf) = checkpoint_for(id, name, webgpu, pin, url).await?;
+    if let Some(p) = pin.filter(|p| !hash.starts_with(*p) && matches!(source, Source::HuggingFace)) {
+        return Err(FetchError::Failed(format!(
+            "the link pins checkpoint hash {p}…, but this model hashes to {}…",
+            &hash[..12]
+        )));
+    }
     scope::mark("engine: checkpoint read and verified");
-    let tok = tokenizer_for(id, &ckpt).await?;
+    let tok = match tok {
+        Some(t) => t,
+        None => tokenizer_for(id, &ckpt).await?,
+    };
     if !is_latest_load(id) {
         return Err(FetchError::Superseded);
     }
@@ -428,6 +501,7 @@ async fn load(id: u64, name: &str, webgpu: bool, pin: Option<&str>, t0: f64) -> 
         load_ms: now_ms() - t0,
         selection_bias: model.selection_bias().to_vec(),
         design: c.design_line(),
+        hf,
     };
     Ok(Ready { info, model, tok, ckpt: Rc::new(ckpt) })
 }

@@ -29,6 +29,14 @@ pub enum Request {
         /// hash is replaced by a fresh download, and a download with another hash is an error.
         #[serde(default)]
         hash: Option<String>,
+        /// For `hf-url`: the Hugging Face folder's URL.
+        #[serde(default)]
+        url: Option<String>,
+    },
+    /// Stop the load with this id (the page's Cancel): its download is aborted.
+    Cancel {
+        /// The load's id.
+        id: u64,
     },
     /// Run a playground state (its query string) on the loaded checkpoint.
     Run {
@@ -99,6 +107,8 @@ pub enum Source {
     Seed,
     /// Trained in this page's Train view and handed over ("Use this model").
     Trained,
+    /// A Hugging Face model folder: files opened in the page, or downloaded from a URL.
+    HuggingFace,
 }
 
 /// The loaded model, as the page shows it.
@@ -137,6 +147,31 @@ pub struct Loaded {
     /// (`ModelConfig::design_line`); absent for the plain design.
     #[serde(default)]
     pub design: Option<String>,
+    /// A Hugging Face model: what it is (architecture, dtype, parameters, where from).
+    #[serde(default)]
+    pub hf: Option<HfModel>,
+}
+
+/// A Hugging Face model the engine opened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HfModel {
+    /// transformers' class name, e.g. `Qwen2MoeForCausalLM`.
+    pub architecture: String,
+    /// The stored dtype (`float32`, `float16`, `bfloat16`).
+    pub dtype: String,
+    /// Parameters.
+    pub params: u64,
+    /// The folder's URL, or the names of the files opened.
+    pub from: String,
+    /// The URL it was loaded from (`hf-url`); none for files.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Why the context is shorter than the model's (a sliding window, the page's limit).
+    #[serde(default)]
+    pub note: Option<String>,
+    /// The model's own router as a router query (`topk&k=2&norm=false`): what the page selects
+    /// when it opens the model.
+    pub router: String,
 }
 
 /// What the engine tells the page.

@@ -112,6 +112,22 @@ pub fn valid_origin(origin: &str) -> bool {
     host_ok && port_ok
 }
 
+/// Longest Hugging Face folder address a link carries.
+pub const MAX_FOLDER_URL: usize = 2000;
+
+/// Whether `url` can be the address of a model folder (`hf=`): `https://` or `http://`, a host,
+/// at most [`MAX_FOLDER_URL`] characters of printable ASCII, no quotes, spaces or backslashes.
+/// The engine fetches `config.json` and the rest under it.
+pub fn valid_folder_url(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")) else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    url.len() <= MAX_FOLDER_URL
+        && valid_origin(&url[..url.len() - rest.len() + host.len()])
+        && url.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\'' | b'\\' | b'<' | b'>' | b'`'))
+}
+
 /// Longest labelled prompt, in characters.
 pub const MAX_LABELLED_CHARS: usize = 4000;
 
@@ -257,6 +273,9 @@ pub struct PlaygroundState {
     /// The Train view's run (`train.*`).
     #[serde(default)]
     pub train: TrainSettings,
+    /// The address of a Hugging Face model folder (`hf=`), for the checkpoint `hf-url`.
+    #[serde(default)]
+    pub hf: Option<String>,
 }
 
 impl Default for PlaygroundState {
@@ -275,6 +294,7 @@ impl Default for PlaygroundState {
             labelled: Vec::new(),
             backend: Backend::Auto,
             train: TrainSettings::default(),
+            hf: None,
         }
     }
 }

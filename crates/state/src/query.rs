@@ -13,7 +13,8 @@ use switchyard_routing::{
 use crate::names::Named;
 use crate::{
     Backend, Control, Labelled, LabelledRefusal, MAX_LABELLED, MAX_LABELLED_CHARS, MAX_PROMPT_CHARS, Panel,
-    PlaygroundState, Shade, TrainSettings, VERSION, Variant, View, valid_checkpoint_name, valid_origin,
+    PlaygroundState, Shade, TrainSettings, VERSION, Variant, View, valid_checkpoint_name, valid_folder_url,
+    valid_origin,
 };
 
 /// Most interventions a link carries.
@@ -145,6 +146,9 @@ pub(crate) fn encode(s: &PlaygroundState) -> String {
     let mut kv: Vec<(&'static str, String)> = vec![("v", VERSION.to_string()), ("ckpt", s.checkpoint.clone())];
     if let Some(h) = &s.checkpoint_hash {
         kv.push(("ckpt_hash", h.clone()));
+    }
+    if let Some(url) = &s.hf {
+        kv.push(("hf", url.clone()));
     }
     router_pairs(&s.router, &mut kv);
     if !s.interventions.ablate.is_empty() {
@@ -602,6 +606,13 @@ pub(crate) fn decode(input: &[u8]) -> (PlaygroundState, Vec<Problem>) {
         |s| Some(s.to_ascii_lowercase()),
         |s| (4..=64).contains(&s.len()) && s.chars().all(|c| c.is_ascii_hexdigit()),
     );
+    let hf = r.value(
+        "hf",
+        String::new(),
+        "the http(s) address of a model folder (at most 2000 characters, no spaces or quotes)",
+        |s| Some(s.to_string()),
+        |s| valid_folder_url(s),
+    );
     let router = read_router(&mut r);
     let compare = read_variant(&mut r);
     let labelled = read_labelled(&mut r);
@@ -643,6 +654,7 @@ pub(crate) fn decode(input: &[u8]) -> (PlaygroundState, Vec<Problem>) {
         labelled,
         backend,
         train,
+        hf: (!hf.is_empty()).then_some(hf),
     };
     (state, r.problems)
 }

@@ -138,6 +138,7 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
             prop::sample::select(vec![Backend::Auto, Backend::Cpu, Backend::Webgpu]),
             prop::sample::select(vec![Shade::Expert, Shade::Compute, Shade::ComputeAll, Shade::Shared]),
             train(),
+            prop::option::of("https://[a-z0-9]{1,10}\\.[a-z]{2,5}(/[A-Za-z0-9._~%-]{1,12}){0,3}/?"),
         ),
     )
         .prop_map(
@@ -152,7 +153,7 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
                 (layer, p, token),
                 (embed, show, origin),
                 compare,
-                (labelled, backend, shade, train),
+                (labelled, backend, shade, train, hf),
             )| {
                 PlaygroundState {
                     checkpoint,
@@ -176,6 +177,7 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
                     labelled: labelled.into_iter().map(|(label, text)| Labelled { label, text }).collect(),
                     backend,
                     train,
+                    hf,
                 }
             },
         )
@@ -432,4 +434,29 @@ fn the_embed_origin_is_checked() {
     let (s, p) = PlaygroundState::from_query("v=1&origin=https://a.org");
     assert!(s.view.origin.is_none() && p[0].message.contains("only used with embed"));
     assert!(valid_origin("http://127.0.0.1:8080") && valid_origin("https://localhost"));
+}
+
+/// A folder address is http(s) with a host and nothing that could leave the attribute or the
+/// URL; anything else is a problem and no address.
+#[test]
+fn folder_addresses_are_http_with_a_host() {
+    let (s, problems) = PlaygroundState::from_query("v=1&ckpt=hf-url&hf=https://example.org/models/tiny-mixtral/");
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(s.hf.as_deref(), Some("https://example.org/models/tiny-mixtral/"));
+    for bad in [
+        "javascript:alert(1)",
+        "file:///etc/passwd",
+        "https://",
+        "https://exa mple.org/",
+        "https://example.org/\"onload=\"x",
+        "//example.org/m",
+        "data:text/html,hi",
+    ] {
+        let q = format!("v=1&hf={}", form_urlencoded::byte_serialize(bad.as_bytes()).collect::<String>());
+        let (s, problems) = PlaygroundState::from_query(&q);
+        assert_eq!(s.hf, None, "{bad}");
+        assert!(problems.iter().any(|p| p.param == "hf"), "{bad}");
+    }
+    let long = format!("v=1&hf=https://example.org/{}", "a".repeat(MAX_FOLDER_URL));
+    assert_eq!(PlaygroundState::from_query(&long).0.hf, None);
 }

@@ -172,7 +172,7 @@ fn time_webgpu_engine(ctl: Ctl, query: String, out: RwSignal<Option<Result<Timin
         Ok(w) => w,
         Err(e) => return out.set(Some(Err(e))),
     };
-    let (checkpoint, hash) = ctl.state.with_untracked(|s| (s.checkpoint.clone(), s.checkpoint_hash.clone()));
+    let want = ctl.state.with_untracked(super::client::Want::of);
     let post = {
         let worker = worker.clone();
         move |r: &Request| {
@@ -190,7 +190,15 @@ fn time_webgpu_engine(ctl: Ctl, query: String, out: RwSignal<Option<Result<Timin
         let text = event.dyn_ref::<web_sys::MessageEvent>().and_then(|m| m.data().as_string()).unwrap_or_default();
         match serde_json::from_str::<Reply>(&text) {
             Ok(Reply::Started) => {
-                post(&Request::Load { id: 1, checkpoint: checkpoint.clone(), webgpu: true, hash: hash.clone() });
+                // A folder opened from files lives in the first engine only: the timing
+                // worker loads by name and fails, and the page stays on the CPU.
+                post(&Request::Load {
+                    id: 1,
+                    checkpoint: want.checkpoint.clone(),
+                    webgpu: true,
+                    hash: want.hash.clone(),
+                    url: want.url.clone(),
+                });
                 post(&Request::Calibrate { id: 1, query: query.clone() });
             }
             Ok(Reply::LoadFailed { message, .. }) => done(Err(message)),

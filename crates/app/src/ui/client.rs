@@ -58,6 +58,33 @@ pub fn start_worker(kind: EngineKind) -> Result<Worker, String> {
     Worker::new_with_options(&url, &options).map_err(|e| format!("{e:?}"))
 }
 
+/// The checkpoint a state needs: its name, the hash prefix its link pins and, for `hf-url`,
+/// the folder's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Want {
+    /// Checkpoint name.
+    pub checkpoint: String,
+    /// Pinned hash prefix.
+    pub hash: Option<String>,
+    /// A Hugging Face folder's address (`hf-url` only).
+    pub url: Option<String>,
+}
+
+impl Want {
+    /// What `state` needs.
+    pub fn of(state: &switchyard_state::PlaygroundState) -> Self {
+        let url = (state.checkpoint == switchyard_protocol::HF_URL).then(|| state.hf.clone()).flatten();
+        Self { checkpoint: state.checkpoint.clone(), hash: state.checkpoint_hash.clone(), url }
+    }
+
+    /// Whether `loaded` is this checkpoint (same name, pinned hash, address).
+    pub fn is(&self, loaded: &Loaded) -> bool {
+        loaded.checkpoint == self.checkpoint
+            && self.hash.as_ref().is_none_or(|p| loaded.hash.starts_with(p.as_str()))
+            && (self.url.is_none() || loaded.hf.as_ref().and_then(|h| h.url.as_ref()) == self.url.as_ref())
+    }
+}
+
 /// Download progress of one file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Progress {
@@ -144,6 +171,8 @@ struct Inner {
     kind: EngineKind,
     /// Requests waiting for the worker to start listening (`None` once it has).
     queue: Option<Vec<String>>,
+    /// Files waiting for the worker to start listening (sent before the queued requests).
+    pending_files: Option<js_sys::Array>,
 }
 
 /// What outlives a worker: request ids, what to replay, and the crash history.
@@ -154,8 +183,10 @@ struct Session {
     answered: u64,
     sent_at: f64,
     latest_load: u64,
-    /// The last checkpoint (and pinned hash) asked for and the last run's query.
-    last_load: Option<(String, Option<String>)>,
+    /// The last checkpoint asked for and the last run's query.
+    last_load: Option<Want>,
+    /// The files of the Hugging Face folder opened in the page (a new worker gets them again).
+    hf_files: Option<js_sys::Array>,
     last_query: Option<String>,
     last_extras: Extras,
     /// Worker deaths since the last finished run.
@@ -234,14 +265,24 @@ impl EngineSignals {
             previous.worker.terminate();
         }
         CLIENT.with(|c| {
-            *c.borrow_mut() =
-                Some(Inner { worker, _on_message: on_message, _on_error: on_error, kind, queue: Some(Vec::new()) });
+            *c.borrow_mut() = Some(Inner {
+                worker,
+                _on_message: on_message,
+                _on_error: on_error,
+                kind,
+                queue: Some(Vec::new()),
+                pending_files: None,
+            });
         });
         // Replay what the dead worker was doing, on the CPU this time.
-        let (load, query, waiting) =
-            session(|s| (s.last_load.clone(), s.last_query.clone(), std::mem::take(&mut s.run_waiting)));
-        if let Some((checkpoint, hash)) = load {
-            self.load(&checkpoint, hash);
+        let (load, query, waiting, files) = session(|s| {
+            (s.last_load.clone(), s.last_query.clone(), std::mem::take(&mut s.run_waiting), s.hf_files.clone())
+        });
+        if let Some(files) = files {
+            Self::post_files(&files);
+        }
+        if let Some(want) = load {
+            self.load(&want);
         }
         if let Some(query) = query.filter(|_| replay_run || waiting) {
             self.run((query, session(|s| s.last_extras)));
@@ -324,6 +365,9 @@ impl EngineSignals {
     fn started() {
         CLIENT.with(|c| {
             if let Some(inner) = c.borrow_mut().as_mut() {
+                if let Some(files) = inner.pending_files.take() {
+                    let _ = inner.worker.post_message(&files);
+                }
                 for json in inner.queue.take().unwrap_or_default() {
                     let _ = inner.worker.post_message(&json.into());
                 }
@@ -340,19 +384,60 @@ impl EngineSignals {
         })
     }
 
-    /// Loads a checkpoint, checked against `hash` when a link pins one (the views keep the old
-    /// result until the new one runs). Supersedes every earlier load.
-    pub fn load(self, checkpoint: &str, hash: Option<String>) {
+    /// Hands the engine the files of a Hugging Face folder (a list of `File`s); the next load
+    /// of `hf-files` opens them. A worker started later gets them too.
+    pub fn adopt_files(self, files: js_sys::Array) {
+        Self::post_files(&files);
+        session(|s| s.hf_files = Some(files));
+    }
+
+    /// Posts the files now, or once the worker listens.
+    fn post_files(files: &js_sys::Array) {
+        CLIENT.with(|c| {
+            if let Some(inner) = c.borrow_mut().as_mut() {
+                match inner.queue.as_mut() {
+                    // The worker's wasm is not listening yet: the files go first once it is.
+                    Some(_) => inner.pending_files = Some(files.clone()),
+                    None => {
+                        let _ = inner.worker.post_message(files);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Loads a checkpoint, checked against the hash a link pins (the views keep the old result
+    /// until the new one runs). Supersedes every earlier load.
+    pub fn load(self, want: &Want) {
         let webgpu = CLIENT.with(|c| c.borrow().as_ref().is_some_and(|i| i.kind == EngineKind::WebGpu));
         let id = session(|s| {
             s.latest_load += 1;
-            s.last_load = Some((checkpoint.into(), hash.clone()));
+            s.last_load = Some(want.clone());
             s.latest_load
         });
-        self.loading.set(Some(checkpoint.into()));
+        self.loading.set(Some(want.checkpoint.clone()));
         self.load_error.set(None);
         self.progress.set(None);
-        Self::send(&Request::Load { id, checkpoint: checkpoint.into(), webgpu, hash });
+        Self::send(&Request::Load {
+            id,
+            checkpoint: want.checkpoint.clone(),
+            webgpu,
+            hash: want.hash.clone(),
+            url: want.url.clone(),
+        });
+    }
+
+    /// Stops the load in progress (its download is aborted); the page says so and offers Retry.
+    pub fn cancel(self) {
+        let id = session(|s| s.latest_load);
+        Self::send(&Request::Cancel { id });
+        // Replies to the cancelled load are ignored from now on.
+        session(|s| s.latest_load += 1);
+        if let Some(name) = self.loading.get_untracked() {
+            self.load_error.set(Some(format!("Loading `{name}` was cancelled.")));
+        }
+        self.loading.set(None);
+        self.progress.set(None);
     }
 
     /// Runs a state (its query, and the extras its open view needs); supersedes every earlier

@@ -24,6 +24,8 @@ const CHECKPOINTS: &[(&str, &str, Option<&str>)] = &[
     ("smoe-dropout", "smoe-dropout — frozen random router", Some("smoe_dropout&k=8")),
     ("seed-init", "seed-init — untrained (seed 0, bytes)", None),
     ("trained-in-page", "trained-in-page — the model of this page's Train view", None),
+    ("hf-files", "hf-files — a Hugging Face model opened from files", None),
+    ("hf-url", "hf-url — a Hugging Face model at the link's address", None),
 ];
 
 fn ctl() -> Ctl {
@@ -32,6 +34,15 @@ fn ctl() -> Ctl {
 
 fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// A parameter count for people: `49.1 k`, `12.9 M`, `1.35 B`.
+fn count(n: u64) -> String {
+    match n {
+        0..1_000_000 => format!("{:.1} k", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} M", n as f64 / 1e6),
+        _ => format!("{:.2} B", n as f64 / 1e9),
+    }
 }
 
 /// Title, backend in use, Share.
@@ -150,10 +161,7 @@ pub fn Banner() -> impl IntoView {
 pub fn LoadStatus() -> impl IntoView {
     let ctl = ctl();
     let engine = ctl.engine;
-    let retry = move |_| {
-        let (name, hash) = ctl.state.with_untracked(|s| (s.checkpoint.clone(), s.checkpoint_hash.clone()));
-        engine.load(&name, hash);
-    };
+    let retry = move |_| engine.load(&ctl.state.with_untracked(super::client::Want::of));
     view! {
         {move || engine.load_error.get().map(|e| view! {
             <div class="banner error" role="alert" data-testid="load-error">
@@ -173,6 +181,7 @@ pub fn LoadStatus() -> impl IntoView {
             view! {
                 <div class="loading" data-testid="loading">
                     <span>{format!("Loading checkpoint {name} — {text}")}</span>
+                    <button class="cancel" data-testid="cancel-load" on:click=move |_| engine.cancel()>"Cancel"</button>
                     <div class="bar"><div class="fill" style=format!("width:{:.1}%", 100.0 * done)></div></div>
                 </div>
             }
@@ -183,9 +192,19 @@ pub fn LoadStatus() -> impl IntoView {
                 Source::Network => "downloaded",
                 Source::Seed => "built from the seed",
                 Source::Trained => "trained in this page",
+                Source::HuggingFace => "opened",
             };
             let free = if l.free_experts > 0 { format!(" + {} free", l.free_experts) } else { String::new() };
-            view! { <p class="loaded" data-testid="loaded">{format!("{} ({}…) {from} in {:.0} ms · {} layers × {} experts{free} · context {}", l.checkpoint, &l.hash[..10], l.load_ms, l.n_layers, l.n_experts.saturating_sub(l.free_experts), l.context)}</p> }
+            let hf = l.hf.as_ref().map(|h| view! {
+                <p class="loaded" data-testid="loaded-hf">
+                    {format!("{} · {} · {} parameters · {}", h.architecture, h.dtype, count(h.params), h.from)}
+                    {h.note.clone().map(|n| format!(" · {n}"))}
+                </p>
+            });
+            view! {
+                <p class="loaded" data-testid="loaded">{format!("{} ({}…) {from} in {:.0} ms · {} layers × {} experts{free} · context {}", l.checkpoint, &l.hash[..10], l.load_ms, l.n_layers, l.n_experts.saturating_sub(l.free_experts), l.context)}</p>
+                {hf}
+            }
         })}
     }
 }
@@ -265,6 +284,7 @@ pub fn PromptPanel() -> impl IntoView {
                     {CHECKPOINTS.iter().map(|(name, text, _)| view! { <option value=*name>{*text}</option> }).collect_view()}
                 </select>
             </label>
+            <super::open_model::OpenModel />
             <textarea data-testid="prompt" rows="7" spellcheck="false" aria-label="prompt" maxlength=MAX_PROMPT_CHARS
                 prop:value=move || ctl.state.with(|s| s.prompt.clone())
                 on:input=move |ev| { let v = event_target_value(&ev); ctl.edit(|s| s.prompt = v, Change::Typing) }></textarea>

@@ -11,6 +11,7 @@ mod controls;
 mod domains;
 mod embed;
 pub mod export;
+mod open_model;
 mod palette;
 pub mod params;
 mod snapshot;
@@ -26,6 +27,7 @@ use wasm_bindgen::JsValue;
 use wasm_bindgen::prelude::Closure;
 
 pub use client::EngineSignals;
+use client::Want;
 pub use switchyard_protocol::EXAMPLES;
 
 /// The state and the ways to change it (a context newtype).
@@ -173,32 +175,24 @@ pub fn run_query(state: &PlaygroundState) -> (String, Extras) {
     (s.to_query(), extras)
 }
 
-/// The checkpoint a state needs: its name and the hash prefix its link pins.
-fn wanted_checkpoint(s: &PlaygroundState) -> (String, Option<String>) {
-    (s.checkpoint.clone(), s.checkpoint_hash.clone())
-}
-
 /// Loads the state's checkpoint whenever it changes, and runs the state (debounced) whenever
 /// anything but the view changes and the right checkpoint is loaded.
 fn drive_engine(ctl: Ctl) {
     let engine = ctl.engine;
-    let requested = StoredValue::new(None::<(String, Option<String>)>);
+    let requested = StoredValue::new(None::<Want>);
     Effect::new(move || {
-        let want = ctl.state.with(wanted_checkpoint);
+        let want = ctl.state.with(Want::of);
         if requested.get_value().as_ref() != Some(&want) {
             requested.set_value(Some(want.clone()));
-            engine.load(&want.0, want.1);
+            engine.load(&want);
         }
     });
     let run_query = Memo::new(move |_| ctl.state.with(run_query));
     let pending = StoredValue::new(0u64);
     Effect::new(move || {
         let query = run_query.get();
-        let (want, pin) = ctl.state.with_untracked(wanted_checkpoint);
-        let ready = engine.loaded.with(|l| {
-            l.as_ref()
-                .is_some_and(|l| l.checkpoint == want && pin.as_ref().is_none_or(|p| l.hash.starts_with(p.as_str())))
-        });
+        let want = ctl.state.with_untracked(Want::of);
+        let ready = engine.loaded.with(|l| l.as_ref().is_some_and(|l| want.is(l)));
         // Not ready, or the run that stopped the engine: it waits for a person's Run.
         if !ready || engine.held_back(&query.0) {
             return;

@@ -90,7 +90,7 @@ fn exported(bytes: Vec<u8>) {
             );
             // Already on it: the state did not change, so load the new weights by hand.
             if already {
-                ctl.engine.load(TRAINED_IN_PAGE, None);
+                ctl.engine.load(&super::client::Want { checkpoint: TRAINED_IN_PAGE.into(), hash: None, url: None });
             }
         }
         None => {

@@ -114,7 +114,9 @@ impl Fields<'_> {
 
 /// Reads `config.json`. Refuses, naming the field, what the model cannot honour: another
 /// architecture, an activation other than SiLU, RoPE scaling other than linear, dense layers
-/// between the MoE ones, OLMoE's q/k/v clipping, a dtype other than f32, f16 and bf16.
+/// between the MoE ones, OLMoE's q/k/v clipping, a dtype other than f32, f16 and bf16. Sizes
+/// beyond the playground's limits are not refused here (the caller says how large the model is
+/// and what would fit); [`super::load`] refuses them.
 pub fn read_config(json: &[u8]) -> Result<HfConfig, HfError> {
     let value: Value = serde_json::from_slice(json).map_err(|e| HfError::Json(format!("config.json: {e}")))?;
     let obj = value.as_object().ok_or_else(|| HfError::Json("config.json is not a JSON object".into()))?;
@@ -177,7 +179,12 @@ pub fn read_config(json: &[u8]) -> Result<HfConfig, HfError> {
         rope_linear_factor,
         ..ModelConfig::tiny()
     };
-    config.validate().map_err(|e| HfError::Config(e.to_string()))?;
+    // Sizes beyond the playground's limits are the caller's to word (the page says how large the
+    // model is and what would fit); `load` refuses them. Anything else is wrong here.
+    match config.validate() {
+        Ok(()) | Err(switchyard_routing::ConfigError::TooLarge { .. }) => {}
+        Err(e) => return Err(HfError::Config(e.to_string())),
+    }
     let dtype = f.text("dtype").or_else(|| f.text("torch_dtype")).unwrap_or("float32").to_string();
     if !["float32", "float16", "bfloat16"].contains(&dtype.as_str()) {
         return Err(HfError::Field {

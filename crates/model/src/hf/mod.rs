@@ -158,6 +158,7 @@ fn to_f32(name: &str, view: &safetensors::tensor::TensorView<'_>) -> Result<Vec<
 pub fn load(name: &str, files: &HfFiles, tokenizer: &str) -> Result<(HfConfig, Checkpoint), HfError> {
     let hf = read_config(&files.config)?;
     let cfg = &hf.config;
+    cfg.validate().map_err(|e| HfError::Config(e.to_string()))?;
     if let Some(index) = &files.index {
         let (shards, _) = index_shards(index)?;
         if let Some(missing) = shards.iter().find(|s| !files.weights.iter().any(|(n, _)| n == *s)) {
