@@ -129,6 +129,26 @@ test('a folder on another host opens from its address, and the link opens it aga
   await again.page.close();
 });
 
+test('a download shows its progress and can be cancelled', async () => {
+  const stalling = await serveDist(FIXTURES, { cors: true, stallOnce: new Set(['model.safetensors']) });
+  const { page, errors } = await open(`${server.url}?v=1&ckpt=topk&prompt=${encodeURIComponent(PROMPT)}`);
+  const before = await exported(page, 'topk');
+  await page.locator('[data-testid="open-model"] summary').click();
+  await page.locator('[data-testid="hf-url"]').fill(`${stalling.url}olmoe/`);
+  await page.locator('[data-testid="hf-open-url"]').click();
+  await page.locator('[data-testid="loading"]', { hasText: 'model.safetensors' }).waitFor({ timeout: SLOW });
+  await page.locator('[data-testid="cancel-load"]').click();
+  await page.locator('[data-testid="load-error"]', { hasText: 'was cancelled' }).waitFor();
+  assert.equal(await page.locator('[data-testid="loading"]').count(), 0);
+  // The views keep the last run; the shipped checkpoint runs again when picked.
+  await page.locator('[data-testid="checkpoint"]').selectOption('topk');
+  const after = await exported(page, 'topk');
+  assert.deepEqual(after.layers[0].routing.map((r) => r.experts), before.layers[0].routing.map((r) => r.experts));
+  assert.deepEqual(errors, []);
+  await page.close();
+  stalling.close();
+});
+
 test('what cannot be opened says why, and the page keeps working', async () => {
   const { page, errors } = await open(`${server.url}?v=1&ckpt=topk&prompt=${encodeURIComponent(PROMPT)}`);
   const before = await exported(page, 'topk');

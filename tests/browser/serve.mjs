@@ -43,7 +43,7 @@ export async function serveDist(dir, { prefix = '/', corruptOnce = new Set(), st
       }
       if (stallOnce.delete(basename(file))) {
         requests.push({ path, status: 200, stalled: true });
-        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length });
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length, ...(cors ? { 'access-control-allow-origin': '*' } : {}) });
         res.write(body.subarray(0, 65536));
         stalled.push(res);
         return; // and never another byte

@@ -9,8 +9,9 @@
 use serde::{Deserialize, Serialize};
 use switchyard_analysis::domain_distribution;
 use switchyard_record::{ExpertKind, LayerRouting, RoutingRecord};
+use switchyard_routing::{Interventions, RouteContext, RouterSpec};
 
-use crate::trace::{DomainShares, DomainText, TRACE_FORMAT, Trace, TraceToken, layers};
+use crate::trace::{DomainShares, DomainText, TRACE_FORMAT, Trace, TraceLayer, TraceToken, layers};
 
 /// Most tokens a recorded trace may have.
 pub const MAX_TOKENS: usize = 65_536;
@@ -109,6 +110,10 @@ pub struct Opened {
     pub domains: Option<DomainShares>,
     /// The file's account of itself (for our own exports: that it is one).
     pub recorded: Recorded,
+    /// The recorded routing, with logits `ln p` (what a what-if re-routes).
+    pub record: RoutingRecord,
+    /// Each token's label, if it has one.
+    labels: Vec<Option<String>>,
 }
 
 fn bad(what: impl std::fmt::Display) -> String {
@@ -146,7 +151,8 @@ pub fn open(bytes: &[u8]) -> Result<Opened, String> {
         // The file has probabilities, not logits: the z statistic cannot be had from them.
         layer.metrics.z_stat = None;
     }
-    let domains = domain_shares(&file.tokens, &record);
+    let labels: Vec<Option<String>> = file.tokens.iter().map(|t| t.label.as_deref().map(clip)).collect();
+    let domains = domain_shares(&labels, &record);
     let recorded = file.recorded.unwrap_or_else(|| Recorded {
         routing: "a Switchyard trace (exported by the playground or the CLI)".into(),
         ..Recorded::default()
@@ -163,7 +169,57 @@ pub fn open(bytes: &[u8]) -> Result<Opened, String> {
         weak_layers: None,
         steps: Vec::new(),
     };
-    Ok(Opened { trace, domains, recorded })
+    Ok(Opened { trace, domains, recorded, record, labels })
+}
+
+/// A what-if on the recorded probabilities: every layer's recorded row re-routed by `router`
+/// (top-k, with or without a capacity) under `interventions`. Each layer is re-routed on its
+/// own recorded probabilities: without the model, what a change would do to the layers after
+/// it cannot be computed, so they keep their recorded inputs.
+pub fn reroute(
+    opened: &Opened,
+    router: &RouterSpec,
+    interventions: &Interventions,
+    seed: u64,
+) -> Result<(Vec<TraceLayer>, Option<DomainShares>), String> {
+    if !matches!(router, RouterSpec::TopK { .. }) {
+        return Err("a recorded trace has no model: only top-k (with or without a capacity) can be applied again to its probabilities; the other routers need the model".into());
+    }
+    let n_layers = opened.record.layers.len();
+    let e = opened.record.layers.first().map_or(0, |l| l.num_experts);
+    router.validate(e).map_err(|err| err.to_string())?;
+    interventions.validate(n_layers, e).map_err(|err| err.to_string())?;
+    let ids: Vec<u32> = opened.trace.tokens.iter().map(|t| t.id).collect();
+    let record = RoutingRecord {
+        layers: opened
+            .record
+            .layers
+            .iter()
+            .map(|rec| {
+                let allowed = interventions.allowed(rec.layer, rec.num_experts);
+                let ctx = RouteContext {
+                    layer: rec.layer,
+                    seq_id: &rec.seq_id,
+                    pos: &rec.pos,
+                    token_id: &ids[..rec.num_tokens()],
+                    seed,
+                    step: 0,
+                    allowed: &allowed,
+                    forced: interventions.forced(rec.layer),
+                    selection_bias: None,
+                };
+                let mut out = router.route(rec.logits.clone(), rec.num_experts, &ctx);
+                out.expert_kinds = rec.expert_kinds.clone();
+                out.shared_share = rec.shared_share.clone();
+                out
+            })
+            .collect(),
+    };
+    let mut trace_layers = layers(&record, &ids);
+    for layer in &mut trace_layers {
+        layer.metrics.z_stat = None;
+    }
+    Ok((trace_layers, domain_shares(&opened.labels, &record)))
 }
 
 /// At most 200 characters of a name from the file.
@@ -286,10 +342,10 @@ fn ranks_of(probs: &[f32], experts: &[usize]) -> Vec<usize> {
 }
 
 /// Domain shares over the tokens' labels, when there are at least two labels.
-fn domain_shares(given: &[FileToken], record: &RoutingRecord) -> Option<DomainShares> {
+fn domain_shares(labels: &[Option<String>], record: &RoutingRecord) -> Option<DomainShares> {
     let mut domains: Vec<DomainText> = Vec::new();
-    for t in given {
-        let label = clip(t.label.as_deref()?);
+    for label in labels {
+        let label = label.clone()?;
         match domains.iter_mut().find(|d| d.label == label) {
             Some(d) => d.tokens += 1,
             None => domains.push(DomainText { label, tokens: 1 }),
@@ -305,9 +361,8 @@ fn domain_shares(given: &[FileToken], record: &RoutingRecord) -> Option<DomainSh
             let parts: Vec<(String, LayerRouting)> = domains
                 .iter()
                 .map(|d| {
-                    let rows: Vec<usize> = (0..rec.num_tokens())
-                        .filter(|&j| given[j].label.as_deref() == Some(d.label.as_str()))
-                        .collect();
+                    let rows: Vec<usize> =
+                        (0..rec.num_tokens()).filter(|&j| labels[j].as_deref() == Some(d.label.as_str())).collect();
                     (d.label.clone(), select(rec, &rows))
                 })
                 .collect();
