@@ -14,6 +14,7 @@
 mod assets;
 mod backend_check;
 mod hf;
+mod recorded;
 mod scope;
 #[cfg(feature = "train")]
 pub mod trainer;
@@ -58,7 +59,7 @@ struct Ready {
 }
 
 #[derive(Default)]
-struct Engine {
+pub(crate) struct Engine {
     /// Loaded models, most recently wanted last.
     models: Vec<Rc<Ready>>,
     /// The WebGPU device, acquired once per worker (or why there is none).
@@ -79,13 +80,17 @@ struct Engine {
     adopted: Option<Rc<Vec<u8>>>,
     /// The files of a Hugging Face folder the page handed over (`hf-files`).
     hf_files: Vec<web_sys::File>,
+    /// The trace file the page handed over last (read-only mode).
+    trace_file: Option<web_sys::File>,
+    /// The recorded trace open in read-only mode.
+    recorded: Option<Rc<switchyard_protocol::recorded::Opened>>,
 }
 
 thread_local! {
     static ENGINE: RefCell<Engine> = RefCell::new(Engine::default());
 }
 
-fn with<R>(f: impl FnOnce(&mut Engine) -> R) -> R {
+pub(crate) fn with<R>(f: impl FnOnce(&mut Engine) -> R) -> R {
     ENGINE.with(|e| f(&mut e.borrow_mut()))
 }
 
@@ -137,9 +142,22 @@ pub fn start() {
             });
             return;
         }
+        // One `File` is a recorded trace, opened by the `OpenTrace` that follows.
+        if let Ok(file) = event.data().dyn_into::<web_sys::File>() {
+            with(|e| e.trace_file = Some(file));
+            return;
+        }
         let Some(text) = event.data().as_string() else { return };
         match serde_json::from_str::<Request>(&text) {
             Ok(Request::Load { id, checkpoint, webgpu, hash, url }) => request_load(id, checkpoint, webgpu, hash, url),
+            Ok(Request::OpenTrace { id, url }) => {
+                with(|e| e.latest_run = e.latest_run.max(id));
+                wasm_bindgen_futures::spawn_local(recorded::open(id, url));
+            }
+            Ok(Request::Reroute { id, query }) => {
+                with(|e| e.latest_run = e.latest_run.max(id));
+                recorded::reroute(id, &query);
+            }
             Ok(Request::Cancel { id }) => with(|e| {
                 if e.latest_load.0 == id {
                     // No load is the latest now: the download stops at its next chunk, unanswered.
@@ -622,7 +640,17 @@ async fn run(id: u64, state: &PlaygroundState, extras: Extras, ready: &Ready) ->
     shown.dedup();
     let candidate_text = shown.into_iter().map(|t| (t, tok.display(t))).collect();
     let trace = Box::new(trace);
-    let reply = Reply::Traced { id, trace, run_ms, tokens_per_s, read_backs, candidate_text, comparison, domains };
+    let reply = Reply::Traced {
+        id,
+        trace,
+        run_ms,
+        tokens_per_s,
+        read_backs,
+        candidate_text,
+        comparison,
+        domains,
+        recorded: None,
+    };
     scope::mark("engine: trace computed");
     post_checked(id, &reply);
     scope::mark("engine: trace posted");
@@ -686,7 +714,7 @@ impl TokenStream {
 /// Posts a finished run, or says plainly that it cannot be sent: JSON writes NaN and infinities
 /// as `null`, which the page cannot read back, so the reply is read back here first (a few
 /// milliseconds for hundreds of tokens) and a run that produced one becomes a clear error.
-fn post_checked(id: u64, reply: &Reply) {
+pub(crate) fn post_checked(id: u64, reply: &Reply) {
     let json = reply.to_json();
     match serde_json::from_str::<Reply>(&json) {
         Ok(_) => scope::post_json(&json),

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Report;
+use crate::recorded::Recorded;
 use crate::trace::{Comparison, DomainShares, Trace};
 
 /// What the page asks of the engine.
@@ -32,6 +33,23 @@ pub enum Request {
         /// For `hf-url`: the Hugging Face folder's URL.
         #[serde(default)]
         url: Option<String>,
+    },
+    /// Open a recorded trace (read-only mode): the file the page posted last (a `File`
+    /// message), or the one at `url`. Answered like a run, with `Traced` under this id.
+    OpenTrace {
+        /// Increasing id (a run id: a newer run or trace supersedes it).
+        id: u64,
+        /// The file's address (`trace=`); none for the posted file.
+        #[serde(default)]
+        url: Option<String>,
+    },
+    /// Apply a state's router (top-k, with or without a capacity) and interventions to the
+    /// open recorded trace's probabilities: the what-if of the read-only mode.
+    Reroute {
+        /// Run id.
+        id: u64,
+        /// The state's canonical query.
+        query: String,
     },
     /// Stop the load with this id (the page's Cancel): its download is aborted.
     Cancel {
@@ -242,6 +260,9 @@ pub enum Reply {
         comparison: Option<Result<Box<Comparison>, String>>,
         /// Domain × expert shares, when the domain view is open.
         domains: Option<Result<DomainShares, String>>,
+        /// A recorded trace (read-only mode): where it came from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recorded: Option<Recorded>,
     },
     /// A run that could not be done (the message says why).
     RunFailed {

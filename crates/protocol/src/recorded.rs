@@ -46,6 +46,11 @@ pub struct Recorded {
     /// What the source does not carry (llama.cpp's CSV: probabilities, weights, token texts).
     #[serde(default)]
     pub lacks: Vec<String>,
+    /// The router the recording matches, as a router query (`topk&k=8&norm=true`: k is the
+    /// most experts a token has, renormalised when every token's weights sum to 1); the page
+    /// selects it, so a what-if starts from the recorded routing.
+    #[serde(default)]
+    pub router: String,
 }
 
 /// A trace token as a file gives it (label and sequence are optional).
@@ -153,10 +158,11 @@ pub fn open(bytes: &[u8]) -> Result<Opened, String> {
     }
     let labels: Vec<Option<String>> = file.tokens.iter().map(|t| t.label.as_deref().map(clip)).collect();
     let domains = domain_shares(&labels, &record);
-    let recorded = file.recorded.unwrap_or_else(|| Recorded {
+    let mut recorded = file.recorded.unwrap_or_else(|| Recorded {
         routing: "a Switchyard trace (exported by the playground or the CLI)".into(),
         ..Recorded::default()
     });
+    recorded.router = matching_router(&record);
     let trace = Trace {
         format: TRACE_FORMAT.into(),
         checkpoint: clip(&file.checkpoint),
@@ -220,6 +226,17 @@ pub fn reroute(
         layer.metrics.z_stat = None;
     }
     Ok((trace_layers, domain_shares(&opened.labels, &record)))
+}
+
+/// The top-k router a record looks like: its largest k, renormalised when every token's kept
+/// weights sum to 1.
+fn matching_router(record: &RoutingRecord) -> String {
+    let k = record.layers.iter().map(|l| l.k_max).max().unwrap_or(1).min(record.layers[0].num_experts);
+    let norm = record
+        .layers
+        .iter()
+        .all(|l| (0..l.num_tokens()).all(|t| (l.slots(t).map(|s| s.weight).sum::<f32>() - 1.0).abs() < 1e-3));
+    format!("topk&k={k}&norm={norm}")
 }
 
 /// At most 200 characters of a name from the file.
@@ -399,5 +416,156 @@ fn select(rec: &LayerRouting, rows: &[usize]) -> LayerRouting {
             rows.iter().map(|&j| rec.shared_share[j]).collect()
         },
         expert_kinds: rec.expert_kinds.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_routing::rng;
+
+    const E: usize = 6;
+
+    /// A two-sequence, three-layer routing record of top-2 on seeded logits, as a live run
+    /// would make it, with its trace (what the playground exports).
+    fn live_trace() -> (Trace, Vec<Option<String>>) {
+        let (t, labels) = (10, ["code", "code", "code", "code", "code", "prose", "prose", "prose", "prose", "prose"]);
+        let seq: Vec<u32> = (0..t).map(|i| u32::from(i >= 5)).collect();
+        let pos: Vec<u32> = (0..t as u32).map(|i| i % 5).collect();
+        let ids: Vec<u32> = (0..t as u32).map(|i| (i * 7) % 13).collect();
+        let allowed = vec![true; E];
+        let record = RoutingRecord {
+            layers: (0..3)
+                .map(|layer| {
+                    let logits: Vec<f32> =
+                        (0..t * E).map(|i| rng::normal(9, 1, &[layer as u64, i as u64]) as f32).collect();
+                    let ctx = RouteContext {
+                        layer,
+                        seq_id: &seq,
+                        pos: &pos,
+                        token_id: &ids,
+                        seed: 0,
+                        step: 0,
+                        allowed: &allowed,
+                        forced: None,
+                        selection_bias: None,
+                    };
+                    RouterSpec::top_k(2, true).route(logits, E, &ctx)
+                })
+                .collect(),
+        };
+        let tokens = (0..t)
+            .map(|i| TraceToken {
+                index: i,
+                id: ids[i],
+                text: format!("t{i}"),
+                bytes: [i, i + 1],
+                kind: "prompt".into(),
+            })
+            .collect();
+        let trace = Trace {
+            format: TRACE_FORMAT.into(),
+            checkpoint: "live".into(),
+            checkpoint_hash: "ab".into(),
+            query: String::new(),
+            state: Default::default(),
+            backend: "cpu".into(),
+            tokens,
+            layers: layers(&record, &ids),
+            weak_layers: None,
+            steps: Vec::new(),
+        };
+        (trace, labels.iter().map(|l| Some(l.to_string())).collect())
+    }
+
+    /// The live trace as a file, with each token's label and sequence (what trace.py writes).
+    fn file(trace: &Trace, labels: &[Option<String>]) -> serde_json::Value {
+        let mut v = serde_json::to_value(trace).unwrap();
+        for (i, tok) in v["tokens"].as_array_mut().unwrap().iter_mut().enumerate() {
+            tok["label"] = serde_json::json!(labels[i]);
+            tok["sequence"] = serde_json::json!(u32::from(i >= 5));
+        }
+        v
+    }
+
+    fn refused(v: &serde_json::Value) -> String {
+        open(&serde_json::to_vec(v).unwrap()).err().expect("refused")
+    }
+
+    #[test]
+    fn a_trace_opened_without_its_model_has_the_live_metrics() {
+        let (live, labels) = live_trace();
+        let opened = open(&serde_json::to_vec(&file(&live, &labels)).unwrap()).unwrap();
+        for (mine, theirs) in opened.trace.layers.iter().zip(&live.layers) {
+            let mut theirs = theirs.clone();
+            theirs.metrics.z_stat = None; // no logits in a file
+            assert_eq!(*mine, theirs, "layer {}", theirs.layer);
+        }
+        assert_eq!(opened.recorded.router, "topk&k=2&norm=true");
+        let domains = opened.domains.expect("two labels");
+        assert_eq!(
+            domains.domains.iter().map(|d| (d.label.as_str(), d.tokens)).collect::<Vec<_>>(),
+            [("code", 5), ("prose", 5)]
+        );
+        for row in &domains.shares[0] {
+            assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn a_what_if_with_the_recorded_router_changes_nothing_and_capacity_drops() {
+        let (live, labels) = live_trace();
+        let opened = open(&serde_json::to_vec(&file(&live, &labels)).unwrap()).unwrap();
+        let none = Interventions::default();
+        let (same, _) = reroute(&opened, &RouterSpec::top_k(2, true), &none, 0).unwrap();
+        for (a, b) in same.iter().zip(&opened.trace.layers) {
+            assert_eq!(
+                a.routing.iter().map(|r| &r.experts).collect::<Vec<_>>(),
+                b.routing.iter().map(|r| &r.experts).collect::<Vec<_>>()
+            );
+        }
+        let tight = capacity(0.5);
+        let (dropped, _) = reroute(&opened, &tight, &none, 0).unwrap();
+        assert!(dropped[0].metrics.drop_rate_slots > 0.0);
+        let off = Interventions { ablate: vec![(1, 0), (1, 1)], force: Vec::new() };
+        let (ablated, _) = reroute(&opened, &RouterSpec::top_k(2, true), &off, 0).unwrap();
+        assert!(ablated[1].routing.iter().all(|r| !r.experts.contains(&0) && !r.experts.contains(&1)));
+        let msg = reroute(&opened, &RouterSpec::Hash, &none, 0).unwrap_err();
+        assert!(msg.contains("only top-k"), "{msg}");
+    }
+
+    fn capacity(cf: f64) -> RouterSpec {
+        router(&format!("topk&k=2&norm=true&cf={cf}&priority=position"))
+    }
+
+    fn router(q: &str) -> RouterSpec {
+        switchyard_state::PlaygroundState::from_query(&format!("v=1&router={q}")).0.router
+    }
+
+    #[test]
+    fn hostile_files_are_refused_with_a_reason() {
+        let (live, labels) = live_trace();
+        let good = file(&live, &labels);
+        let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+            let mut v = good.clone();
+            f(&mut v);
+            refused(&v)
+        };
+        assert!(edit(&|v| v["format"] = "other/2".into()).contains("format is `other/2`"));
+        assert!(edit(&|v| v["layers"][0]["routing"][3]["experts"][0] = 99.into()).contains("expert 99 of 6"));
+        assert!(edit(&|v| v["layers"][1]["routing"][2]["probs"][0] = 2.5.into()).contains("outside [0, 1]"));
+        assert!(
+            edit(&|v| v["layers"][1]["routing"][2]["weights"] = serde_json::json!([0.5])).contains("differ in length")
+        );
+        assert!(edit(&|v| v["layers"][2]["routing"][4]["token"] = 7.into()).contains("in order"));
+        assert!(
+            edit(&|v| v["layers"][0]["routing"][1]["probs"] = serde_json::json!([0.5, 0.5]))
+                .contains("probabilities, not 6")
+        );
+        assert!(edit(&|v| v["tokens"] = serde_json::json!([])).contains("no tokens"));
+        assert!(edit(&|v| v["tokens"][0]["kind"] = "<script>".into()).contains("kind"));
+        assert!(open(b"{\"format\": 1").unwrap_err().starts_with("not a usable trace"));
+        let many = serde_json::json!({"format": TRACE_FORMAT, "tokens": vec![serde_json::json!({"id": 0}); MAX_TOKENS + 1], "layers": [{"routing": []}]});
+        assert!(refused(&many).contains("more than the page opens"));
     }
 }

@@ -115,7 +115,8 @@ pub fn valid_origin(origin: &str) -> bool {
 /// Longest Hugging Face folder address a link carries.
 pub const MAX_FOLDER_URL: usize = 2000;
 
-/// Whether `url` can be the address of a model folder (`hf=`): `https://` or `http://`, a host,
+/// Whether `url` can be the address of a model folder (`hf=`) or a trace (`trace=`): `https://`
+/// or `http://`, a host,
 /// at most [`MAX_FOLDER_URL`] characters of printable ASCII, no quotes, spaces or backslashes.
 /// The engine fetches `config.json` and the rest under it.
 pub fn valid_folder_url(url: &str) -> bool {
@@ -276,6 +277,9 @@ pub struct PlaygroundState {
     /// The address of a Hugging Face model folder (`hf=`), for the checkpoint `hf-url`.
     #[serde(default)]
     pub hf: Option<String>,
+    /// The address of a recorded trace (`trace=`): the page opens it read-only.
+    #[serde(default)]
+    pub trace: Option<String>,
 }
 
 impl Default for PlaygroundState {
@@ -295,6 +299,7 @@ impl Default for PlaygroundState {
             backend: Backend::Auto,
             train: TrainSettings::default(),
             hf: None,
+            trace: None,
         }
     }
 }

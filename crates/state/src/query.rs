@@ -150,6 +150,9 @@ pub(crate) fn encode(s: &PlaygroundState) -> String {
     if let Some(url) = &s.hf {
         kv.push(("hf", url.clone()));
     }
+    if let Some(url) = &s.trace {
+        kv.push(("trace", url.clone()));
+    }
     router_pairs(&s.router, &mut kv);
     if !s.interventions.ablate.is_empty() {
         kv.push(("ablate", pairs(&s.interventions.ablate)));
@@ -613,6 +616,13 @@ pub(crate) fn decode(input: &[u8]) -> (PlaygroundState, Vec<Problem>) {
         |s| Some(s.to_string()),
         |s| valid_folder_url(s),
     );
+    let trace = r.value(
+        "trace",
+        String::new(),
+        "the http(s) address of a trace file (at most 2000 characters, no spaces or quotes)",
+        |s| Some(s.to_string()),
+        |s| valid_folder_url(s),
+    );
     let router = read_router(&mut r);
     let compare = read_variant(&mut r);
     let labelled = read_labelled(&mut r);
@@ -655,6 +665,7 @@ pub(crate) fn decode(input: &[u8]) -> (PlaygroundState, Vec<Problem>) {
         backend,
         train,
         hf: (!hf.is_empty()).then_some(hf),
+        trace: (!trace.is_empty()).then_some(trace),
     };
     (state, r.problems)
 }

@@ -139,6 +139,7 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
             prop::sample::select(vec![Shade::Expert, Shade::Compute, Shade::ComputeAll, Shade::Shared]),
             train(),
             prop::option::of("https://[a-z0-9]{1,10}\\.[a-z]{2,5}(/[A-Za-z0-9._~%-]{1,12}){0,3}/?"),
+            prop::option::of("https://[a-z0-9]{1,10}\\.[a-z]{2,5}(/[A-Za-z0-9._~%-]{1,12}){1,3}\\.json"),
         ),
     )
         .prop_map(
@@ -153,7 +154,7 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
                 (layer, p, token),
                 (embed, show, origin),
                 compare,
-                (labelled, backend, shade, train, hf),
+                (labelled, backend, shade, train, hf, trace),
             )| {
                 PlaygroundState {
                     checkpoint,
@@ -178,6 +179,7 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
                     backend,
                     train,
                     hf,
+                    trace,
                 }
             },
         )
@@ -459,4 +461,6 @@ fn folder_addresses_are_http_with_a_host() {
     }
     let long = format!("v=1&hf=https://example.org/{}", "a".repeat(MAX_FOLDER_URL));
     assert_eq!(PlaygroundState::from_query(&long).0.hf, None);
+    let (s, problems) = PlaygroundState::from_query("v=1&trace=javascript%3Aalert(1)");
+    assert!(s.trace.is_none() && problems.iter().any(|p| p.param == "trace"));
 }

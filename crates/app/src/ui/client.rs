@@ -16,6 +16,7 @@ use wasm_bindgen::prelude::Closure;
 use web_sys::{ErrorEvent, MessageEvent, Worker};
 
 use switchyard_protocol::backend::Report;
+use switchyard_protocol::recorded::Recorded;
 use switchyard_protocol::{Extras, Loaded, Reply, Request, Timing};
 
 /// Automatic restarts in a row (without a finished run between them) before the page stops
@@ -162,6 +163,8 @@ pub struct EngineSignals {
     pub check: RwSignal<Option<Report>>,
     /// This engine's calibration on the current state, or why it failed.
     pub calibration: RwSignal<Option<Result<Timing, String>>>,
+    /// The result on show is a recorded trace (read-only mode): where it came from.
+    pub recorded: RwSignal<Option<Recorded>>,
 }
 
 struct Inner {
@@ -227,6 +230,7 @@ impl EngineSignals {
             crashed: RwSignal::new(None),
             check: RwSignal::new(None),
             calibration: RwSignal::new(None),
+            recorded: RwSignal::new(None),
         };
         signals.spawn(kind, false);
         signals
@@ -465,6 +469,55 @@ impl EngineSignals {
         Self::send(&Request::Run { id, query, extras });
     }
 
+    /// Entries of each layer's expert list of what is on show: the recorded trace's, or the
+    /// loaded model's (`default` before either).
+    pub fn n_experts(self, default: usize) -> usize {
+        if self.recorded.with(Option::is_some) {
+            let from_trace = self
+                .result
+                .with(|r| r.as_ref().and_then(|r| r.trace.layers.first()?.routing.first().map(|x| x.probs.len())));
+            if let Some(n) = from_trace {
+                return n;
+            }
+        }
+        self.loaded.with(|l| l.as_ref().map_or(default, |l| l.n_experts))
+    }
+
+    /// A new run id for a request answered like a run (a trace, a what-if on it).
+    fn next_run(self) -> u64 {
+        let id = session(|s| {
+            s.latest_run += 1;
+            s.sent_at = now_ms();
+            s.latest_run
+        });
+        self.running.set(true);
+        self.run_error.set(None);
+        id
+    }
+
+    /// Opens a recorded trace file (read-only mode).
+    pub fn open_trace_file(self, file: web_sys::File) {
+        let id = self.next_run();
+        CLIENT.with(|c| {
+            if let Some(inner) = c.borrow().as_ref() {
+                let _ = inner.worker.post_message(&file);
+            }
+        });
+        Self::send(&Request::OpenTrace { id, url: None });
+    }
+
+    /// Opens the recorded trace at `url` (read-only mode).
+    pub fn open_trace_url(self, url: String) {
+        let id = self.next_run();
+        Self::send(&Request::OpenTrace { id, url: Some(url) });
+    }
+
+    /// Applies a state's router and interventions to the open recorded trace.
+    pub fn reroute(self, query: String) {
+        let id = self.next_run();
+        Self::send(&Request::Reroute { id, query });
+    }
+
     /// Asks for the backend check.
     pub fn check(self) {
         Self::send(&Request::Check);
@@ -541,7 +594,17 @@ impl EngineSignals {
                     self.streaming.update(|s| s.extend(texts));
                 }
             }
-            Reply::Traced { id, trace, run_ms, tokens_per_s, read_backs, candidate_text, comparison, domains } => {
+            Reply::Traced {
+                id,
+                trace,
+                run_ms,
+                tokens_per_s,
+                read_backs,
+                candidate_text,
+                comparison,
+                domains,
+                recorded,
+            } => {
                 // A stale result is never drawn.
                 if let Some(round_trip_ms) = Self::is_latest(id) {
                     session(|s| {
@@ -551,6 +614,9 @@ impl EngineSignals {
                     });
                     self.running.set(false);
                     self.run_error.set(None);
+                    if self.recorded.with_untracked(|r| r != &recorded) {
+                        self.recorded.set(recorded);
+                    }
                     // A run finished: a banner that asked for one has done its job.
                     if self.crashed.with_untracked(|c| c.as_ref().is_some_and(|c| c.offer != Offer::Nothing)) {
                         self.crashed.set(None);

@@ -219,7 +219,7 @@ pub fn ParamControl(
     prefix: &'static str,
 ) -> impl IntoView {
     let ctl = ctl();
-    let n_experts = move || ctl.engine.loaded.with(|l| l.as_ref().map_or(8, |l| l.n_experts));
+    let n_experts = move || ctl.engine.n_experts(8);
     let key = StoredValue::new(format!("{prefix}{}", control.key));
     let value = move || key.with_value(|k| ctl.state.with(|s| params::param(s, k))).unwrap_or_default();
     let set = move |v: String, change: Change| key.with_value(|k| ctl.set_params(&[(k, Some(v))], change));
@@ -285,6 +285,7 @@ pub fn PromptPanel() -> impl IntoView {
                 </select>
             </label>
             <super::open_model::OpenModel />
+            <super::open_model::OpenTrace />
             <textarea data-testid="prompt" rows="7" spellcheck="false" aria-label="prompt" maxlength=MAX_PROMPT_CHARS
                 prop:value=move || ctl.state.with(|s| s.prompt.clone())
                 on:input=move |ev| { let v = event_target_value(&ev); ctl.edit(|s| s.prompt = v, Change::Typing) }></textarea>
@@ -361,7 +362,11 @@ pub fn RouterPanel() -> impl IntoView {
     view! {
         <section class="panel">
             <h2>"Router"</h2>
+            {move || ctl.engine.recorded.with(Option::is_some).then(|| view! {
+                <p class="hint" data-testid="router-read-only">"Only top-k applies to a recorded trace: its settings below re-route the recorded probabilities. The other routers need the model."</p>
+            })}
             <select data-testid="router" aria-label="router" prop:value=move || name.get()
+                disabled=move || ctl.engine.recorded.with(Option::is_some)
                 on:change=move |ev| { let v = event_target_value(&ev); ctl.set(params::switch_router(&ctl.state.get_untracked(), &v), Change::Deliberate) }>
                 {ROUTERS.iter().map(|r| view! { <option value=r.name>{r.title}</option> }).collect_view()}
             </select>

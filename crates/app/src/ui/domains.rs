@@ -116,6 +116,8 @@ pub fn DomainsView(
     kinds: Vec<ExpertKind>,
 ) -> impl IntoView {
     let ctl = expect_context::<Ctl>();
+    // A recorded trace's domains are its own labels; the loaded checkpoint's card is not about it.
+    let recorded = ctl.engine.recorded.with_untracked(Option::is_some);
     let card = LocalResource::new(move || card_eval(ctl.state.with(|s| s.checkpoint.clone())));
     let live = match shares {
         None => {
@@ -130,10 +132,11 @@ pub fn DomainsView(
                 .map(|(dom, s)| (dom.label.clone(), s))
                 .collect();
             let order: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+            let names = order.join(", ");
             let tokens: usize = d.domains.iter().map(|x| x.tokens).sum();
             let card_kinds = kinds.clone();
             let card_view = move || {
-                card.get().map(|c| match c {
+                card.get().filter(|_| !recorded).map(|c| match c {
                     Err(e) => view! { <p class="hint" data-testid="card-domains-missing">{e}</p> }.into_any(),
                     Ok(eval) => {
                         let rows = card_rows(&eval, layer, &order);
@@ -153,8 +156,8 @@ pub fn DomainsView(
             view! {
                 <div class="pair">
                     <div>
-                        <h3>"Live: the example prompts and yours, under this router"</h3>
-                        <p class="hint">{format!("{tokens} tokens over {} domains.", rows.len())}</p>
+                        <h3>{if recorded { "Recorded: the trace's labelled tokens" } else { "Live: the example prompts and yours, under this router" }}</h3>
+                        <p class="hint">{format!("{tokens} tokens over {} domains: {names}.", rows.len())}</p>
                         <CellCanvas grid=grid(&rows, &kinds) testid="domain-grid" label=format!("domain by expert shares, layer {layer}") on_cell=|_, _| {} />
                     </div>
                     <div>{card_view}</div>
@@ -169,7 +172,7 @@ pub fn DomainsView(
             <p class="hint">"r(domain, e) = #{tokens of the domain routed to e} / (k · tokens). Uniform routing gives 1/E; outlined cells are above it. Mixtral found little domain specialisation; a small model trained on a mixed corpus shows more."</p>
             {(!kinds.is_empty()).then(|| view! { <p class="hint" data-testid="domain-free">"The last columns are the free experts, each kind summed over its experts: the share of each domain's slots that skipped an FFN expert (null, zero) or took a cheap one (copy, constant)."</p> })}
             {live}
-            <AddPrompt />
+            {(!recorded).then(|| view! { <AddPrompt /> })}
         </div>
     }
 }

@@ -182,15 +182,23 @@ fn drive_engine(ctl: Ctl) {
     let requested = StoredValue::new(None::<Want>);
     Effect::new(move || {
         let want = ctl.state.with(Want::of);
+        // A link to a recorded trace needs no model.
+        if ctl.state.with(|s| s.trace.is_some()) {
+            return;
+        }
         if requested.get_value().as_ref() != Some(&want) {
             requested.set_value(Some(want.clone()));
             engine.load(&want);
         }
     });
+    drive_recorded(ctl);
     let run_query = Memo::new(move |_| ctl.state.with(run_query));
     let pending = StoredValue::new(0u64);
     Effect::new(move || {
         let query = run_query.get();
+        if engine.recorded.with_untracked(Option::is_some) || ctl.state.with_untracked(|s| s.trace.is_some()) {
+            return; // read-only: the what-ifs go through `drive_recorded`
+        }
         let want = ctl.state.with_untracked(Want::of);
         let ready = engine.loaded.with(|l| l.as_ref().is_some_and(|l| want.is(l)));
         // Not ready, or the run that stopped the engine: it waits for a person's Run.
@@ -211,6 +219,55 @@ fn drive_engine(ctl: Ctl) {
                 },
                 std::time::Duration::from_millis(u64::from(delay)),
             );
+        }
+    });
+}
+
+/// The read-only mode: a link's `trace=` opens that trace; while a recorded trace is on show,
+/// a change of router, interventions or seed re-routes its probabilities (a what-if) instead of
+/// running a model.
+fn drive_recorded(ctl: Ctl) {
+    let engine = ctl.engine;
+    Effect::new(move |before: Option<Option<String>>| {
+        let url = ctl.state.with(|s| s.trace.clone());
+        if let Some(u) = url.clone().filter(|_| before.as_ref() != Some(&url)) {
+            engine.open_trace_url(u);
+        }
+        url
+    });
+    let what_if_key = |s: &PlaygroundState| {
+        let only = PlaygroundState {
+            router: s.router.clone(),
+            interventions: s.interventions.clone(),
+            seed: s.seed,
+            ..PlaygroundState::default()
+        };
+        only.to_query()
+    };
+    // The what-ifs start from the recorded routing: a newly opened trace selects the router it
+    // matches, and that is the baseline nothing is re-routed for.
+    let baseline = StoredValue::new(String::new());
+    Effect::new(move |before: Option<bool>| {
+        let router = engine.recorded.with(|r| r.as_ref().map(|r| r.router.clone()));
+        let open = router.is_some();
+        if let Some(router) = router.filter(|_| before != Some(true)) {
+            ctl.edit(
+                |s| {
+                    s.router = params::router_from(&router);
+                    s.interventions = Default::default();
+                },
+                Change::Outside,
+            );
+            baseline.set_value(ctl.state.with_untracked(what_if_key));
+        }
+        open
+    });
+    let what_if = Memo::new(move |_| ctl.state.with(what_if_key));
+    Effect::new(move || {
+        let key = what_if.get();
+        if engine.recorded.with_untracked(Option::is_some) && baseline.get_value() != key {
+            baseline.set_value(key);
+            engine.reroute(ctl.state.with_untracked(|s| run_query(s).0));
         }
     });
 }
@@ -242,7 +299,11 @@ pub fn Playground() -> impl IntoView {
     let engine = EngineSignals::start(client::EngineKind::for_backend(initial_backend));
     let state = RwSignal::new(initial);
     // A link may name a layer the loaded model does not have: the views show its last one.
-    let n_layers = move || engine.loaded.with(|l| l.as_ref().map_or(usize::MAX, |l| l.n_layers));
+    let n_layers = move || match engine.recorded.with(Option::is_some) {
+        // A recorded trace has its own layers, whatever model is loaded.
+        true => engine.result.with(|r| r.as_ref().map_or(usize::MAX, |r| r.trace.layers.len())),
+        false => engine.loaded.with(|l| l.as_ref().map_or(usize::MAX, |l| l.n_layers)),
+    };
     let ctl = Ctl {
         state,
         layer: Memo::new(move |_| state.with(|s| s.view.layer).min(n_layers().saturating_sub(1))),
@@ -274,6 +335,9 @@ pub fn Playground() -> impl IntoView {
 /// The whole playground (everything but embed mode).
 #[component]
 fn Full() -> impl IntoView {
+    // A recorded trace has no model to type a prompt to: the whole prompt panel is off.
+    let recorded = expect_context::<Ctl>().engine.recorded;
+    let read_only = move || recorded.with(Option::is_some);
     view! {
         <div class="app">
             <controls::Header />
@@ -281,7 +345,10 @@ fn Full() -> impl IntoView {
             <controls::LoadStatus />
             <div class="layout">
                 <aside class="side">
-                    <controls::PromptPanel />
+                    <open_model::ReadOnly />
+                    <fieldset class="bare" disabled=read_only>
+                        <controls::PromptPanel />
+                    </fieldset>
                     <controls::RouterPanel />
                 </aside>
                 <main class="views">

@@ -1,6 +1,8 @@
-//! "Open a Hugging Face model": a folder or its files (picked or dropped), or a folder's address
-//! on a static host. The files go to the engine as they are (`File` handles: nothing is read on
-//! the page, nothing leaves the machine); the engine checks and opens them, and says why not.
+//! Opening what is not shipped: a Hugging Face model (a folder or its files, picked or dropped,
+//! or a folder's address on a static host) and a recorded trace (a file, or `trace=` in the
+//! link), with the read-only mode's banner. Files go to the engine as they are (`File`
+//! handles: nothing is read on the page, nothing leaves the machine); the engine checks and
+//! opens them, and says why not.
 
 use leptos::prelude::*;
 use switchyard_protocol::{HF_FILES, HF_URL};
@@ -113,6 +115,69 @@ pub fn OpenModel() -> impl IntoView {
             <p class="hint">"An address must be a static host that lets this page read it (CORS); the link then opens the same model."</p>
             {move || message.get().map(|m| view! { <p class="hint warn" role="alert" data-testid="hf-message">{m}</p> })}
         </details>
+    }
+}
+
+/// "Open a trace…": a recorded trace file (from `tools/hf/trace.py`, or one this page exported)
+/// opens read-only.
+#[component]
+pub fn OpenTrace() -> impl IntoView {
+    let ctl = expect_context::<Ctl>();
+    let open = move |file: Option<web_sys::File>| {
+        let Some(file) = file else { return };
+        // A link's trace= gives way to the file (the link cannot carry a file).
+        if ctl.state.with_untracked(|s| s.trace.is_some()) {
+            ctl.edit(|s| s.trace = None, Change::Deliberate);
+        }
+        ctl.engine.open_trace_file(file);
+    };
+    view! {
+        <details class="open-model" data-testid="open-trace">
+            <summary>"Open a routing trace…"</summary>
+            <p class="hint">"A trace of a model too big for a browser (tools/hf/trace.py writes one on your machine, and converts llama.cpp's moe-trace CSV), or one this page exported. It opens read-only: every view of the routing works; the prompt and the model's routers need the model."</p>
+            <div class="drop" data-testid="trace-drop"
+                on:dragover=move |ev: leptos::ev::DragEvent| ev.prevent_default()
+                on:drop=move |ev: leptos::ev::DragEvent| {
+                    ev.prevent_default();
+                    open(ev.data_transfer().and_then(|dt| file_list(dt.files()).into_iter().next()));
+                }>
+                "Drop a trace (.json) here, or "
+                <label class="pick">"pick one"<input type="file" accept=".json,application/json" data-testid="trace-file"
+                    on:change=move |ev| {
+                        let input: web_sys::HtmlInputElement = event_target(&ev);
+                        open(file_list(input.files()).into_iter().next());
+                        input.set_value("");
+                    } /></label>
+            </div>
+        </details>
+    }
+}
+
+/// The read-only mode's banner: what the trace is, what it lacks, and the way back.
+#[component]
+pub fn ReadOnly() -> impl IntoView {
+    let ctl = expect_context::<Ctl>();
+    let close = move |_| {
+        ctl.engine.recorded.set(None);
+        ctl.edit(|s| s.trace = None, Change::Deliberate);
+        // Back to the live model: run the state as it is (the checkpoint loads first if it
+        // must; the engine holds the run until then).
+        ctl.engine.load(&ctl.state.with_untracked(Want::of));
+        ctl.engine.run(ctl.state.with_untracked(super::run_query));
+    };
+    move || {
+        let r = ctl.engine.recorded.get()?;
+        let name = ctl.engine.result.with(|res| res.as_ref().map(|x| x.trace.checkpoint.clone())).unwrap_or_default();
+        let model = if r.architecture.is_empty() { name.clone() } else { format!("{name} ({})", r.architecture) };
+        Some(view! {
+            <section class="panel banner recorded" role="status" data-testid="read-only">
+                <h2>"Reading a recorded trace"</h2>
+                <p>{format!("{model}. ")}{(!r.routing.is_empty()).then(|| format!("Experts: {}. ", r.routing))}{(!r.probs.is_empty()).then(|| format!("Probabilities: {}.", r.probs))}</p>
+                {(!r.lacks.is_empty()).then(|| view! { <p class="hint warn" data-testid="read-only-lacks">{format!("The file lacks {}: views that need them show placeholders.", r.lacks.join(", "))}</p> })}
+                <p class="hint">"Every view of the routing works. The prompt, the decoding and every router but top-k need the model, so they are off; top-k's k, renormalisation, capacity and the experts' off/only buttons re-route the recorded probabilities layer by layer (later layers keep their recorded inputs)."</p>
+                <button data-testid="close-trace" on:click=close>"Close the trace"</button>
+            </section>
+        })
     }
 }
 

@@ -163,7 +163,7 @@ fn ShadeChoice() -> impl IntoView {
 #[component]
 fn Legend() -> impl IntoView {
     let ctl = expect_context::<Ctl>();
-    let n = move || ctl.engine.loaded.with(|l| l.as_ref().map_or(0, |l| l.n_experts));
+    let n = move || ctl.engine.n_experts(0);
     let kinds = move || {
         ctl.engine.result.with(|r| {
             r.as_ref().and_then(|r| r.trace.layers.first().map(|l| l.expert_kinds.clone())).unwrap_or_default()

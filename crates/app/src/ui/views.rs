@@ -71,6 +71,10 @@ pub fn PanelView(
                     view! { <super::domains::DomainsView shares=r.domains.clone() layer=layer kinds=kinds /> }
                         .into_any()
                 }
+                Panel::Compare if ctl.engine.recorded.with(Option::is_some) => view! {
+                    <p class="hint" data-testid="compare-read-only">"The router A/B runs the model twice on the same tokens; a recorded trace has only the routing it recorded. Open the model (if it fits in the page) to compare routers on it."</p>
+                }
+                .into_any(),
                 Panel::Compare => view! { <super::compare::CompareView result=r /> }.into_any(),
                 Panel::Train => view! { <super::train::TrainView /> }.into_any(),
             }
