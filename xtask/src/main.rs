@@ -351,7 +351,9 @@ fn bench() -> Result {
     say("benchmark of the page in headless Chromium (prints numbers; not a test)");
     run(Command::new("node").arg("tests/browser/bench.mjs"))?;
     say("benchmark of the Train view against the native trainer");
-    run(Command::new("node").arg("tests/browser/bench-train.mjs"))
+    run(Command::new("node").arg("tests/browser/bench-train.mjs"))?;
+    say("benchmark of the read-only mode on a large recorded trace (4096 tokens × 48 layers × 64 experts)");
+    run(Command::new("node").arg("tests/browser/bench-trace.mjs"))
 }
 
 /// Bytes taken from the start of each corpus file for the in-page training samples (12 files:

@@ -323,7 +323,6 @@ fn Detail(result: RunResult, token: usize) -> impl IntoView {
         return view! { <p class="hint">"That token is not in this run."</p> }.into_any();
     };
     let step = trace.steps.iter().find(|s| s.token == token).cloned();
-    let layers = trace.layers.clone();
     view! {
         <div class="detail" data-testid="token-detail" data-snapshot="token-detail">
             <div class="card-head">
@@ -334,7 +333,8 @@ fn Detail(result: RunResult, token: usize) -> impl IntoView {
             <table class="dist">
                 <thead><tr><th>"layer"</th><th>"router distribution (bar height = probability; outlined = chosen)"</th><th>"chosen: weight"</th></tr></thead>
                 <tbody>
-                {layers.into_iter().map(|l| {
+                // The token's row of each layer only: a big trace's layers are tens of megabytes.
+                {trace.layers.iter().map(|l| {
                     let Some(r) = l.routing.get(token).cloned() else {
                         return view! { <tr><td>{l.layer}</td><td colspan="2">"not run (last generated token)"</td></tr> }.into_any();
                     };

@@ -52,31 +52,43 @@ pub fn PanelView(
     move || {
         ctl.engine.result.get().map(|r| {
             let t = r.trace.clone();
-            let layer = ctl.layer.get().min(t.layers.len().saturating_sub(1));
+            let n = t.layers.len();
+            let layer = move || ctl.layer.get().min(n.saturating_sub(1));
+            // Only what shows one layer is rebuilt when the layer changes: the all-layers grid of
+            // a big trace (48 layers × 4096 tokens) is drawn once per run.
             match panel.get() {
-                Panel::Tokens => view! {
-                    <div class="overview"><Grid trace=t.clone() /><LoadBars trace=t layer=layer /></div>
+                Panel::Tokens => {
+                    let bars = t.clone();
+                    view! {
+                        <div class="overview"><Grid trace=t />{move || view! { <LoadBars trace=bars.clone() layer=layer() /> }}</div>
+                    }
+                    .into_any()
                 }
-                .into_any(),
                 Panel::Grid => view! { <Grid trace=t /> }.into_any(),
-                Panel::Heatmap => view! { <Heatmap trace=t layer=layer /> }.into_any(),
-                Panel::Load => {
-                    view! { <LoadBars trace=t.clone() layer=layer /><BiasBars layer=layer /><Metrics trace=t /> }
-                        .into_any()
-                }
-                Panel::Experts => view! { <Experts trace=t layer=layer /> }.into_any(),
-                Panel::Capacity => view! { <super::capacity::CapacityView trace=t layer=layer /> }.into_any(),
-                Panel::Domains => {
-                    let kinds = t.layers.get(layer).map(|l| l.expert_kinds.clone()).unwrap_or_default();
-                    view! { <super::domains::DomainsView shares=r.domains.clone() layer=layer kinds=kinds /> }
-                        .into_any()
-                }
                 Panel::Compare if ctl.engine.recorded.with(Option::is_some) => view! {
                     <p class="hint" data-testid="compare-read-only">"The router A/B runs the model twice on the same tokens; a recorded trace has only the routing it recorded. Open the model (if it fits in the page) to compare routers on it."</p>
                 }
                 .into_any(),
                 Panel::Compare => view! { <super::compare::CompareView result=r /> }.into_any(),
                 Panel::Train => view! { <super::train::TrainView /> }.into_any(),
+                one => (move || {
+                    let (t, layer) = (t.clone(), layer());
+                    match one {
+                        Panel::Heatmap => view! { <Heatmap trace=t layer=layer /> }.into_any(),
+                        Panel::Load => {
+                            view! { <LoadBars trace=t.clone() layer=layer /><BiasBars layer=layer /><Metrics trace=t /> }
+                                .into_any()
+                        }
+                        Panel::Experts => view! { <Experts trace=t layer=layer /> }.into_any(),
+                        Panel::Capacity => view! { <super::capacity::CapacityView trace=t layer=layer /> }.into_any(),
+                        _ => {
+                            let kinds = t.layers.get(layer).map(|l| l.expert_kinds.clone()).unwrap_or_default();
+                            view! { <super::domains::DomainsView shares=r.domains.clone() layer=layer kinds=kinds /> }
+                                .into_any()
+                        }
+                    }
+                })
+                .into_any(),
             }
         })
     }
