@@ -112,6 +112,9 @@ const LOADED = [
   `${BASE}&panel=train&train.e=999&train.k=0&train.d=33&train.lr=NaN&train.steps=-1&prompt=x`,
   `${BASE}&panel=train&train.recipe=evil&train.mix=${P('../x:1,a:1e9,b:-1,:')}&train.lbl=1e38&prompt=x`,
   'v=1&ckpt=trained-in-page&prompt=x',
+  'v=1&ckpt=hf-files&prompt=x', 'v=1&ckpt=hf-url&prompt=x', `v=1&ckpt=hf-url&hf=${P('javascript:alert(1)')}&prompt=x`,
+  `v=1&ckpt=hf-url&hf=${P('http://127.0.0.1:9/nothing/')}&prompt=x`, `v=1&ckpt=hf-url&hf=${P('https://exa mple.org/"><b>')}&prompt=x`,
+  `v=1&trace=${P('file:///etc/passwd')}&prompt=x`, `v=1&trace=${P('http://127.0.0.1:9/t.json')}&prompt=x`,
   `${BASE}&origin=${P('javascript:alert(1)')}&prompt=x`, `${BASE}&layer=63&panel=grid&prompt=deep`,
   `${BASE}&token=30000&prompt=x`, `${BASE}&embed=heatmap&layer=9&token=99&prompt=embedded`,
 ];

@@ -253,6 +253,30 @@ mod tests {
         assert_eq!(m[&'a'], b'a');
     }
 
+    /// Mixtral's tokenizer is SentencePiece-style (`▁` for a space, `<0x0A>` byte fallback),
+    /// not byte-level: its pieces are read as what they print (the byte-level table refused
+    /// `▁` before).
+    #[test]
+    fn a_sentencepiece_tokenizer_reads_as_its_text() {
+        let json = r#"{
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+            "normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "▁"}, {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]},
+            "pre_tokenizer": null, "post_processor": null,
+            "decoder": {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "▁"}, "content": " "}, {"type": "ByteFallback"}, {"type": "Fuse"}]},
+            "model": {"type": "BPE", "dropout": null, "unk_token": "<unk>", "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
+                "vocab": {"<unk>": 0, "<s>": 1, "</s>": 2, "<0x0A>": 3, "▁": 4, "h": 5, "i": 6, "▁h": 7, "▁hi": 8, "é": 9},
+                "merges": [["▁", "h"], ["▁h", "i"]]}
+        }"#;
+        let t = Tokenizer::Bpe(BpeTokenizer::from_json(json.as_bytes()).unwrap());
+        let ids = t.encode("hi\né");
+        assert_eq!(ids, [8, 3, 9]);
+        assert_eq!(t.token_bytes(8), b" hi");
+        assert_eq!(t.display(3), "\\n");
+        assert_eq!(t.decode(&ids), " hi\né");
+        assert_eq!(sentencepiece_bytes("<0xFF>"), [0xff]);
+    }
+
     #[test]
     fn malformed_json_is_a_named_error() {
         let e = BpeTokenizer::from_json(b"{ not json").unwrap_err();
