@@ -489,7 +489,7 @@ mod tests {
     }
 
     fn refused(v: &serde_json::Value) -> String {
-        open(&serde_json::to_vec(v).unwrap()).err().expect("refused")
+        open(&serde_json::to_vec(v).unwrap()).expect_err("refused")
     }
 
     #[test]

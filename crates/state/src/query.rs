@@ -609,20 +609,8 @@ pub(crate) fn decode(input: &[u8]) -> (PlaygroundState, Vec<Problem>) {
         |s| Some(s.to_ascii_lowercase()),
         |s| (4..=64).contains(&s.len()) && s.chars().all(|c| c.is_ascii_hexdigit()),
     );
-    let hf = r.value(
-        "hf",
-        String::new(),
-        "the http(s) address of a model folder (at most 2000 characters, no spaces or quotes)",
-        |s| Some(s.to_string()),
-        |s| valid_folder_url(s),
-    );
-    let trace = r.value(
-        "trace",
-        String::new(),
-        "the http(s) address of a trace file (at most 2000 characters, no spaces or quotes)",
-        |s| Some(s.to_string()),
-        |s| valid_folder_url(s),
-    );
+    let hf = address(&mut r, "hf", "a model folder");
+    let trace = address(&mut r, "trace", "a trace file");
     let router = read_router(&mut r);
     let compare = read_variant(&mut r);
     let labelled = read_labelled(&mut r);
@@ -664,10 +652,17 @@ pub(crate) fn decode(input: &[u8]) -> (PlaygroundState, Vec<Problem>) {
         labelled,
         backend,
         train,
-        hf: (!hf.is_empty()).then_some(hf),
-        trace: (!trace.is_empty()).then_some(trace),
+        hf,
+        trace,
     };
     (state, r.problems)
+}
+
+/// An http(s) address (`hf=`, `trace=`), or none.
+fn address(r: &mut Reader, key: &str, what: &str) -> Option<String> {
+    let what = format!("the http(s) address of {what} (at most 2000 characters, no spaces or quotes)");
+    let url = r.value(key, String::new(), &what, |s| Some(s.to_string()), |s| valid_folder_url(s));
+    (!url.is_empty()).then_some(url)
 }
 
 /// The view keys: layer, panel, token, and embed mode with its controls and origin.

@@ -327,7 +327,7 @@ mod tests {
     }
 
     fn refusal(files: &HfFiles) -> String {
-        load("x", files, "byte").err().expect("refused").to_string()
+        load("x", files, "byte").expect_err("refused").to_string()
     }
 
     #[test]
