@@ -108,6 +108,29 @@ test('the page opens a tiny checkpoint of each architecture from files, routes a
   await page.close();
 });
 
+test('a picked folder and dropped files open too', async () => {
+  const { page, errors } = await open(`${server.url}?v=1&ckpt=topk&prompt=${encodeURIComponent(PROMPT)}`);
+  await page.locator('[data-testid="open-model"] summary').click();
+  // The folder picker (webkitdirectory): the whole folder, reference.json and all.
+  await page.setInputFiles('[data-testid="hf-folder"]', join(FIXTURES, 'qwen2-moe'));
+  await page.locator('[data-testid="loaded-hf"]', { hasText: 'Qwen2MoeForCausalLM' }).waitFor({ timeout: SLOW });
+  await exported(page, 'hf-files');
+  // A drop of the files of another folder.
+  const names = (await readdir(join(FIXTURES, 'olmoe'))).filter((f) => f !== 'reference.json');
+  const files = await Promise.all(names.map(async (n) => [n, [...await readFile(join(FIXTURES, 'olmoe', n))]]));
+  const dt = await page.evaluateHandle((list) => {
+    const dt = new DataTransfer();
+    for (const [name, bytes] of list) dt.items.add(new File([new Uint8Array(bytes)], name));
+    return dt;
+  }, files);
+  await page.dispatchEvent('[data-testid="hf-drop"]', 'drop', { dataTransfer: dt });
+  await page.locator('[data-testid="loaded-hf"]', { hasText: 'OlmoeForCausalLM' }).waitFor({ timeout: SLOW });
+  const web = await exported(page, 'hf-files');
+  sameAsCli(web, 'olmoe');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
 test('a folder on another host opens from its address, and the link opens it again', async () => {
   const url = `${hfHost.url}qwen3-moe/`;
   const { page, errors } = await open(`${server.url}?v=1&ckpt=topk&prompt=${encodeURIComponent(PROMPT)}`);

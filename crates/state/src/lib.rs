@@ -198,7 +198,13 @@ pub struct View {
     /// What the token strip's colours say (`shade=`): the top expert, or the compute a token got.
     #[serde(default)]
     pub shade: Shade,
+    /// The guided tour's step on show (`tour=N`, 1 to [`TOUR_STEPS`]); none: no tour.
+    #[serde(default)]
+    pub tour: Option<usize>,
 }
+
+/// Steps of the guided tour (the app writes them; the link names one by its number).
+pub const TOUR_STEPS: usize = 10;
 
 /// What the token strip's colours say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

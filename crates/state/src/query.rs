@@ -13,7 +13,7 @@ use switchyard_routing::{
 use crate::names::Named;
 use crate::{
     Backend, Control, Labelled, LabelledRefusal, MAX_LABELLED, MAX_LABELLED_CHARS, MAX_PROMPT_CHARS, Panel,
-    PlaygroundState, Shade, TrainSettings, VERSION, Variant, View, valid_checkpoint_name, valid_folder_url,
+    PlaygroundState, Shade, TOUR_STEPS, TrainSettings, VERSION, Variant, View, valid_checkpoint_name, valid_folder_url,
     valid_origin,
 };
 
@@ -178,6 +178,9 @@ pub(crate) fn encode(s: &PlaygroundState) -> String {
     }
     if s.view.shade != Shade::Expert {
         view.push(("shade", s.view.shade.name().into()));
+    }
+    if let Some(step) = s.view.tour {
+        view.push(("tour", step.to_string()));
     }
     if let Some(e) = s.view.embed {
         view.push(("embed", e.name().into()));
@@ -678,6 +681,10 @@ fn read_view(r: &mut Reader) -> View {
         show: Vec::new(),
         origin: None,
         shade: r.named("shade", Shade::Expert),
+        tour: r
+            .map
+            .contains_key("tour")
+            .then(|| r.num("tour", 1usize, "a tour step from 1 to 10", |v| (1..=TOUR_STEPS).contains(v))),
     };
     if let Some(list) = r.raw("show") {
         for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {

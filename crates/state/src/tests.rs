@@ -126,7 +126,7 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
         decoding(),
         (0usize..200, any::<u64>()),
         any::<String>(),
-        (0usize..8, 0usize..PANELS.len(), prop::option::of(0usize..300)),
+        (0usize..8, 0usize..PANELS.len(), prop::option::of(0usize..300), prop::option::of(1usize..=TOUR_STEPS)),
         (
             prop::option::of(0usize..PANELS.len()),
             prop::sample::subsequence(vec![Control::Prompt, Control::Router, Control::Layers], 0..=3),
@@ -151,7 +151,7 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
                 decoding,
                 (generate, seed),
                 prompt,
-                (layer, p, token),
+                (layer, p, token, tour),
                 (embed, show, origin),
                 compare,
                 (labelled, backend, shade, train, hf, trace),
@@ -173,6 +173,7 @@ fn state() -> impl Strategy<Value = PlaygroundState> {
                         show: if embed.is_some() { show } else { Vec::new() },
                         origin: if embed.is_some() { origin } else { None },
                         shade,
+                        tour,
                     },
                     compare: compare.map(|(router, decoding)| Variant { router, decoding }),
                     labelled: labelled.into_iter().map(|(label, text)| Labelled { label, text }).collect(),
@@ -463,4 +464,16 @@ fn folder_addresses_are_http_with_a_host() {
     assert_eq!(PlaygroundState::from_query(&long).0.hf, None);
     let (s, problems) = PlaygroundState::from_query("v=1&trace=javascript%3Aalert(1)");
     assert!(s.trace.is_none() && problems.iter().any(|p| p.param == "trace"));
+}
+
+#[test]
+fn a_tour_step_is_in_the_link() {
+    let (s, problems) = PlaygroundState::from_query("v=1&tour=5");
+    assert!(problems.is_empty() && s.view.tour == Some(5));
+    assert!(s.to_query().contains("tour=5"));
+    for bad in ["tour=0", "tour=11", "tour=x", "tour="] {
+        let (s, problems) = PlaygroundState::from_query(&format!("v=1&{bad}"));
+        assert!(problems.iter().any(|p| p.param == "tour"), "{bad}");
+        assert_ne!(s.view.tour, Some(0));
+    }
 }

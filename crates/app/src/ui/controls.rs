@@ -75,6 +75,8 @@ pub fn Header() -> impl IntoView {
                 })}
             </div>
             <BackendChoice />
+            <button class="share" data-testid="tour-start" title="a guided tour of what a router does, in ten steps"
+                on:click=move |_| super::tour::start(ctl)>"Tour"</button>
             <button class="share" data-testid="embed-code" title="an iframe snippet of the open view for a tutorial"
                 aria-expanded=move || embedding.get().to_string()
                 on:click=move |_| set_embedding.update(|open| *open = !*open)>"Embed…"</button>

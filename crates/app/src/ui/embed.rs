@@ -298,6 +298,7 @@ pub fn Embedded(
                 Panel::Tokens => view! { <tokens::TokenViews /> }.into_any(),
                 p => view! { <section class="card"><tokens::RunError /><views::PanelView panel=Signal::derive(move || p) /></section> }.into_any(),
             }}
+            <super::tour::TourCard />
             <p class="embed-foot"><a href=full target="_blank">"Open in Switchyard ↗"</a></p>
         </div>
     }

@@ -17,6 +17,7 @@ pub mod params;
 mod snapshot;
 mod test_hooks;
 mod tokens;
+mod tour;
 mod train;
 mod views;
 
@@ -320,6 +321,7 @@ pub fn Playground() -> impl IntoView {
     drive_engine(ctl);
     follow_history(ctl);
     embed::listen(ctl);
+    tour::listen(ctl);
     backend::calibrate_when_ready(ctl);
     backend::follow_forced_backend(ctl);
     let embed = Memo::new(move |_| state.with(|s| s.view.embed));
@@ -355,6 +357,7 @@ fn Full() -> impl IntoView {
                     <tokens::TokenViews />
                     <views::ViewTabs />
                 </main>
+                <tour::TourCard />
             </div>
             <footer class="foot">
                 "Switchyard — a real MoE, trained by us, running in your browser. "
