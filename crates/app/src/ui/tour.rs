@@ -4,7 +4,7 @@
 //! (`tour=N`), so a teacher can send "step 5"; an embedded view shows the step's card too.
 
 use leptos::prelude::*;
-use switchyard_protocol::trace::Trace;
+use switchyard_protocol::trace::{TokenRouting, Trace};
 use switchyard_state::{Panel, PlaygroundState, TOUR_STEPS};
 
 use super::client::RunResult;
@@ -36,11 +36,10 @@ fn top2(s: &mut PlaygroundState) {
     s.compare = None;
 }
 
-/// The tour's token at layer 0: its text, experts, weights and probabilities.
-fn token_row(t: &Trace) -> Option<(String, Vec<usize>, Vec<f32>, Vec<f32>)> {
+/// The tour's token at layer 0: its text and its routing (experts, weights, probabilities).
+fn token_row(t: &Trace) -> Option<(&str, &TokenRouting)> {
     let i = TOKEN.min(t.tokens.len().saturating_sub(1));
-    let r = t.layers.first()?.routing.get(i)?;
-    Some((t.tokens[i].text.clone(), r.experts.clone(), r.weights.clone(), r.probs.clone()))
+    Some((&t.tokens[i].text, t.layers.first()?.routing.get(i)?))
 }
 
 fn list(experts: &[usize], values: &[f32]) -> String {
@@ -77,7 +76,8 @@ static STEPS: [Step; TOUR_STEPS] = [
         target: "token-detail",
         formula: Some("p = softmax(W_g · x)"),
         text: |r| match token_row(&r.trace) {
-            Some((text, _, _, probs)) => {
+            Some((text, row)) => {
+                let probs = &row.probs;
                 let mut order: Vec<usize> = (0..probs.len()).collect();
                 order.sort_by(|a, b| probs[*b].total_cmp(&probs[*a]));
                 let top: Vec<String> =
@@ -99,9 +99,9 @@ static STEPS: [Step; TOUR_STEPS] = [
         target: "token-detail",
         formula: Some("S = top-k(p), k = 2"),
         text: |r| match token_row(&r.trace) {
-            Some((text, experts, _, probs)) => format!(
+            Some((text, TokenRouting { experts, probs, .. })) => format!(
                 "Top-2 keeps the two highest: for “{text}”, {} (outlined). The other experts get nothing and cost nothing: this token runs {} of the {} experts, which is why an MoE can be large and still cheap per token.",
-                list(&experts, &experts.iter().map(|&e| probs[e]).collect::<Vec<_>>()),
+                list(experts, &experts.iter().map(|&e| probs[e]).collect::<Vec<_>>()),
                 experts.len(),
                 probs.len()
             ),
@@ -117,9 +117,9 @@ static STEPS: [Step; TOUR_STEPS] = [
         target: "token-detail",
         formula: Some("y = Σ_{e∈S} w_e · E_e(x),  w_e = p_e / Σ_{j∈S} p_j"),
         text: |r| match token_row(&r.trace) {
-            Some((text, experts, weights, _)) => format!(
+            Some((text, TokenRouting { experts, weights, .. })) => format!(
                 "The kept probabilities, renormalised to sum to 1, weigh the experts' outputs: for “{text}”, {}. The layer's output is that weighted sum, added to the token's vector.",
-                list(&experts, &weights)
+                list(experts, weights)
             ),
             None => WAITING.into(),
         },
