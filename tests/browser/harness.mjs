@@ -29,15 +29,16 @@ if (!['cpu', 'webgpu'].includes(PATH)) throw new Error(`SWITCHYARD_BROWSER_PATH=
 export const PATH_BADGE = PATH === 'webgpu' ? 'WEBGPU' : 'CPU';
 
 /**
- * A fresh Chromium profile for the path under test. On the WebGPU path each document request
+ * A fresh Chromium profile for the path under test (`touch`: a phone's touch screen). On the WebGPU path each document request
  * of the site (a top-level page or an iframe) without `backend=` is answered with a redirect to
  * the same link plus `backend=webgpu`, so the test's own links stay as they are written.
  */
-export async function launch({ flags = [], viewport = { width: 1360, height: 900 }, path = PATH } = {}) {
+export async function launch({ flags = [], viewport = { width: 1360, height: 900 }, path = PATH, touch = false } = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'switchyard-chromium-'));
   const webgpu = path === 'webgpu' ? ['--enable-unsafe-webgpu'] : [];
   const context = await chromium.launchPersistentContext(dir, {
     executablePath: CHROMIUM, headless: true, args: [...BASE_FLAGS, ...webgpu, ...flags], viewport,
+    ...(touch ? { hasTouch: true, isMobile: true } : {}),
   });
   if (path === 'webgpu') await context.route(isPlaygroundDocument, forceWebgpu);
   return context;
