@@ -90,3 +90,30 @@ test('a link names a step; an embedded view shows that step\'s card', async () =
   assert.deepEqual([...errors, ...embedded.errors], []);
   await embedded.page.close();
 });
+
+test('keyboard only: Tab reaches the token strip, arrows move along it, Enter opens a token', async () => {
+  const { page, errors } = await open(`${server.url}?v=1&ckpt=topk&prompt=${PROMPT}`);
+  await page.locator('[data-testid="speed"]', { hasNotText: 'running' }).waitFor({ timeout: SLOW });
+  // The first Tab offers the skip link, which lands in front of the strip.
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement?.dataset.testid), 'skip');
+  await page.keyboard.press('Enter');
+  let presses = 0;
+  for (; presses < 120; presses++) {
+    await page.keyboard.press('Tab');
+    if (await page.evaluate(() => document.activeElement?.dataset.testid === 'token')) break;
+  }
+  assert.ok(presses < 120, 'Tab reaches the first token');
+  const focused = () => page.evaluate(() => [document.activeElement.dataset.index, getComputedStyle(document.activeElement).outlineStyle]);
+  assert.deepEqual(await focused(), ['0', 'solid'], 'the first token has the focus, visibly');
+  for (let i = 0; i < 3; i++) await page.keyboard.press('ArrowRight');
+  await page.keyboard.press('ArrowLeft');
+  await page.keyboard.press('ArrowRight');
+  assert.equal((await focused())[0], '3');
+  await page.keyboard.press('Enter');
+  await page.locator('[data-testid="token-detail"]', { hasText: 'Token 3' }).waitFor();
+  assert.equal(new URL(page.url()).searchParams.get('token'), '3');
+  console.log(`keyboard: the skip link, then ${presses + 1} Tab presses to the strip`);
+  assert.deepEqual(errors, []);
+  await page.close();
+});

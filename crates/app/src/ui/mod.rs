@@ -342,6 +342,7 @@ fn Full() -> impl IntoView {
     let read_only = move || recorded.with(Option::is_some);
     view! {
         <div class="app">
+            <a class="skip" href="#views" data-testid="skip">"Skip to the views"</a>
             <controls::Header />
             <controls::Banner />
             <controls::LoadStatus />
@@ -353,7 +354,7 @@ fn Full() -> impl IntoView {
                     </fieldset>
                     <controls::RouterPanel />
                 </aside>
-                <main class="views">
+                <main class="views" id="views" tabindex="-1">
                     <tokens::TokenViews />
                     <views::ViewTabs />
                 </main>

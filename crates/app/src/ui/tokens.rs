@@ -77,6 +77,30 @@ fn clicked(ev: &leptos::ev::MouseEvent, selector: &str, attr: &str) -> Option<us
     target.closest(selector).ok()??.get_attribute(attr)?.parse().ok()
 }
 
+/// ← and → (and Home, End) move the focus along the strip's tokens; Enter or Space on a token
+/// opens its detail (they are buttons). The tour's own arrow keys give way.
+fn strip_keys(ev: &leptos::ev::KeyboardEvent) {
+    use wasm_bindgen::JsCast;
+    let Some(token) = ev.target().and_then(|t| t.dyn_into::<web_sys::Element>().ok()) else { return };
+    let Some(strip) = token.parent_element() else { return };
+    let tokens = strip.query_selector_all("button[data-index]").ok();
+    let n = tokens.as_ref().map_or(0, |t| t.length());
+    let Some(at) = token.get_attribute("data-index").and_then(|i| i.parse::<u32>().ok()) else { return };
+    let to = match ev.key().as_str() {
+        "ArrowRight" => at + 1,
+        "ArrowLeft" => at.saturating_sub(1),
+        "Home" => 0,
+        "End" => n.saturating_sub(1),
+        _ => return,
+    };
+    ev.prevent_default();
+    if let Some(el) =
+        tokens.and_then(|t| t.get(to.min(n.saturating_sub(1)))).and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
+    {
+        let _ = el.focus();
+    }
+}
+
 fn layer_of(trace: &Trace, layer: usize) -> Option<&TraceLayer> {
     trace.layers.get(layer.min(trace.layers.len().saturating_sub(1)))
 }
@@ -266,7 +290,10 @@ fn Strip(result: RunResult) -> impl IntoView {
     let l = layer_of(&trace, layer).cloned();
     let kinds = l.as_ref().map(|l| l.expert_kinds.clone()).unwrap_or_default();
     view! {
-        <div class="strip" data-testid="token-strip" data-snapshot="token-strip" data-layer=layer data-checkpoint=trace.checkpoint.clone() on:click=move |ev| {
+        <div class="strip" data-testid="token-strip" data-snapshot="token-strip" data-layer=layer data-checkpoint=trace.checkpoint.clone()
+            role="group" aria-label="tokens of the prompt; arrow keys move between them, Enter opens one"
+            on:keydown=move |ev| strip_keys(&ev)
+            on:click=move |ev| {
             if let Some(index) = clicked(&ev, "button[data-index]", "data-index") {
                 ctl.view(|v| v.token = if v.token == Some(index) { None } else { Some(index) });
             }

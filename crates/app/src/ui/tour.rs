@@ -276,6 +276,10 @@ pub fn listen(ctl: Ctl) {
     let keys = gloo_events::EventListener::new(&super::window(), "keydown", move |ev| {
         let Some(ev) = wasm_bindgen::JsCast::dyn_ref::<web_sys::KeyboardEvent>(ev) else { return };
         let Some(n) = ctl.state.with_untracked(|s| s.view.tour) else { return };
+        // The token strip's arrow keys move the focus there, not the tour.
+        if ev.default_prevented() {
+            return;
+        }
         let typing = ev
             .target()
             .and_then(|t| wasm_bindgen::JsCast::dyn_into::<web_sys::Element>(t).ok())
