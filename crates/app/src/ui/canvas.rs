@@ -73,6 +73,9 @@ impl CellGrid {
         let _ = canvas.set_attribute("style", &format!("width:{w}px;height:{h}px"));
         let ctx: CanvasRenderingContext2d = canvas.get_context("2d").ok()??.dyn_into().ok()?;
         let left = self.left;
+        // The theme's colours (style.css): labels, empty cells, outlines.
+        let css = |name, fallback| super::theme::css_var(canvas, name, fallback);
+        let (muted, empty, ink) = (css("--muted", "#5b6373"), css("--empty", "#f1f2f6"), css("--ink", "#1d2330"));
         ctx.scale(ratio, ratio).ok()?;
         ctx.set_text_align("center");
         ctx.set_text_baseline("middle");
@@ -83,7 +86,7 @@ impl CellGrid {
             ctx.translate(left + CELL * (c as f64 + 0.5), HEAD - 4.0).ok()?;
             ctx.rotate(-std::f64::consts::FRAC_PI_2).ok()?;
             ctx.set_text_align("left");
-            ctx.set_fill_style_str("#5b6373");
+            ctx.set_fill_style_str(&muted);
             ctx.fill_text(&short, 0.0, 0.0).ok()?;
             ctx.restore();
         }
@@ -100,7 +103,7 @@ impl CellGrid {
             for (c, cell) in row.iter().enumerate() {
                 let (x, y) = (left + CELL * c as f64, HEAD + CELL * r as f64);
                 let Some(cell) = cell else {
-                    ctx.set_fill_style_str("#f1f2f6");
+                    ctx.set_fill_style_str(&empty);
                     ctx.fill_rect(x + 0.5, y + 0.5, CELL - 1.0, CELL - 1.0);
                     continue;
                 };
@@ -108,7 +111,7 @@ impl CellGrid {
                 ctx.fill_rect(x + 0.5, y + 0.5, CELL - 1.0, CELL - 1.0);
                 if cell.outline {
                     ctx.set_line_width(2.0);
-                    ctx.set_stroke_style_str(if cell.dashed { "#a32121" } else { "#1d2330" });
+                    ctx.set_stroke_style_str(if cell.dashed { "#a32121" } else { &ink });
                     let dash = if cell.dashed { vec![3.0, 2.0] } else { Vec::new() };
                     let _ =
                         ctx.set_line_dash(&js_sys::Array::from_iter(dash.into_iter().map(wasm_bindgen::JsValue::from)));
@@ -138,7 +141,9 @@ pub fn CellCanvas(
     // One grid for the draw effect and the click handler (thousands of cells: no copy).
     let grid = std::rc::Rc::new(grid);
     let drawn = grid.clone();
+    let theme = use_context::<super::theme::ThemeSignal>();
     Effect::new(move || {
+        theme.map(|t| t.0.track()); // redraw in the other theme's colours
         if let Some(c) = canvas.get() {
             drawn.draw(&c);
         }

@@ -75,6 +75,7 @@ pub fn Header() -> impl IntoView {
                 })}
             </div>
             <BackendChoice />
+            <super::theme::ThemeChoice />
             <button class="share" data-testid="tour-start" title="a guided tour of what a router does, in ten steps"
                 on:click=move |_| super::tour::start(ctl)>"Tour"</button>
             <button class="share" data-testid="embed-code" title="an iframe snippet of the open view for a tutorial"

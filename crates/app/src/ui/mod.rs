@@ -16,6 +16,7 @@ mod palette;
 pub mod params;
 mod snapshot;
 mod test_hooks;
+mod theme;
 mod tokens;
 mod tour;
 mod train;
@@ -318,6 +319,7 @@ pub fn Playground() -> impl IntoView {
         dragging: StoredValue::new(false),
     };
     provide_context(ctl);
+    theme::install();
     drive_engine(ctl);
     follow_history(ctl);
     embed::listen(ctl);
