@@ -143,7 +143,9 @@ pub fn CellCanvas(
     let drawn = grid.clone();
     let theme = use_context::<super::theme::ThemeSignal>();
     Effect::new(move || {
-        theme.map(|t| t.0.track()); // redraw in the other theme's colours
+        if let Some(t) = theme {
+            t.0.track(); // redraw in the other theme's colours
+        }
         if let Some(c) = canvas.get() {
             drawn.draw(&c);
         }
