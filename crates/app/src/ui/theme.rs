@@ -53,9 +53,16 @@ impl Theme {
 #[derive(Debug, Clone, Copy)]
 pub struct ThemeSignal(pub RwSignal<Theme>);
 
+/// Whether this document has local storage: gloo's `LocalStorage` panics without it, and a
+/// frame whose storage the browser blocks (an embed in a sandboxed or partitioned page) has none.
+fn has_storage() -> bool {
+    web_sys::window().is_some_and(|w| w.local_storage().ok().flatten().is_some())
+}
+
 /// Reads the stored choice, applies it and provides the signal.
 pub fn install() {
-    let theme = Theme::parse(&LocalStorage::get::<String>(KEY).unwrap_or_default());
+    let stored = if has_storage() { LocalStorage::get::<String>(KEY).unwrap_or_default() } else { String::new() };
+    let theme = Theme::parse(&stored);
     theme.apply();
     provide_context(ThemeSignal(RwSignal::new(theme)));
 }
@@ -68,7 +75,9 @@ pub fn ThemeChoice() -> impl IntoView {
         let t = Theme::parse(&name);
         t.apply();
         // A browser without storage (private mode, some frames) keeps the choice for this visit.
-        let _ = LocalStorage::set(KEY, t.name());
+        if has_storage() {
+            let _ = LocalStorage::set(KEY, t.name());
+        }
         theme.set(t);
     };
     view! {
