@@ -88,3 +88,16 @@ export async function watchFirstSeen(page, marks) {
 
 /** The times `watchFirstSeen` recorded since the last navigation. */
 export const firstSeen = (page) => page.evaluate(() => window.__firstSeen);
+
+/**
+ * A new page of `context` at `url` with its uncaught errors collected; waits for `ready` (a
+ * selector, by default the token strip; `null` waits for nothing).
+ */
+export async function openPage(context, url, ready = '[data-testid="token-strip"]') {
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto(url);
+  if (ready) await page.locator(ready).waitFor({ timeout: SLOW });
+  return { page, errors };
+}

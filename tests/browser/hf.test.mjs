@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { serveDist } from './serve.mjs';
-import { dist, launch, outDir, root, SLOW } from './harness.mjs';
+import { dist, launch, openPage, outDir, root, SLOW } from './harness.mjs';
 
 const FIXTURES = join(root, 'crates/model/tests/fixtures/hf');
 const PROMPT = 'The router scores each expert.';
@@ -37,14 +37,7 @@ function switchyard(args) {
   return execFileSync(bin, args, { cwd: root, encoding: 'utf8', maxBuffer: 1 << 28 });
 }
 
-async function open(url) {
-  const page = await browser.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(String(e)));
-  await page.goto(url);
-  await page.locator('[data-testid="token-strip"]').waitFor({ timeout: SLOW });
-  return { page, errors };
-}
+const open = (url) => openPage(browser, url);
 
 /** The exported trace of what the page shows, once it is a run of `checkpoint` (and `router`). */
 async function exported(page, checkpoint, router = null) {

@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { serveDist } from './serve.mjs';
-import { dist, launch, outDir, SLOW } from './harness.mjs';
+import { dist, launch, openPage, outDir, SLOW } from './harness.mjs';
 
 let server, browser;
 before(async () => {
@@ -21,14 +21,7 @@ const PROMPT = encodeURIComponent('The cat sat on the mat. fn main() { println!(
 /** The tab each step opens. */
 const TABS = ['Overview', 'Overview', 'Overview', 'Overview', 'All layers', 'Load & metrics', 'Capacity', 'Experts', 'Overview', 'Router A/B'];
 
-async function open(url) {
-  const page = await browser.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(String(e)));
-  await page.goto(url);
-  await page.locator('[data-testid="token-strip"]').waitFor({ timeout: SLOW });
-  return { page, errors };
-}
+const open = (url) => openPage(browser, url);
 
 /** Waits for step `n`'s card with the run's numbers, and checks what it set up. */
 async function onStep(page, n) {

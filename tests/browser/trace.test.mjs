@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { serveDist } from './serve.mjs';
-import { dist, launch, outDir, root, SLOW } from './harness.mjs';
+import { dist, launch, openPage, outDir, root, SLOW } from './harness.mjs';
 
 const FIXTURES = join(root, 'tests/browser/fixtures');
 const TRACE = join(FIXTURES, 'mixtral.trace.json');
@@ -24,13 +24,7 @@ after(async () => {
   host?.close();
 });
 
-async function open(url) {
-  const page = await browser.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(String(e)));
-  await page.goto(url);
-  return { page, errors };
-}
+const open = (url) => openPage(browser, url, null);
 
 /** The strip once it shows `checkpoint`'s routing. */
 async function stripOf(page, checkpoint) {

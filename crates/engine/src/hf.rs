@@ -58,16 +58,38 @@ fn tokenizer(bytes: &[u8], vocab: usize) -> Result<Tokenizer, FetchError> {
     Ok(tok)
 }
 
-/// Builds the checkpoint from what was read.
-fn open(
+/// A folder read through `get` (a file's bytes, at most the cap, or `FetchError::Missing`):
+/// `config.json` first, and its size checked, before any weight is read; then the index when
+/// there is one (else the `unsharded` weight files), the shards it names, `tokenizer.json`.
+async fn open_folder(
     name: &str,
-    files: &HfFiles,
-    tok: Tokenizer,
-    hf: HfConfig,
+    backend: &str,
+    get: impl AsyncFn(&str, u64) -> Result<Vec<u8>, FetchError>,
+    unsharded: Vec<String>,
     from: String,
     url: Option<String>,
 ) -> Result<Opened, FetchError> {
-    let (_, ckpt) = hf::load(name, files, &tok.id()).map_err(|e| FetchError::Failed(e.to_string()))?;
+    let config = get("config.json", MAX_JSON_BYTES).await?;
+    let hf = hf::read_config(&config).map_err(|e| FetchError::Failed(e.to_string()))?;
+    check_size(&hf, backend)?;
+    let (index, shard_names) = match get("model.safetensors.index.json", MAX_JSON_BYTES).await {
+        Ok(ix) => {
+            let names = hf::index_shards(&ix).map_err(|e| FetchError::Failed(e.to_string()))?.0;
+            (Some(ix), names)
+        }
+        Err(FetchError::Missing(_)) => (None, unsharded),
+        Err(e) => return Err(e),
+    };
+    // Each shard at most what the whole model can take in f32 (plus its header).
+    let cap = hf.config.param_count().saturating_mul(4).saturating_add(MAX_JSON_BYTES);
+    let mut weights = Vec::new();
+    for n in &shard_names {
+        weights.push((n.clone(), get(n, cap).await?));
+    }
+    let tok = tokenizer(&get("tokenizer.json", MAX_TOKENIZER_BYTES).await?, hf.config.vocab_size)?;
+    let from = if url.is_some() { from } else { format!("{from}: {}", shard_names.join(", ")) };
+    let (_, ckpt) = hf::load(name, &HfFiles { config, index, weights }, &tok.id())
+        .map_err(|e| FetchError::Failed(e.to_string()))?;
     let about = HfModel {
         architecture: hf.architecture.name().into(),
         dtype: hf.dtype.clone(),
@@ -82,49 +104,26 @@ fn open(
 
 /// A folder from the `File`s the page handed over (a picked folder, picked files or a drop).
 pub async fn from_files(name: &str, files: &[web_sys::File], backend: &str) -> Result<Opened, FetchError> {
-    let find = |n: &str| files.iter().find(|f| f.name() == n);
-    let read = async |f: &web_sys::File| {
+    let get = async |n: &str, max: u64| {
+        let Some(f) = files.iter().find(|f| f.name() == n) else {
+            let given: Vec<String> = files.iter().map(|f| f.name()).take(12).collect();
+            return Err(FetchError::Missing(format!(
+                "no {n} among the files ({}): a Hugging Face folder has config.json, model.safetensors (or shards with model.safetensors.index.json) and tokenizer.json",
+                given.join(", ")
+            )));
+        };
+        if f.size() > max as f64 {
+            return Err(FetchError::Failed(format!("{n} is larger than the {} MB accepted for it", max >> 20)));
+        }
         read_as_bytes(&gloo_file::Blob::from(f.clone().unchecked_into::<web_sys::Blob>()))
             .await
-            .map_err(|e| FetchError::Failed(format!("{}: the browser could not read the file ({e})", f.name())))
+            .map_err(|e| FetchError::Failed(format!("{n}: the browser could not read the file ({e})")))
     };
-    let missing = |n: &str| {
-        let given: Vec<String> = files.iter().map(|f| f.name()).take(12).collect();
-        FetchError::Failed(format!(
-            "no {n} among the files ({}): a Hugging Face folder has config.json, model.safetensors (or shards with model.safetensors.index.json) and tokenizer.json",
-            given.join(", ")
-        ))
-    };
-    let config_file = find("config.json").ok_or_else(|| missing("config.json"))?;
-    if config_file.size() > MAX_JSON_BYTES as f64 {
-        return Err(FetchError::Failed("config.json is larger than a model's configuration can be".into()));
-    }
-    let config = read(config_file).await?;
-    let hf = hf::read_config(&config).map_err(|e| FetchError::Failed(e.to_string()))?;
-    check_size(&hf, backend)?;
-    let index = match find("model.safetensors.index.json") {
-        Some(f) => Some(read(f).await?),
-        None => None,
-    };
-    let shard_names = match &index {
-        Some(ix) => hf::index_shards(ix).map_err(|e| FetchError::Failed(e.to_string()))?.0,
-        None => files.iter().map(|f| f.name()).filter(|n| n.ends_with(".safetensors")).collect(),
-    };
-    let mut weights = Vec::new();
-    for n in &shard_names {
-        let f = find(n).ok_or_else(|| missing(n))?;
-        weights.push((n.clone(), read(f).await?));
-    }
-    let tok_file = find("tokenizer.json").ok_or_else(|| missing("tokenizer.json"))?;
-    if tok_file.size() > MAX_TOKENIZER_BYTES as f64 {
-        return Err(FetchError::Failed("tokenizer.json is larger than the 32 MB accepted".into()));
-    }
-    let tok = tokenizer(&read(tok_file).await?, hf.config.vocab_size)?;
-    let from = format!("files: {}", shard_names.join(", "));
-    open(name, &HfFiles { config, index, weights }, tok, hf, from, None)
+    let unsharded = files.iter().map(|f| f.name()).filter(|n| n.ends_with(".safetensors")).collect();
+    open_folder(name, backend, get, unsharded, "files".into(), None).await
 }
 
-/// A folder at `base` on a static host (it must allow this page's origin: CORS).
+/// A folder at `given` on a static host (it must allow this page's origin: CORS).
 pub async fn from_url(
     id: u64,
     name: &str,
@@ -137,23 +136,6 @@ pub async fn from_url(
         let url = format!("{base}/{file}");
         assets::download_url(&Asset { file, url: Some(&url), max_bytes: max, load: id, current }).await
     };
-    let config = get("config.json", MAX_JSON_BYTES).await?;
-    let hf = hf::read_config(&config).map_err(|e| FetchError::Failed(e.to_string()))?;
-    check_size(&hf, backend)?;
-    let (index, shard_names) = match get("model.safetensors.index.json", MAX_JSON_BYTES).await {
-        Ok(ix) => {
-            let names = hf::index_shards(&ix).map_err(|e| FetchError::Failed(e.to_string()))?.0;
-            (Some(ix), names)
-        }
-        Err(FetchError::Missing(_)) => (None, vec!["model.safetensors".to_string()]),
-        Err(e) => return Err(e),
-    };
-    // Each shard at most what the whole model can take in f32 (plus its header).
-    let cap = hf.config.param_count().saturating_mul(4).saturating_add(MAX_JSON_BYTES);
-    let mut weights = Vec::new();
-    for n in &shard_names {
-        weights.push((n.clone(), get(n, cap).await?));
-    }
-    let tok = tokenizer(&get("tokenizer.json", MAX_TOKENIZER_BYTES).await?, hf.config.vocab_size)?;
-    open(name, &HfFiles { config, index, weights }, tok, hf, base.to_string(), Some(given.to_string()))
+    let unsharded = vec!["model.safetensors".to_string()];
+    open_folder(name, backend, get, unsharded, base.to_string(), Some(given.to_string())).await
 }

@@ -30,10 +30,11 @@ fn panel(s: &mut PlaygroundState, p: Panel, token: Option<usize>) {
     s.view.layer = 0;
 }
 
-/// The top-2 router the tour explains (steps that change it put it back).
-fn top2(s: &mut PlaygroundState) {
+/// The top-2 router the tour explains (steps that change it put it back), on panel `p`.
+fn top2_on(s: &mut PlaygroundState, p: Panel, token: Option<usize>) {
     s.router = params::router_from("topk&k=2&norm=true");
     s.compare = None;
+    panel(s, p, token);
 }
 
 /// The tour's token at layer 0: its text and its routing (experts, weights, probabilities).
@@ -51,10 +52,7 @@ const WAITING: &str = "(the numbers appear when the run is done)";
 static STEPS: [Step; TOUR_STEPS] = [
     Step {
         title: "A token arrives",
-        setup: |s| {
-            top2(s);
-            panel(s, Panel::Tokens, None);
-        },
+        setup: |s| top2_on(s, Panel::Tokens, None),
         target: "token-strip",
         formula: None,
         text: |r| {
@@ -69,10 +67,7 @@ static STEPS: [Step; TOUR_STEPS] = [
     },
     Step {
         title: "The router scores the experts",
-        setup: |s| {
-            top2(s);
-            panel(s, Panel::Tokens, Some(TOKEN));
-        },
+        setup: |s| top2_on(s, Panel::Tokens, Some(TOKEN)),
         target: "token-detail",
         formula: Some("p = softmax(W_g · x)"),
         text: |r| match token_row(&r.trace) {
@@ -92,10 +87,7 @@ static STEPS: [Step; TOUR_STEPS] = [
     },
     Step {
         title: "Top-k picks",
-        setup: |s| {
-            top2(s);
-            panel(s, Panel::Tokens, Some(TOKEN));
-        },
+        setup: |s| top2_on(s, Panel::Tokens, Some(TOKEN)),
         target: "token-detail",
         formula: Some("S = top-k(p), k = 2"),
         text: |r| match token_row(&r.trace) {
@@ -110,10 +102,7 @@ static STEPS: [Step; TOUR_STEPS] = [
     },
     Step {
         title: "The weights",
-        setup: |s| {
-            top2(s);
-            panel(s, Panel::Tokens, Some(TOKEN));
-        },
+        setup: |s| top2_on(s, Panel::Tokens, Some(TOKEN)),
         target: "token-detail",
         formula: Some("y = Σ_{e∈S} w_e · E_e(x),  w_e = p_e / Σ_{j∈S} p_j"),
         text: |r| match token_row(&r.trace) {
@@ -126,10 +115,7 @@ static STEPS: [Step; TOUR_STEPS] = [
     },
     Step {
         title: "Every layer decides again",
-        setup: |s| {
-            top2(s);
-            panel(s, Panel::Grid, None);
-        },
+        setup: |s| top2_on(s, Panel::Grid, None),
         target: "grid",
         formula: None,
         text: |r| {
@@ -150,10 +136,7 @@ static STEPS: [Step; TOUR_STEPS] = [
     },
     Step {
         title: "Load and the balancing loss",
-        setup: |s| {
-            top2(s);
-            panel(s, Panel::Load, None);
-        },
+        setup: |s| top2_on(s, Panel::Load, None),
         target: "load-bars",
         formula: Some("LBL = E · Σ_e f_e · P_e  (1 when balanced)"),
         text: |r| match r.trace.layers.first() {
@@ -195,10 +178,7 @@ static STEPS: [Step; TOUR_STEPS] = [
     },
     Step {
         title: "What experts learned",
-        setup: |s| {
-            top2(s);
-            panel(s, Panel::Experts, None);
-        },
+        setup: |s| top2_on(s, Panel::Experts, None),
         target: "experts",
         formula: None,
         text: |r| match r.trace.layers.first() {
@@ -229,12 +209,11 @@ static STEPS: [Step; TOUR_STEPS] = [
     Step {
         title: "Compare two routers",
         setup: |s| {
-            top2(s);
+            top2_on(s, Panel::Compare, None);
             s.compare = Some(switchyard_state::Variant {
                 router: params::router_from("expert_choice"),
                 decoding: s.decoding.clone(),
             });
-            panel(s, Panel::Compare, None);
         },
         target: "compare",
         formula: None,
