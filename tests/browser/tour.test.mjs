@@ -1,4 +1,4 @@
-// The guided tour: ten cards, each setting up its view (tab, token, router) and outlining it,
+// The guided tour: eleven cards, each setting up its view (tab, token, router) and outlining it,
 // with the live run's numbers; Next/Back by button and keyboard; the step in the link; a step's
 // card in an embedded view.
 import { test, before, after } from 'node:test';
@@ -19,7 +19,7 @@ after(async () => {
 
 const PROMPT = encodeURIComponent('The cat sat on the mat. fn main() { println!("hi"); }');
 /** The tab each step opens. */
-const TABS = ['Overview', 'Overview', 'Overview', 'Overview', 'All layers', 'Load & metrics', 'Capacity', 'Experts', 'Overview', 'Router A/B'];
+const TABS = ['Overview', 'Overview', 'Overview', 'Overview', 'All layers', 'Load & metrics', 'Capacity', 'Experts', 'Overview', 'Router A/B', 'Overview'];
 
 const open = (url) => openPage(browser, url);
 
@@ -41,30 +41,40 @@ async function onStep(page, n) {
   return { text, title: await card.locator('h2').textContent() };
 }
 
-test('the tour steps through all ten cards, each setting up and outlining its view, by button and keyboard', async () => {
+test('the tour steps through all eleven cards, each setting up and outlining its view, by button and keyboard', async () => {
   const { page, errors } = await open(`${server.url}?v=1&ckpt=topk&prompt=${PROMPT}`);
   await page.locator('[data-testid="tour-start"]').click();
   const titles = [];
-  for (let n = 1; n <= 10; n++) {
+  for (let n = 1; n <= 11; n++) {
     const { title, text } = await onStep(page, n);
     titles.push(title);
     console.log(`step ${n}: ${title} — ${text.slice(0, 90)}…`);
     if (n === 3) await page.screenshot({ path: join(outDir, 'tour-step-3.png'), fullPage: false });
     if (n === 3) assert.match(text, /expert \d \(0\.\d\d\) and expert \d \(0\.\d\d\)/);
     if (n === 9) assert.equal(new URL(page.url()).searchParams.get('router'), 'thor');
-    if (n === 10) break;
+    if (n === 11) {
+      // Compute per token: dynamic top-p, the strip shaded by compute, and the card's counts
+      // are the distribution the page shows (tokens per number of experts).
+      const link = new URL(page.url()).searchParams;
+      assert.deepEqual([link.get('router'), link.get('shade')], ['top_p', 'compute']);
+      const rows = await page.locator('[data-testid="compute-distribution"] .dist-row').evaluateAll((rs) => rs.map((r) => `${r.dataset.tokens} take ${r.dataset.experts}`));
+      assert.ok(rows.length >= 2, `top-p gives tokens different compute: ${rows}`);
+      assert.ok(text.includes(rows.join(', ')), `the card quotes the distribution ${rows.join(', ')}: ${text}`);
+      break;
+    }
     if (n % 2) await page.locator('[data-testid="tour-next"]').click();
     else {
       await page.locator('body').click({ position: { x: 5, y: 5 } });
       await page.keyboard.press('ArrowRight');
     }
   }
-  assert.equal(new Set(titles).size, 10);
+  assert.equal(new Set(titles).size, 11);
   await page.keyboard.press('ArrowLeft');
-  await onStep(page, 9);
+  await onStep(page, 10);
+  assert.equal(new URL(page.url()).searchParams.get('shade'), null, 'the step before puts the expert colours back');
   // Back in history goes back a step too (each step is a history entry).
   await page.goBack();
-  await onStep(page, 10);
+  await onStep(page, 11);
   await page.keyboard.press('Escape');
   await page.locator('[data-testid="tour"]').waitFor({ state: 'detached' });
   assert.equal(new URL(page.url()).searchParams.get('tour'), null);

@@ -204,7 +204,7 @@ pub struct View {
 }
 
 /// Steps of the guided tour (the app writes them; the link names one by its number).
-pub const TOUR_STEPS: usize = 10;
+pub const TOUR_STEPS: usize = 11;
 
 /// What the token strip's colours say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

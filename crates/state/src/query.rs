@@ -681,10 +681,9 @@ fn read_view(r: &mut Reader) -> View {
         show: Vec::new(),
         origin: None,
         shade: r.named("shade", Shade::Expert),
-        tour: r
-            .map
-            .contains_key("tour")
-            .then(|| r.num("tour", 1usize, "a tour step from 1 to 10", |v| (1..=TOUR_STEPS).contains(v))),
+        tour: r.map.contains_key("tour").then(|| {
+            r.num("tour", 1usize, &format!("a tour step from 1 to {TOUR_STEPS}"), |v| (1..=TOUR_STEPS).contains(v))
+        }),
     };
     if let Some(list) = r.raw("show") {
         for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {

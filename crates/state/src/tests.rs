@@ -471,7 +471,8 @@ fn a_tour_step_is_in_the_link() {
     let (s, problems) = PlaygroundState::from_query("v=1&tour=5");
     assert!(problems.is_empty() && s.view.tour == Some(5));
     assert!(s.to_query().contains("tour=5"));
-    for bad in ["tour=0", "tour=11", "tour=x", "tour="] {
+    let past_the_end = format!("tour={}", TOUR_STEPS + 1);
+    for bad in ["tour=0", past_the_end.as_str(), "tour=x", "tour="] {
         let (s, problems) = PlaygroundState::from_query(&format!("v=1&{bad}"));
         assert!(problems.iter().any(|p| p.param == "tour"), "{bad}");
         assert_ne!(s.view.tour, Some(0));

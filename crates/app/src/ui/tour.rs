@@ -1,11 +1,11 @@
-//! The guided tour: ten short steps through what a router does, each setting up the view it is
+//! The guided tour: eleven short steps through what a router does, each setting up the view it is
 //! about (tab, layer, token, router), outlining that part of the page, and saying what the page
 //! computes right now (the numbers are the live run's, never canned). The step is in the link
 //! (`tour=N`), so a teacher can send "step 5"; an embedded view shows the step's card too.
 
 use leptos::prelude::*;
 use switchyard_protocol::trace::{TokenRouting, Trace};
-use switchyard_state::{Panel, PlaygroundState, TOUR_STEPS};
+use switchyard_state::{Panel, PlaygroundState, Shade, TOUR_STEPS};
 
 use super::client::RunResult;
 use super::{Change, Ctl, params};
@@ -28,6 +28,7 @@ fn panel(s: &mut PlaygroundState, p: Panel, token: Option<usize>) {
     s.view.panel = p;
     s.view.token = token;
     s.view.layer = 0;
+    s.view.shade = Shade::Expert;
 }
 
 /// The top-2 router the tour explains (steps that change it put it back), on panel `p`.
@@ -230,6 +231,31 @@ static STEPS: [Step; TOUR_STEPS] = [
             None => WAITING.into(),
         },
     },
+    Step {
+        title: "Compute per token",
+        setup: |s| {
+            s.router = params::router_from("top_p&p=0.4");
+            s.compare = None;
+            panel(s, Panel::Tokens, None);
+            s.view.shade = Shade::Compute;
+        },
+        target: "compute-distribution",
+        formula: Some("S = the fewest top experts with Σ_{e∈S} p_e ≥ p"),
+        text: |r| match r.trace.layers.first() {
+            Some(l) => {
+                let hist = &l.metrics.active_experts_hist;
+                let counts: Vec<String> =
+                    hist.iter().enumerate().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{n} take {k}")).collect();
+                format!(
+                    "Top-k gives every token the same compute. Dynamic top-p (p = 0.4) gives a token experts until their probabilities reach p: one the router is sure of takes one expert, an unsure one several. At layer 0, {} of the {} tokens; {:.2} experts per token on average. The strip is now shaded by that count. The top-p checkpoint was trained with this router; AdaMoE's null experts let a token skip instead.",
+                    counts.join(", "),
+                    hist.iter().sum::<u64>(),
+                    l.metrics.active_experts_mean
+                )
+            }
+            None => WAITING.into(),
+        },
+    },
 ];
 
 /// Goes to step `n` (1-based), setting the page up for it.
@@ -292,7 +318,7 @@ pub fn TourCard() -> impl IntoView {
         let text = move || ctl.engine.result.with(|r| r.as_ref().map_or_else(|| WAITING.to_string(), |r| (s.text)(r)));
         Some(view! {
             <style>{format!("[data-testid=\"{}\"] {{ outline: 3px solid #e69f00; outline-offset: 3px; border-radius: 4px; }}", s.target)}</style>
-            <aside class="tour" role="dialog" aria-label="guided tour" data-testid="tour" data-step=n data-target=s.target>
+            <div class="tour" role="dialog" aria-label="guided tour" data-testid="tour" data-step=n data-target=s.target>
                 <p class="tour-count">{format!("Step {n} of {TOUR_STEPS}")}</p>
                 <h2>{s.title}</h2>
                 <p data-testid="tour-text">{text}</p>
@@ -307,7 +333,7 @@ pub fn TourCard() -> impl IntoView {
                     <button data-testid="tour-close" on:click=move |_| ctl.edit(|s| s.view.tour = None, Change::Deliberate)>"Close"</button>
                 </div>
                 <p class="hint">"← and → step through the tour; the link keeps the step."</p>
-            </aside>
+            </div>
         })
     }
 }
