@@ -137,7 +137,8 @@ fn ensure_browser_tools() -> Result {
         run(&mut sudo(&args))?;
     }
     let browser = root().join("tests/browser");
-    if browser.join("node_modules/playwright-core").is_dir() {
+    // Every package the tests import; a tree installed before one was added installs again.
+    if ["playwright-core", "axe-core"].iter().all(|p| browser.join("node_modules").join(p).is_dir()) {
         say("npm packages for the browser test are installed");
     } else {
         say("installing the browser test's npm packages from tests/browser/package-lock.json");

@@ -7,6 +7,8 @@ use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::CanvasRenderingContext2d;
 
+use super::table::{TableButton, TablePanel};
+
 /// Cell size in CSS pixels.
 pub const CELL: f64 = 20.0;
 /// Height of the rotated column labels.
@@ -125,7 +127,66 @@ impl CellGrid {
     }
 }
 
-/// The grid on a canvas; `on_cell(row, col)` when a cell is clicked.
+/// Where the keyboard's cell goes on `key`, within `rows` × `cols`; `None` for other keys.
+fn step(key: &str, (r, c): (usize, usize), rows: usize, cols: usize) -> Option<(usize, usize)> {
+    let last = (rows.saturating_sub(1), cols.saturating_sub(1));
+    Some(match key {
+        "ArrowRight" => (r, (c + 1).min(last.1)),
+        "ArrowLeft" => (r, c.saturating_sub(1)),
+        "ArrowDown" => ((r + 1).min(last.0), c),
+        "ArrowUp" => (r.saturating_sub(1), c),
+        "Home" => (r, 0),
+        "End" => (r, last.1),
+        "PageDown" => (last.0, c),
+        "PageUp" => (0, c),
+        _ => return None,
+    })
+}
+
+impl CellGrid {
+    /// One cell in words: "L2, cat: 5" (`unit` after the number, "%" for shares).
+    fn describe(&self, (r, c): (usize, usize), unit: &str, marked: &str) -> String {
+        let row = self.rows.get(r).map_or("", |x| x.0.as_str());
+        let col = self.cols.get(c).map_or("", String::as_str);
+        match self.cells.get(r).and_then(|x| x.get(c)) {
+            Some(Some(cell)) => {
+                let marks = match (cell.outline, cell.dashed) {
+                    (_, true) => " (dropped)".to_string(),
+                    (true, _) => format!(" ({marked})"),
+                    _ => String::new(),
+                };
+                format!("{row}, {col}: {}{unit}{marks}", cell.text)
+            }
+            _ => format!("{row}, {col}: empty"),
+        }
+    }
+
+    /// The numbers drawn, as a table (a dropped or outlined cell says so: the outline is not
+    /// the only way to know).
+    fn table(&self, corner: &str, unit: &str, marked: &str) -> super::table::TableData {
+        let shown = |c: &Option<Cell>| match c {
+            Some(c) if c.dashed => format!("{}{unit} (dropped)", c.text),
+            Some(c) if c.outline => format!("{}{unit} ({marked})", c.text),
+            Some(c) => format!("{}{unit}", c.text),
+            None => "–".into(),
+        };
+        super::table::TableData {
+            corner: corner.into(),
+            cols: self.cols.clone(),
+            rows: self
+                .rows
+                .iter()
+                .zip(&self.cells)
+                .map(|(r, cells)| (r.0.clone(), cells.iter().map(shown).collect()))
+                .collect(),
+        }
+    }
+}
+
+/// The grid on a canvas; `on_cell(row, col)` when a cell is clicked, or Enter is pressed on
+/// it: the canvas takes the focus, the arrow keys (Home, End, Page Up/Down) move a visible
+/// ring over the cells and a live region says the cell's row, column and value. Beside it, the
+/// same numbers as a table.
 #[component]
 pub fn CellCanvas(
     /// What to draw.
@@ -136,23 +197,32 @@ pub fn CellCanvas(
     label: String,
     /// Test id.
     testid: &'static str,
+    /// What the rows are, for the table's corner ("layer", "expert", "domain").
+    #[prop(optional)]
+    corner: &'static str,
+    /// Written after each cell's number ("%" for shares and probabilities).
+    #[prop(optional)]
+    unit: &'static str,
+    /// What an outlined cell is ("chosen", "changed"), said in words where the chart outlines it.
+    #[prop(default = "outlined")]
+    marked: &'static str,
 ) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
-    // One grid for the draw effect and the click handler (thousands of cells: no copy).
-    let grid = std::rc::Rc::new(grid);
+    let ring = NodeRef::<leptos::html::Div>::new();
+    // One grid for the drawing, the handlers and the table (thousands of cells: no copy).
+    let grid = std::sync::Arc::new(grid);
     let drawn = grid.clone();
     let theme = use_context::<super::theme::ThemeSignal>();
     Effect::new(move || {
         if let Some(t) = theme {
-            t.0.track(); // redraw in the other theme's colours
+            t.track(); // redraw in the other theme's colours
         }
         if let Some(c) = canvas.get() {
             drawn.draw(&c);
         }
     });
-    let rows = grid.rows.len();
-    let cols = grid.cols.len();
-    // The numbers drawn, row by row (`-` for an empty cell): what a test or a screen reader can read.
+    let (rows, cols) = (grid.rows.len(), grid.cols.len());
+    // The numbers drawn, row by row (`-` for an empty cell): what a test can read at once.
     let cells = grid
         .cells
         .iter()
@@ -166,15 +236,66 @@ pub fn CellCanvas(
             let _ = super::export::save_data_url(&url, &format!("switchyard-{testid}.png"));
         }
     };
+    // The keyboard's cell, and whether the canvas has the focus (the ring shows only then).
+    let at = RwSignal::new(None::<(usize, usize)>);
+    let focused = RwSignal::new(false);
+    let on_cell = std::rc::Rc::new(on_cell);
+    let on_click = on_cell.clone();
+    let (keys_grid, hit_grid, said_grid, ring_grid) = (grid.clone(), grid.clone(), grid.clone(), grid.clone());
+    let keydown = move |ev: leptos::ev::KeyboardEvent| {
+        let here = at.get_untracked().unwrap_or((0, 0));
+        let key = ev.key();
+        if key == "Enter" || key == " " {
+            ev.prevent_default();
+            on_cell(here.0, here.1);
+            return;
+        }
+        if let Some(to) = step(&key, here, keys_grid.rows.len(), keys_grid.cols.len()) {
+            ev.prevent_default();
+            at.set(Some(to));
+            // Keep the ring in sight inside the scrolling card (after it moved).
+            request_animation_frame(move || {
+                if let Some(r) = ring.get_untracked() {
+                    let options = web_sys::ScrollIntoViewOptions::new();
+                    options.set_block(web_sys::ScrollLogicalPosition::Nearest);
+                    options.set_inline(web_sys::ScrollLogicalPosition::Nearest);
+                    r.scroll_into_view_with_scroll_into_view_options(&options);
+                }
+            });
+        }
+    };
+    let ring_style = move || {
+        let (r, c) = at.get().unwrap_or((0, 0));
+        // A little larger than the cell, so that it reads apart from a chosen cell's outline.
+        let (x, y) = (ring_grid.left + CELL * c as f64 - 3.0, HEAD + CELL * r as f64 - 3.0);
+        format!("left:{x}px;top:{y}px;width:{}px;height:{}px", CELL + 6.0, CELL + 6.0)
+    };
+    let said = move || at.get().map(|cell| said_grid.describe(cell, unit, marked)).unwrap_or_default();
+    let caption = label.clone();
+    let table = Callback::new(move |()| grid.table(corner, unit, marked));
+    let open = RwSignal::new(false);
     view! {
         <div class="canvas-box">
-            <button class="small png" data-testid=format!("png-{testid}") title="download this chart as a PNG" on:click=png>"PNG"</button>
-            <canvas node_ref=canvas role="img" aria-label=label data-testid=testid data-rows=rows data-cols=cols data-cells=cells
-                on:click=move |ev| {
-                    if let Some((r, c)) = grid.hit(f64::from(ev.offset_x()), f64::from(ev.offset_y())) {
-                        on_cell(r, c);
-                    }
-                }></canvas>
+            <div class="chart-buttons">
+                <button class="small png" data-testid=format!("png-{testid}") title="download this chart as a PNG" on:click=png>"PNG"</button>
+                <TableButton open=open testid=testid />
+            </div>
+            <div class="canvas-cells">
+                <canvas node_ref=canvas role="img" tabindex="0" data-testid=testid data-rows=rows data-cols=cols data-cells=cells
+                    aria-label=format!("{label}. Arrow keys move between the cells, Enter opens one; the Table button shows the numbers.")
+                    on:focus=move |_| { focused.set(true); if at.get_untracked().is_none() { at.set(Some((0, 0))) } }
+                    on:blur=move |_| focused.set(false)
+                    on:keydown=keydown
+                    on:click=move |ev| {
+                        if let Some((r, c)) = hit_grid.hit(f64::from(ev.offset_x()), f64::from(ev.offset_y())) {
+                            at.set(Some((r, c)));
+                            on_click(r, c);
+                        }
+                    }></canvas>
+                <div node_ref=ring class="cell-ring" aria-hidden="true" hidden=move || !focused.get() style=ring_style></div>
+            </div>
+            <p class="sr-only" aria-live="polite" data-testid=format!("{testid}-at")>{said}</p>
+            <TablePanel open=open caption=Signal::derive(move || caption.clone()) testid=testid data=table />
         </div>
     }
 }

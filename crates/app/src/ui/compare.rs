@@ -198,7 +198,7 @@ fn Results(
         <p class="hint">"Per layer: A's and B's first expert (B outlined where its experts differ from A's), and the router JS divergence ×100 (empty when a side has no router probabilities); the last row is the JS divergence ×100 of the next-token distributions. Click a token for its next-token distributions. Each side's distribution is the one its decoding chooses from (greedy: the softmax; sampling: after its filters; SCMoE: the contrast over its plausible set), so a change of decoding moves it even where the routing is equal."</p>
         {group_level.then(|| view! { <p class="hint" data-testid="compare-group-note">"A router with a shared capacity or expert choice routes the whole text as one group here (as a prompt-only run does), so a position's routing and next-token distribution also depend on the tokens after it."</p> })}
         <div class="scroll">
-            <CellCanvas grid=grid testid="compare-grid" label="A and B experts and divergences per token".to_string()
+            <CellCanvas grid=grid testid="compare-grid" corner="row" marked="changed" label="A and B experts and divergences per token".to_string()
                 on_cell=move |_, t| ctl.view(|v| v.token = Some(t)) />
         </div>
         {move || {

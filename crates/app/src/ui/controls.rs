@@ -76,7 +76,7 @@ pub fn Header() -> impl IntoView {
             </div>
             <BackendChoice />
             <super::theme::ThemeChoice />
-            <button class="share" data-testid="tour-start" title="a guided tour of what a router does, in ten steps"
+            <button class="share" data-testid="tour-start" title="a guided tour of what a router does, in eleven steps"
                 on:click=move |_| super::tour::start(ctl)>"Tour"</button>
             <button class="share" data-testid="embed-code" title="an iframe snippet of the open view for a tutorial"
                 aria-expanded=move || embedding.get().to_string()
@@ -86,6 +86,14 @@ pub fn Header() -> impl IntoView {
             </button>
         </header>
         {move || embedding.get().then(|| view! { <super::embed::EmbedDialog close=move || set_embedding.set(false) /> })}
+    }
+}
+
+/// Which engine runs the model and why (under the header).
+#[component]
+pub fn BackendNotice() -> impl IntoView {
+    let ctl = ctl();
+    view! {
         {move || {
             let loaded = ctl.engine.loaded.get()?;
             if loaded.backend == "webgpu" {

@@ -20,7 +20,7 @@ use std::time::Duration;
 use gloo_events::EventListener;
 use leptos::prelude::*;
 use serde::Serialize;
-use switchyard_state::{Control, MAX_PROMPT_CHARS, Panel, PlaygroundState, Problem, valid_origin};
+use switchyard_state::{Control, MAX_PROMPT_CHARS, Named, Panel, PlaygroundState, Problem, valid_origin};
 use wasm_bindgen::{JsCast, JsValue};
 
 use super::{Change, Ctl, controls, tokens, views};
@@ -289,7 +289,10 @@ pub fn Embedded(
         format!("?{}", s.to_query())
     };
     view! {
-        <div class="embedded" data-testid="embedded" aria-busy=move || ctl.engine.running.get().to_string()>
+        <main class="embedded" data-testid="embedded" aria-label=format!("Switchyard: the {} view", panel.name())
+            aria-busy=move || ctl.engine.running.get().to_string()>
+            <h1 class="sr-only">"Switchyard"</h1>
+            <h2 class="sr-only">{format!("The {} view", panel.name())}</h2>
             <controls::Banner />
             <controls::LoadStatus />
             {move || shows(Control::Prompt).then(|| view! { <controls::PromptPanel /> })}
@@ -300,6 +303,6 @@ pub fn Embedded(
             }}
             <super::tour::TourCard />
             <p class="embed-foot"><a href=full target="_blank">"Open in Switchyard ↗"</a></p>
-        </div>
+        </main>
     }
 }

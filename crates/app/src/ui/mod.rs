@@ -15,11 +15,13 @@ mod open_model;
 mod palette;
 pub mod params;
 mod snapshot;
+mod table;
 mod test_hooks;
 mod theme;
 mod tokens;
 mod tour;
 mod train;
+mod train_charts;
 mod views;
 
 use leptos::prelude::*;
@@ -342,12 +344,17 @@ fn Full() -> impl IntoView {
     // A recorded trace has no model to type a prompt to: the whole prompt panel is off.
     let recorded = expect_context::<Ctl>().engine.recorded;
     let read_only = move || recorded.with(Option::is_some);
+    // What the page says about the engine, the link and the checkpoint is a landmark of its own
+    // ("status"), so that nothing on the page is outside one.
     view! {
         <div class="app">
             <a class="skip" href="#views" data-testid="skip">"Skip to the views"</a>
             <controls::Header />
-            <controls::Banner />
-            <controls::LoadStatus />
+            <section class="status" aria-label="engine and checkpoint status">
+                <controls::BackendNotice />
+                <controls::Banner />
+                <controls::LoadStatus />
+            </section>
             <div class="layout">
                 <aside class="side">
                     <open_model::ReadOnly />
