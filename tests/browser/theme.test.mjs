@@ -83,3 +83,32 @@ test('dark follows the system, the header overrides and remembers it, and text c
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+/** The colour of a canvas chart's pixel (x, y) in CSS pixels, as `rgb(r, g, b)`. */
+const pixel = (page, testid, x, y) => page.locator(`[data-testid="${testid}"]`).evaluate((c, [x, y]) => {
+  const r = c.width / c.getBoundingClientRect().width;
+  const [red, g, b] = c.getContext('2d').getImageData(Math.round(x * r), Math.round(y * r), 1, 1).data;
+  return `rgb(${red}, ${g}, ${b})`;
+}, [x, y]);
+
+test('the charts draw in the theme in force and again when it changes: the system under "auto", or the header', async () => {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.emulateMedia({ colorScheme: 'light' });
+  await page.goto(`${server.url}?v=1&ckpt=topk&panel=train&prompt=${encodeURIComponent('The cat sat.')}`);
+  await page.locator('[data-testid="train-loss"]').waitFor({ timeout: SLOW });
+  const background = () => pixel(page, 'train-loss', 4, 4);
+  assert.equal(await background(), 'rgb(255, 255, 255)', 'light: the plotters chart on white');
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await page.waitForTimeout(300);
+  assert.equal(await background(), 'rgb(27, 32, 41)', 'the system turned dark: the chart on the dark card');
+  await page.locator('[data-testid="theme"]').selectOption('light');
+  await page.waitForTimeout(300);
+  assert.equal(await background(), 'rgb(255, 255, 255)', 'the header chose light');
+  await page.locator('[data-testid="theme"]').selectOption('auto');
+  await page.waitForTimeout(300);
+  assert.equal(await background(), 'rgb(27, 32, 41)', 'back to the dark system');
+  assert.deepEqual(errors, []);
+  await page.close();
+});

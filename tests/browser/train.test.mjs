@@ -118,7 +118,7 @@ test('recipe views: SMoE-Dropout k rises to E, loss-free shows its moving bias, 
   let { page, errors } = await openTrain('&train.steps=60&train.recipe=smoe_dropout&train.e=6');
   await trainToEnd(page);
   assert.equal(await page.locator('[data-testid="train-router"]').getAttribute('data-k'), '6', 'k reached E at the last step');
-  assert.match(await page.locator('[data-testid="train-router"] + .hint').textContent(), /no learned gate/, 'a frozen router has no entropy to show');
+  assert.match(await page.locator('[data-testid="train-router"] ~ .hint').textContent(), /no learned gate/, 'a frozen router has no entropy to show');
   assert.deepEqual(errors, []);
   await page.close();
   ({ page, errors } = await openTrain('&train.steps=60&train.recipe=lossfree'));

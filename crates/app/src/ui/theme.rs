@@ -49,9 +49,27 @@ impl Theme {
     }
 }
 
-/// The theme in force, as a signal the canvases read (context).
+/// The theme in force, as signals the canvases read (context): the person's choice, and
+/// whether the system is dark (what "auto" follows; it changes while the page is open).
 #[derive(Debug, Clone, Copy)]
-pub struct ThemeSignal(pub RwSignal<Theme>);
+pub struct ThemeSignal {
+    choice: RwSignal<Theme>,
+    system_dark: RwSignal<bool>,
+}
+
+impl ThemeSignal {
+    /// Subscribes the running effect to every change of the colours: a choice in the header,
+    /// or the system's scheme changing under "auto".
+    pub fn track(&self) {
+        self.choice.track();
+        self.system_dark.track();
+    }
+}
+
+/// `prefers-color-scheme: dark` as the browser answers it now, and its query list (to listen).
+fn system_scheme() -> Option<web_sys::MediaQueryList> {
+    web_sys::window()?.match_media("(prefers-color-scheme: dark)").ok()?
+}
 
 /// Whether this document has local storage: gloo's `LocalStorage` panics without it, and a
 /// frame whose storage the browser blocks (an embed in a sandboxed or partitioned page) has none.
@@ -64,13 +82,22 @@ pub fn install() {
     let stored = if has_storage() { LocalStorage::get::<String>(KEY).unwrap_or_default() } else { String::new() };
     let theme = Theme::parse(&stored);
     theme.apply();
-    provide_context(ThemeSignal(RwSignal::new(theme)));
+    let query = system_scheme();
+    let system_dark = RwSignal::new(query.as_ref().is_some_and(web_sys::MediaQueryList::matches));
+    if let Some(query) = query {
+        // For the page's life (a listener of the document, like the page itself).
+        gloo_events::EventListener::new(&query, "change", move |_| {
+            system_dark.set(system_scheme().is_some_and(|q| q.matches()));
+        })
+        .forget();
+    }
+    provide_context(ThemeSignal { choice: RwSignal::new(theme), system_dark });
 }
 
 /// The header's choice of theme.
 #[component]
 pub fn ThemeChoice() -> impl IntoView {
-    let ThemeSignal(theme) = expect_context::<ThemeSignal>();
+    let theme = expect_context::<ThemeSignal>().choice;
     let choose = move |name: String| {
         let t = Theme::parse(&name);
         t.apply();

@@ -4,11 +4,7 @@
 
 use std::cell::RefCell;
 
-use leptos::html::Canvas;
 use leptos::prelude::*;
-use plotters::coord::types::RangedCoordf64;
-use plotters::prelude::*;
-use plotters_canvas::CanvasBackend;
 use switchyard_protocol::TRAINED_IN_PAGE;
 use switchyard_protocol::training::{HeldOut, TRAIN_SAMPLES, TrainPoint, TrainReply, TrainRequest};
 use switchyard_state::{Named, TrainRecipe, TrainSettings};
@@ -17,7 +13,6 @@ use wasm_bindgen::prelude::Closure;
 use web_sys::{MessageEvent, Worker};
 
 use super::canvas::{Cell, CellCanvas, CellGrid};
-use super::palette::expert_bg;
 use super::{Change, Ctl};
 
 /// Where a run stands.
@@ -41,8 +36,8 @@ pub enum Status {
 #[derive(Clone, Copy)]
 pub struct TrainSignals {
     status: RwSignal<Status>,
-    points: RwSignal<Vec<TrainPoint>>,
-    held: RwSignal<Vec<HeldOut>>,
+    pub(super) points: RwSignal<Vec<TrainPoint>>,
+    pub(super) held: RwSignal<Vec<HeldOut>>,
     tokens_per_s: RwSignal<f64>,
     parameters: RwSignal<usize>,
     bias: RwSignal<Vec<Vec<f32>>>,
@@ -101,7 +96,7 @@ fn exported(bytes: Vec<u8>) {
 
 /// The view's signals, made once per page under their own root owner: the view is rebuilt
 /// whenever the panel redraws (a layer change), and the run and its curves outlive it.
-fn signals() -> TrainSignals {
+pub(super) fn signals() -> TrainSignals {
     SIGNALS.with(|s| {
         s.borrow_mut()
             .get_or_insert_with(|| {
@@ -280,9 +275,9 @@ pub fn TrainView() -> impl IntoView {
                 </p>
             </div>
             <div class="train-charts">
-                <LossChart />
-                <LoadChart />
-                <RouterChart />
+                <super::train_charts::LossChart />
+                <super::train_charts::LoadChart />
+                <super::train_charts::RouterChart />
                 <BiasTable />
                 <DomainSnapshots />
             </div>
@@ -389,167 +384,6 @@ fn TrainSettingsForm() -> impl IntoView {
     }
 }
 
-/// Draws on `canvas` with plotters when `draw` changes what it reads.
-fn plot(canvas: NodeRef<Canvas>, draw: impl Fn(CanvasBackend) + 'static) {
-    Effect::new(move |_| {
-        let Some(el) = canvas.get() else { return };
-        let el: web_sys::HtmlCanvasElement = el.unchecked_into();
-        if let Some(backend) = CanvasBackend::with_canvas_object(el) {
-            draw(backend);
-        }
-    });
-}
-
-/// A chart over the steps: the canvas cleared, `caption`, axes from 0 to the last point's step
-/// and from 0 to `top`.
-type StepChart<'a> = ChartContext<'a, CanvasBackend, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
-
-fn step_chart<'a>(
-    root: &'a DrawingArea<CanvasBackend, plotters::coord::Shift>,
-    caption: &str,
-    points: &[TrainPoint],
-    top: f64,
-) -> Option<StepChart<'a>> {
-    let steps = points.last().map_or(1, |p| p.step).max(1) as f64;
-    let _ = root.fill(&WHITE);
-    let mut chart = ChartBuilder::on(root)
-        .margin(8)
-        .x_label_area_size(34)
-        .y_label_area_size(36)
-        .caption(caption, ("sans-serif", 13))
-        .build_cartesian_2d(0.0..steps, 0.0..top)
-        .ok()?;
-    let _ = chart.configure_mesh().x_desc("step").label_style(("sans-serif", 11)).draw();
-    Some(chart)
-}
-
-/// The loss chart's drawing.
-fn draw_loss(backend: CanvasBackend, points: &[TrainPoint], held: &[HeldOut]) {
-    let root = backend.into_drawing_area();
-    let top = points.iter().map(|p| f64::from(p.ce)).fold(1.0, f64::max).min(8.0) * 1.05;
-    let Some(mut chart) = step_chart(&root, "loss (nats per byte)", points, top) else { return };
-    let train = points.iter().map(|p| (p.step as f64, f64::from(p.ce).min(top)));
-    let _ = chart.draw_series(LineSeries::new(train, &RGBColor(0, 114, 178))).map(|s| s.label("train"));
-    let held_line = held.iter().map(|h| (h.step as f64, h.ce.min(top)));
-    let _ = chart.draw_series(LineSeries::new(held_line.clone(), RGBColor(213, 94, 0).stroke_width(2)));
-    let _ = chart.draw_series(held_line.map(|p| Circle::new(p, 3, RGBColor(213, 94, 0).filled())));
-    let _ = root.present();
-}
-
-/// Training cross-entropy per step and the held-out loss (nats per byte).
-#[component]
-fn LossChart() -> impl IntoView {
-    let s = signals();
-    let canvas = NodeRef::<Canvas>::new();
-    plot(canvas, move |backend| {
-        s.points.with(|points| s.held.with(|held| draw_loss(backend, points, held)));
-    });
-    let last_ce = move || s.points.with(|p| p.last().map(|p| p.ce));
-    // Means of the first and last ten steps: the test reads whether the loss fell.
-    let mean_ce = |p: &[TrainPoint]| (!p.is_empty()).then(|| p.iter().map(|x| x.ce).sum::<f32>() / p.len() as f32);
-    let first_ce = move || s.points.with(|p| mean_ce(&p[..p.len().min(10)]));
-    let recent_ce = move || s.points.with(|p| mean_ce(&p[p.len().saturating_sub(10)..]));
-    // The first steps' losses, exactly: two runs of one link must give the same curve.
-    let curve =
-        move || s.points.with(|p| p.iter().take(40).map(|x| format!("{:.5}", x.ce)).collect::<Vec<_>>().join(","));
-    let held_ce = move || s.held.with(|h| h.last().map(|h| h.ce));
-    view! {
-        <div class="train-chart">
-            <canvas node_ref=canvas width="420" height="220" data-testid="train-loss"
-                data-ce=move || last_ce().map(|v| format!("{v:.4}")) data-held=move || held_ce().map(|v| format!("{v:.4}"))
-                data-first-ce=move || first_ce().map(|v| format!("{v:.4}")) data-recent-ce=move || recent_ce().map(|v| format!("{v:.4}"))
-                data-curve=curve></canvas>
-            <p class="hint">"blue: training loss of each step; orange: the held-out slices (the last ~5 % of each sample)"</p>
-        </div>
-    }
-}
-
-/// The load chart's drawing: one band per expert, stacked.
-fn draw_load(backend: CanvasBackend, points: &[TrainPoint], layer: usize) {
-    let root = backend.into_drawing_area();
-    let e = points.last().and_then(|p| p.load.get(layer)).map_or(0, Vec::len);
-    let caption = format!("load per expert at layer {layer} (stacked share of slots)");
-    let Some(mut chart) = step_chart(&root, &caption, points, 1.0) else { return };
-    let share = |p: &TrainPoint, j: usize| p.load.get(layer).and_then(|l| l.get(j)).copied().map_or(0.0, f64::from);
-    for j in (0..e).rev() {
-        // Band j's top: the sum of experts 0..=j.
-        let top = points.iter().map(|p| (p.step as f64, (0..=j).map(|i| share(p, i)).sum::<f64>()));
-        let colour = hex(expert_bg(j));
-        let _ = chart.draw_series(AreaSeries::new(top, 0.0, colour.mix(0.85)).border_style(colour));
-    }
-    let _ = root.present();
-}
-
-/// Each expert's share of the slots over the steps at the selected layer (stacked), with the
-/// LBL value: collapse shows as one band taking the height.
-#[component]
-fn LoadChart() -> impl IntoView {
-    let ctl = expect_context::<Ctl>();
-    let s = signals();
-    let canvas = NodeRef::<Canvas>::new();
-    // The playground's layer, within the trained model's layers.
-    let layer = move || ctl.layer.get().min(ctl.state.with(|st| st.train.layers).saturating_sub(1));
-    plot(canvas, move |backend| {
-        let layer = layer();
-        s.points.with(|points| draw_load(backend, points, layer));
-    });
-    let max_share = move || {
-        let l = layer();
-        s.points.with(|p| p.last().and_then(|p| p.load.get(l)).map(|v| v.iter().copied().fold(0.0f32, f32::max)))
-    };
-    let lbl = move || s.points.with(|p| p.last().map(|p| p.lbl));
-    view! {
-        <div class="train-chart">
-            <canvas node_ref=canvas width="420" height="220" data-testid="train-load" data-max-share=move || max_share().map(|v| format!("{v:.4}"))></canvas>
-            <p class="hint">{move || match lbl() {
-                Some(v) => format!("LBL {v:.3} now (before its coefficient; top-k gives k under perfect balance, more as the load collapses). Pick the layer above."),
-                None => "One band per expert, in the expert's colour.".to_string(),
-            }}</p>
-        </div>
-    }
-}
-
-/// The router's mean entropy over the steps (nats; log E is a uniform router), with the
-/// experts per token each step used (SMoE-Dropout's k rises).
-#[component]
-fn RouterChart() -> impl IntoView {
-    let ctl = expect_context::<Ctl>();
-    let s = signals();
-    let canvas = NodeRef::<Canvas>::new();
-    plot(canvas, move |backend| {
-        let e = ctl.state.with_untracked(|st| st.train.experts).max(2) as f64;
-        s.points.with(|points| {
-            let root = backend.into_drawing_area();
-            let top = e.ln() * 1.05;
-            let caption = format!("router entropy (nats; uniform over {e} experts: {:.2})", e.ln());
-            let Some(mut chart) = step_chart(&root, &caption, points, top) else { return };
-            let line = points.iter().map(|p| (p.step as f64, f64::from(p.entropy).min(top)));
-            let _ = chart.draw_series(LineSeries::new(line, RGBColor(0, 158, 115).stroke_width(2)));
-            // Confidence (mean top-1 probability, 0..1) on the same axis scaled to its top.
-            let conf = points.iter().map(|p| (p.step as f64, f64::from(p.confidence) * top));
-            let _ = chart.draw_series(LineSeries::new(conf, RGBColor(0, 114, 178)));
-            // k per step, scaled so that k = E sits at the top.
-            let k = points.iter().map(|p| (p.step as f64, p.k as f64 / e * top));
-            let _ = chart.draw_series(LineSeries::new(k, RGBColor(204, 121, 167)));
-            let _ = root.present();
-        });
-    });
-    let now = move || s.points.with(|p| p.last().map(|p| (p.entropy, p.k)));
-    let confidence = move || s.points.with(|p| p.last().map(|p| p.confidence));
-    view! {
-        <div class="train-chart">
-            <canvas node_ref=canvas width="420" height="220" data-testid="train-router"
-                data-entropy=move || now().map(|(h, _)| format!("{h:.4}")) data-k=move || now().map(|(_, k)| k)
-                data-confidence=move || confidence().map(|c| format!("{c:.4}"))></canvas>
-            <p class="hint">{move || match (now(), ctl.state.with(|st| st.train.recipe)) {
-                (Some((_, k)), TrainRecipe::SmoeDropout | TrainRecipe::Thor) => format!("This recipe has no learned gate, so no router entropy is measured (the line stays at 0); pink: experts per token, {k} now (k = E at the top)."),
-                (Some((h, k)), _) => format!("green: the router's mean entropy, {h:.3} nats now (it falls as the router grows confident); blue: its confidence, the mean top-1 probability, {:.2} now (1 at the top); pink: experts per token, {k} now (k = E at the top).", confidence().unwrap_or(0.0)),
-                (None, _) => "green: the router's mean entropy; pink: experts per token.".to_string(),
-            }}</p>
-        </div>
-    }
-}
-
 /// Loss-free balancing's selection bias per expert and layer, as it moves.
 #[component]
 fn BiasTable() -> impl IntoView {
@@ -574,12 +408,6 @@ fn BiasTable() -> impl IntoView {
             }
         })
     }
-}
-
-/// `#RRGGBB` as a plotters colour.
-fn hex(s: &str) -> RGBColor {
-    let v = u32::from_str_radix(s.trim_start_matches('#'), 16).unwrap_or(0x777777);
-    RGBColor((v >> 16) as u8, (v >> 8) as u8, v as u8)
 }
 
 /// The domain × expert map on the held-out slices: the first measurement and the latest, side
@@ -621,7 +449,7 @@ fn DomainSnapshots() -> impl IntoView {
                     view! {
                         <div>
                             <h3>{format!("Held-out domains × experts at step {} (layer {layer}, %)", h.step)}</h3>
-                            <CellCanvas grid=grid testid="train-domain-grid" label=format!("domain by expert at step {}", h.step) on_cell=|_, _| {} />
+                            <CellCanvas grid=grid testid="train-domain-grid" corner="domain" unit="%" marked="over twice uniform" label=format!("domain by expert at step {}", h.step) on_cell=|_, _| {} />
                         </div>
                     }
                 }).collect_view()}
