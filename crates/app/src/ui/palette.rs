@@ -77,6 +77,18 @@ pub fn expert_name(kinds: &[ExpertKind], e: usize) -> String {
     if same > 1 { format!("{label} {}", nth + 1) } else { label.to_string() }
 }
 
+/// Entry `e` in a character or two, written on what its colour fills (a grid cell, a token):
+/// the FFN expert's number, or what a free expert is (∅ null, 0 zero, = copy, c constant).
+pub fn expert_mark(kinds: &[ExpertKind], e: usize) -> String {
+    match ExpertKind::at(kinds, e) {
+        ExpertKind::Ffn => e.to_string(),
+        ExpertKind::Null => "∅".into(),
+        ExpertKind::Zero => "0".into(),
+        ExpertKind::Copy => "=".into(),
+        ExpertKind::Constant => "c".into(),
+    }
+}
+
 /// Inline style of entry `e`'s chip: its FFN colour, or the free experts' stripes.
 pub fn kind_style(kinds: &[ExpertKind], e: usize) -> String {
     match ExpertKind::at(kinds, e) {

@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use switchyard_protocol::trace::{Trace, TraceLayer};
 use switchyard_state::{Named, Shade};
 
-use super::palette::{expert_name, free_style, kind_bg, kind_style, ramp_style};
+use super::palette::{expert_mark, expert_name, free_style, kind_bg, kind_style, ramp_style};
 use super::{Ctl, client::RunResult};
 use switchyard_routing::record::ExpertKind;
 
@@ -321,13 +321,21 @@ fn Strip(result: RunResult) -> impl IntoView {
                       + &shared.map(|p| format!(" · shared expert {:.0}% of the MoE output", 100.0 * p)).unwrap_or_default(),
                     None => format!("token {index} · id {} · not run through the model (last generated token)", t.id),
                 };
+                // What the colour says, written small after the token (a CSS mark, so the
+                // token's text stays its text): its expert, its compute or its shared share.
+                let mark = match (shared, compute, shown) {
+                    (Some(p), _, _) => Some(format!("{:.0}", 100.0 * p)),
+                    (None, Some(c), _) => Some(c.to_string()),
+                    (None, None, Some((e, _))) if shade == Shade::Expert => Some(expert_mark(&kinds, e)),
+                    _ => None,
+                };
                 let text = t.text.clone();
                 let id = t.id;
                 view! {
                     <button class="tok" class:generated=t.kind == "generated" class:dropped=shown.is_some_and(|s| s.1) class:partial=partial
                         class:highlight=move || ctl.highlight.get() == Some(id)
                         class:selected=move || selected() == Some(index)
-                        style=style title=title data-expert=shown.map(|s| s.0.to_string()).unwrap_or_default()
+                        style=style title=title data-mark=mark data-expert=shown.map(|s| s.0.to_string()).unwrap_or_default()
                         data-compute=compute.map(|c| c.to_string())
                         data-shared=shared.map(|p| format!("{p:.4}"))
                         data-testid="token" data-index=index>

@@ -6,7 +6,7 @@ use switchyard_protocol::trace::Trace;
 use switchyard_state::Panel;
 
 use super::canvas::{Cell, CellCanvas, CellGrid, LEFT};
-use super::palette::{expert_groups, expert_name, kind_bg, kind_fg, kind_style};
+use super::palette::{expert_groups, expert_mark, expert_name, kind_bg, kind_fg, kind_style};
 use super::snapshot::PngButton;
 use super::tokens::shown_expert;
 use super::{Change, Ctl};
@@ -106,14 +106,7 @@ pub(super) fn expert_row(
             shown_expert(layer, t).map(|(e, dropped)| Cell {
                 bg: kind_bg(&layer.expert_kinds, e).to_string(),
                 fg: kind_fg(&layer.expert_kinds, e),
-                // A free expert's cell says what it is (∅ null, 0 zero, = copy, c constant).
-                text: match ExpertKind::at(&layer.expert_kinds, e) {
-                    ExpertKind::Ffn => e.to_string(),
-                    ExpertKind::Null => "∅".into(),
-                    ExpertKind::Zero => "0".into(),
-                    ExpertKind::Copy => "=".into(),
-                    ExpertKind::Constant => "c".into(),
-                },
+                text: expert_mark(&layer.expert_kinds, e),
                 outline: outline(t) || dropped,
                 dashed: dropped,
             })
