@@ -5,8 +5,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import { serveDist } from './serve.mjs';
-import { dist, launch, SLOW } from './harness.mjs';
+import { dist, launch, outDir, SLOW } from './harness.mjs';
 
 const axePath = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 const P = encodeURIComponent;
@@ -116,9 +117,11 @@ test('the grid and the heatmap by arrow keys: a ring shows the cell, a live regi
   assert.ok(!(await page.locator('.cell-ring').isVisible()), 'and not once it has gone');
 
   await page.locator('[data-testid="tab-Heatmap"]').click();
+  await page.locator('[data-testid="table-heatmap-canvas"]').click(); // its table open beside it
   const heat = page.locator('[data-testid="heatmap-canvas"]');
   await heat.focus();
   for (const key of ['ArrowDown', 'ArrowRight', 'ArrowRight']) await page.keyboard.press(key);
+  await page.locator('#views').screenshot({ path: join(outDir, 'chart-keyboard-table.png') });
   const probs = await drawn(heat);
   assert.match(await page.locator('[data-testid="heatmap-canvas-at"]').textContent(), new RegExp(`^E1, ${tokens[2].replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: ${probs[1][2]}%`));
   await page.keyboard.press('Enter');
