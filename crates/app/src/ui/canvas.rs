@@ -170,29 +170,45 @@ impl CellGrid {
             Some(c) => format!("{}{unit}", c.text),
             None => "–".into(),
         };
-        super::table::TableData {
-            corner: corner.into(),
-            cols: self.cols.clone(),
-            rows: self
-                .rows
-                .iter()
-                .zip(&self.cells)
-                .map(|(r, cells)| (r.0.clone(), cells.iter().map(shown).collect()))
-                .collect(),
-        }
+        let mut data = super::table::TableData { corner: corner.into(), cols: self.cols.clone(), rows: Vec::new() };
+        // Only the cells the table will show are written (a big trace's grid has 196 608).
+        let width = data.shown_cols_of(self.rows.len());
+        data.rows = self
+            .rows
+            .iter()
+            .zip(&self.cells)
+            .map(|(r, cells)| (r.0.clone(), cells.iter().take(width).map(shown).collect()))
+            .collect();
+        data
     }
 }
 
-/// The grid on a canvas; `on_cell(row, col)` when a cell is clicked, or Enter is pressed on
-/// it: the canvas takes the focus, the arrow keys (Home, End, Page Up/Down) move a visible
-/// ring over the cells and a live region says the cell's row, column and value. Beside it, the
-/// same numbers as a table.
+thread_local! {
+    /// The chart (and its cell) Enter was pressed on, for a moment: when the press rebuilds
+    /// the view the chart is in (the affinity chart changes the layer), the new chart takes
+    /// the focus back instead of leaving it on the page's body.
+    static REFOCUS: std::cell::Cell<Option<(&'static str, (usize, usize))>> = const { std::cell::Cell::new(None) };
+}
+
+/// Scrolls `el` into view inside its scrolling card, as little as it takes.
+fn reveal(el: &web_sys::Element) {
+    let options = web_sys::ScrollIntoViewOptions::new();
+    options.set_block(web_sys::ScrollLogicalPosition::Nearest);
+    options.set_inline(web_sys::ScrollLogicalPosition::Nearest);
+    el.scroll_into_view_with_scroll_into_view_options(&options);
+}
+
+/// The grid on a canvas; `on_cell((row, col))`, where given, when a cell is clicked or Enter
+/// is pressed on it. The canvas takes the focus: the arrow keys (Home, End, Page Up/Down) move
+/// a visible ring over the cells and a live region says the cell's row, column and value.
+/// Beside it, the same numbers as a table.
 #[component]
 pub fn CellCanvas(
     /// What to draw.
     grid: CellGrid,
-    /// Click handler.
-    on_cell: impl Fn(usize, usize) + 'static,
+    /// What a click or Enter on a cell does, if anything.
+    #[prop(optional)]
+    on_cell: Option<Callback<(usize, usize)>>,
     /// Accessible description.
     label: String,
     /// Test id.
@@ -211,17 +227,27 @@ pub fn CellCanvas(
     let ring = NodeRef::<leptos::html::Div>::new();
     // One grid for the drawing, the handlers and the table (thousands of cells: no copy).
     let grid = std::sync::Arc::new(grid);
-    let drawn = grid.clone();
+    let (rows, cols) = (grid.rows.len(), grid.cols.len());
+    // The keyboard's cell, and whether the canvas has the keyboard's focus (the ring shows only then).
+    let at = RwSignal::new(None::<(usize, usize)>);
+    let focused = RwSignal::new(false);
     let theme = use_context::<super::theme::ThemeSignal>();
+    let drawn = grid.clone();
     Effect::new(move || {
         if let Some(t) = theme {
             t.track(); // redraw in the other theme's colours
         }
         if let Some(c) = canvas.get() {
             drawn.draw(&c);
+            if let Some((id, cell)) = REFOCUS.get()
+                && id == testid
+            {
+                REFOCUS.set(None);
+                at.set(Some((cell.0.min(rows.saturating_sub(1)), cell.1.min(cols.saturating_sub(1)))));
+                let _ = c.focus();
+            }
         }
     });
-    let (rows, cols) = (grid.rows.len(), grid.cols.len());
     // The numbers drawn, row by row (`-` for an empty cell): what a test can read at once.
     let cells = grid
         .cells
@@ -236,66 +262,105 @@ pub fn CellCanvas(
             let _ = super::export::save_data_url(&url, &format!("switchyard-{testid}.png"));
         }
     };
-    // The keyboard's cell, and whether the canvas has the focus (the ring shows only then).
-    let at = RwSignal::new(None::<(usize, usize)>);
-    let focused = RwSignal::new(false);
-    let on_cell = std::rc::Rc::new(on_cell);
-    let on_click = on_cell.clone();
-    let (keys_grid, hit_grid, said_grid, ring_grid) = (grid.clone(), grid.clone(), grid.clone(), grid.clone());
     let keydown = move |ev: leptos::ev::KeyboardEvent| {
+        focused.set(true); // the keyboard is in use: show where it is
         let here = at.get_untracked().unwrap_or((0, 0));
         let key = ev.key();
         if key == "Enter" || key == " " {
-            ev.prevent_default();
-            on_cell(here.0, here.1);
+            if let Some(on_cell) = on_cell.filter(|_| here.0 < rows && here.1 < cols) {
+                ev.prevent_default();
+                REFOCUS.set(Some((testid, here)));
+                // Only for the rebuild this press causes, never a later one.
+                gloo_timers::callback::Timeout::new(500, || REFOCUS.set(None)).forget();
+                on_cell.run(here);
+            }
             return;
         }
-        if let Some(to) = step(&key, here, keys_grid.rows.len(), keys_grid.cols.len()) {
+        if let Some(to) = step(&key, here, rows, cols) {
             ev.prevent_default();
             at.set(Some(to));
-            // Keep the ring in sight inside the scrolling card (after it moved).
+            // Keep the ring in sight inside the scrolling card (once it has moved).
             request_animation_frame(move || {
                 if let Some(r) = ring.get_untracked() {
-                    let options = web_sys::ScrollIntoViewOptions::new();
-                    options.set_block(web_sys::ScrollLogicalPosition::Nearest);
-                    options.set_inline(web_sys::ScrollLogicalPosition::Nearest);
-                    r.scroll_into_view_with_scroll_into_view_options(&options);
+                    reveal(&r);
                 }
             });
         }
     };
+    // A click focuses the canvas too; only the keyboard's focus shows the ring (and starts at
+    // the first cell).
+    let focus = move |_| {
+        if canvas.get_untracked().is_some_and(|c| c.matches(":focus-visible").unwrap_or(true)) {
+            focused.set(true);
+            if at.get_untracked().is_none() {
+                at.set(Some((0, 0)));
+            }
+        }
+    };
+    let hit_grid = grid.clone();
+    let click = move |ev: leptos::ev::MouseEvent| {
+        if let Some(cell) = hit_grid.hit(f64::from(ev.offset_x()), f64::from(ev.offset_y())) {
+            at.set(Some(cell));
+            if let Some(on_cell) = on_cell {
+                on_cell.run(cell);
+            }
+        }
+    };
+    let ring_grid = grid.clone();
     let ring_style = move || {
         let (r, c) = at.get().unwrap_or((0, 0));
         // A little larger than the cell, so that it reads apart from a chosen cell's outline.
         let (x, y) = (ring_grid.left + CELL * c as f64 - 3.0, HEAD + CELL * r as f64 - 3.0);
         format!("left:{x}px;top:{y}px;width:{}px;height:{}px", CELL + 6.0, CELL + 6.0)
     };
+    let said_grid = grid.clone();
     let said = move || at.get().map(|cell| said_grid.describe(cell, unit, marked)).unwrap_or_default();
-    let caption = label.clone();
     let table = Callback::new(move |()| grid.table(corner, unit, marked));
     let open = RwSignal::new(false);
+    let keys = if on_cell.is_some() {
+        "Arrow keys move between the cells, Enter opens one"
+    } else {
+        "Arrow keys move between the cells"
+    };
+    let name = format!("{label}. {keys}; the Table button shows the numbers.");
+    // The canvas is a focusable widget that takes the arrow keys: an "application" to a screen
+    // reader (whose browse mode would keep the keys), described as a chart.
     view! {
         <div class="canvas-box">
             <div class="chart-buttons">
-                <button class="small png" data-testid=format!("png-{testid}") title="download this chart as a PNG" on:click=png>"PNG"</button>
-                <TableButton open=open testid=testid />
+                <button class="small png" data-testid=format!("png-{testid}") aria-label=format!("PNG of {label}")
+                    title="download this chart as a PNG" on:click=png>"PNG"</button>
+                <TableButton open=open testid=testid chart=label.clone() />
             </div>
             <div class="canvas-cells">
-                <canvas node_ref=canvas role="img" tabindex="0" data-testid=testid data-rows=rows data-cols=cols data-cells=cells
-                    aria-label=format!("{label}. Arrow keys move between the cells, Enter opens one; the Table button shows the numbers.")
-                    on:focus=move |_| { focused.set(true); if at.get_untracked().is_none() { at.set(Some((0, 0))) } }
-                    on:blur=move |_| focused.set(false)
-                    on:keydown=keydown
-                    on:click=move |ev| {
-                        if let Some((r, c)) = hit_grid.hit(f64::from(ev.offset_x()), f64::from(ev.offset_y())) {
-                            at.set(Some((r, c)));
-                            on_click(r, c);
-                        }
-                    }></canvas>
+                <canvas node_ref=canvas role="application" aria-roledescription="chart" tabindex="0" aria-label=name
+                    data-testid=testid data-rows=rows data-cols=cols data-cells=cells
+                    on:focus=focus on:blur=move |_| focused.set(false) on:keydown=keydown on:click=click></canvas>
                 <div node_ref=ring class="cell-ring" aria-hidden="true" hidden=move || !focused.get() style=ring_style></div>
             </div>
             <p class="sr-only" aria-live="polite" data-testid=format!("{testid}-at")>{said}</p>
-            <TablePanel open=open caption=Signal::derive(move || caption.clone()) testid=testid data=table />
+            <TablePanel open=open caption=Signal::derive(move || label.clone()) testid=testid data=table />
         </div>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::step;
+
+    #[test]
+    fn the_keyboard_moves_within_the_grid_and_stops_at_its_edges() {
+        assert_eq!(step("ArrowRight", (0, 0), 4, 3), Some((0, 1)));
+        assert_eq!(step("ArrowRight", (0, 2), 4, 3), Some((0, 2)), "the last column stays");
+        assert_eq!(step("ArrowLeft", (2, 0), 4, 3), Some((2, 0)), "the first column stays");
+        assert_eq!(step("ArrowDown", (3, 1), 4, 3), Some((3, 1)), "the last row stays");
+        assert_eq!(step("ArrowUp", (0, 1), 4, 3), Some((0, 1)));
+        assert_eq!(step("ArrowDown", (1, 1), 4, 3), Some((2, 1)));
+        assert_eq!(step("Home", (2, 2), 4, 3), Some((2, 0)));
+        assert_eq!(step("End", (2, 0), 4, 3), Some((2, 2)));
+        assert_eq!(step("PageDown", (0, 1), 4, 3), Some((3, 1)));
+        assert_eq!(step("PageUp", (3, 1), 4, 3), Some((0, 1)));
+        assert_eq!(step("a", (0, 0), 4, 3), None, "other keys are not the chart's");
+        assert_eq!(step("ArrowRight", (0, 0), 0, 0), Some((0, 0)), "an empty grid goes nowhere");
     }
 }

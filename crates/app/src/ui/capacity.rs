@@ -93,7 +93,7 @@ pub fn CapacityView(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView
             </div>
             <h3>{format!("Drop rate by position (buckets of {} tokens, %)", switchyard_protocol::trace::DROP_BUCKET)}</h3>
             <p class="hint">"OpenMoE's drop-towards-the-end: with position priority the late buckets lose the most. Try reverse_position or bpr."</p>
-            <CellCanvas grid=grid testid="drop-by-position" corner="layer" unit="%" label="slot drop rate per layer and position bucket".to_string() on_cell=|_, _| {} />
+            <CellCanvas grid=grid testid="drop-by-position" corner="layer" unit="%" label="slot drop rate per layer and position bucket".to_string() />
             <h3>{format!("Dropped at layer {layer}: {n_dropped} tokens lost a slot (in the token strip: dashed = every slot dropped, red underline = some)")}</h3>
             <p class="dropped-list" data-testid="dropped-tokens">
                 {dropped.into_iter().map(|(t, text, d, k)| view! {

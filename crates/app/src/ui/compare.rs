@@ -199,7 +199,7 @@ fn Results(
         {group_level.then(|| view! { <p class="hint" data-testid="compare-group-note">"A router with a shared capacity or expert choice routes the whole text as one group here (as a prompt-only run does), so a position's routing and next-token distribution also depend on the tokens after it."</p> })}
         <div class="scroll">
             <CellCanvas grid=grid testid="compare-grid" corner="row" marked="changed" label="A and B experts and divergences per token".to_string()
-                on_cell=move |_, t| ctl.view(|v| v.token = Some(t)) />
+                on_cell=Callback::new(move |(_, t): (usize, usize)| ctl.view(|v| v.token = Some(t))) />
         </div>
         {move || {
             let p = position();

@@ -148,7 +148,7 @@ pub fn DomainsView(
                         view! {
                             <h3>"Model card: the validation split"</h3>
                             <p class="hint">{format!("{n} tokens over {} domains, routed by the checkpoint's own router ({router}).", rows.len())}</p>
-                            <CellCanvas grid=grid(&rows, &kinds) testid="card-domain-grid" corner="domain" unit="%" marked="above uniform" label=format!("validation domain by expert shares, layer {layer}") on_cell=|_, _| {} />
+                            <CellCanvas grid=grid(&rows, &kinds) testid="card-domain-grid" corner="domain" unit="%" marked="above uniform" label=format!("validation domain by expert shares, layer {layer}") />
                         }.into_any()
                     }
                 })
@@ -158,7 +158,7 @@ pub fn DomainsView(
                     <div>
                         <h3>{if recorded { "Recorded: the trace's labelled tokens" } else { "Live: the example prompts and yours, under this router" }}</h3>
                         <p class="hint">{format!("{tokens} tokens over {} domains: {names}.", rows.len())}</p>
-                        <CellCanvas grid=grid(&rows, &kinds) testid="domain-grid" corner="domain" unit="%" marked="above uniform" label=format!("domain by expert shares, layer {layer}") on_cell=|_, _| {} />
+                        <CellCanvas grid=grid(&rows, &kinds) testid="domain-grid" corner="domain" unit="%" marked="above uniform" label=format!("domain by expert shares, layer {layer}") />
                     </div>
                     <div>{card_view}</div>
                 </div>

@@ -345,7 +345,7 @@ fn Full() -> impl IntoView {
     let recorded = expect_context::<Ctl>().engine.recorded;
     let read_only = move || recorded.with(Option::is_some);
     // What the page says about the engine, the link and the checkpoint is a landmark of its own
-    // ("status"), so that nothing on the page is outside one.
+    // (a labelled region), so that nothing on the page is outside one.
     view! {
         <div class="app">
             <a class="skip" href="#views" data-testid="skip">"Skip to the views"</a>

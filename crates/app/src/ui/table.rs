@@ -20,9 +20,15 @@ pub struct TableData {
 }
 
 impl TableData {
-    /// How many of the columns fit in [`MAX_CELLS`] (at least one).
+    /// How many of the columns the table shows: as many as fit in [`MAX_CELLS`] (but at least
+    /// one, while there is one).
     pub fn shown_cols(&self) -> usize {
-        (MAX_CELLS / self.rows.len().max(1)).clamp(1, self.cols.len().max(1)).min(self.cols.len())
+        self.shown_cols_of(self.rows.len())
+    }
+
+    /// [`Self::shown_cols`] for `rows` rows (before they are written).
+    pub fn shown_cols_of(&self, rows: usize) -> usize {
+        (MAX_CELLS / rows.max(1)).max(1).min(self.cols.len())
     }
 }
 
@@ -33,16 +39,22 @@ pub fn TableButton(
     open: RwSignal<bool>,
     /// Test id of the chart; the button is `table-{testid}`.
     testid: &'static str,
+    /// The chart's name: the button says "Table of" it to a screen reader (its visible words
+    /// first, as WCAG's label-in-name asks).
+    chart: String,
 ) -> impl IntoView {
+    let verb = move || if open.get() { "Hide table" } else { "Table" };
     view! {
         <button class="small table-toggle" data-testid=format!("table-{testid}") aria-expanded=move || open.get().to_string()
             aria-controls=format!("{testid}-table") title="show the chart's numbers as a table"
-            on:click=move |_| open.update(|o| *o = !*o)>{move || if open.get() { "Hide table" } else { "Table" }}</button>
+            aria-label=move || format!("{} of {chart}", verb())
+            on:click=move |_| open.update(|o| *o = !*o)>{verb}</button>
     }
 }
 
-/// Under the chart, when `open`: the table of what `data` returns (re-read while open, so a
-/// chart that grows, the training curves, grows its table too).
+/// Under the chart, when `open`: the table of what `data` returns when it opens. It is not
+/// rebuilt while open (a screen reader's place in it would be lost at every training step);
+/// closing and opening it again shows the latest numbers.
 #[component]
 pub fn TablePanel(
     /// Whether the table shows.
@@ -55,8 +67,9 @@ pub fn TablePanel(
     data: Callback<(), TableData>,
 ) -> impl IntoView {
     view! {
-        <div id=format!("{testid}-table") class="chart-table scroll" data-testid=format!("{testid}-table") hidden=move || !open.get()>
-            {move || open.get().then(|| table(caption.get(), data.run(())))}
+        <div id=format!("{testid}-table") class="chart-table scroll" data-testid=format!("{testid}-table") hidden=move || !open.get()
+            role="region" tabindex="0" aria-label=move || format!("Table of {}", caption.get())>
+            {move || open.get().then(|| untrack(|| table(caption.get(), data.run(()))))}
         </div>
     }
 }

@@ -436,7 +436,7 @@ fn DomainSnapshots() -> impl IntoView {
         view! {
             <div class="pair" data-testid="train-domains" data-snapshots=count
                 data-max-ratio=ratio.map(|r| format!("{r:.3}")) data-step=at data-domains=names data-rows=measured>
-                {snapshots.into_iter().map(|h| {
+                {snapshots.into_iter().enumerate().map(|(i, h)| {
                     let rows = h.share.get(layer).cloned().unwrap_or_default();
                     let e = rows.first().map_or(0, Vec::len);
                     let uniform = 1.0 / e.max(1) as f64;
@@ -449,7 +449,7 @@ fn DomainSnapshots() -> impl IntoView {
                     view! {
                         <div>
                             <h3>{format!("Held-out domains × experts at step {} (layer {layer}, %)", h.step)}</h3>
-                            <CellCanvas grid=grid testid="train-domain-grid" corner="domain" unit="%" marked="over twice uniform" label=format!("domain by expert at step {}", h.step) on_cell=|_, _| {} />
+                            <CellCanvas grid=grid testid=if i == 0 { "train-domain-first" } else { "train-domain-latest" } corner="domain" unit="%" marked="over twice uniform" label=format!("domain by expert at step {}", h.step) />
                         </div>
                     }
                 }).collect_view()}

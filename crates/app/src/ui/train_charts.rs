@@ -164,7 +164,7 @@ pub(super) fn LossChart() -> impl IntoView {
     let open = RwSignal::new(false);
     view! {
         <div class="train-chart">
-            <div class="chart-buttons"><TableButton open=open testid="train-loss" /></div>
+            <div class="chart-buttons"><TableButton open=open testid="train-loss" chart="the loss over the steps".to_string() /></div>
             <canvas node_ref=canvas width="420" height="220" role="img" aria-label=label data-testid="train-loss"
                 data-ce=move || last_ce().map(|v| format!("{v:.4}")) data-held=move || held_ce().map(|v| format!("{v:.4}"))
                 data-first-ce=move || first_ce().map(|v| format!("{v:.4}")) data-recent-ce=move || recent_ce().map(|v| format!("{v:.4}"))
@@ -251,7 +251,7 @@ pub(super) fn LoadChart() -> impl IntoView {
     let open = RwSignal::new(false);
     view! {
         <div class="train-chart">
-            <div class="chart-buttons"><TableButton open=open testid="train-load" /></div>
+            <div class="chart-buttons"><TableButton open=open testid="train-load" chart="the load per expert over the steps".to_string() /></div>
             <canvas node_ref=canvas width="420" height="220" role="img" aria-label=label data-testid="train-load"
                 data-max-share=move || max_share().map(|v| format!("{v:.4}"))></canvas>
             <TablePanel open=open caption=label testid="train-load" data=table />
@@ -321,7 +321,7 @@ pub(super) fn RouterChart() -> impl IntoView {
     let open = RwSignal::new(false);
     view! {
         <div class="train-chart">
-            <div class="chart-buttons"><TableButton open=open testid="train-router" /></div>
+            <div class="chart-buttons"><TableButton open=open testid="train-router" chart="the router over the steps".to_string() /></div>
             <canvas node_ref=canvas width="420" height="220" role="img" aria-label=label data-testid="train-router"
                 data-entropy=move || now().map(|(h, _)| format!("{h:.4}")) data-k=move || now().map(|(_, k)| k)
                 data-confidence=move || confidence().map(|c| format!("{c:.4}"))></canvas>

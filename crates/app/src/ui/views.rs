@@ -129,7 +129,7 @@ fn Grid(trace: std::sync::Arc<Trace>) -> impl IntoView {
     view! {
         <div class="scroll">
             <CellCanvas grid=grid testid="grid" corner="layer" label=format!("top expert of each of {n} tokens in each layer")
-                on_cell=move |r, t| { let l = layers[r]; ctl.view(|v| { v.token = Some(t); v.layer = l; }) } />
+                on_cell=Callback::new(move |(r, t): (usize, usize)| { let l = layers[r]; ctl.view(|v| { v.token = Some(t); v.layer = l; }) }) />
         </div>
     }
 }
@@ -166,7 +166,7 @@ fn Heatmap(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView {
             <p class="hint">{format!("Layer {layer}: router probability p(expert | token) in %; outlined cells are the chosen experts, dashed ones were dropped.{}",
                 if l.probs_are_uniform { " This router has no probabilities: uniform shown." } else { "" })}</p>
             <CellCanvas grid=grid testid="heatmap-canvas" corner="expert" unit="%" marked="chosen" label=format!("router probabilities of layer {layer}")
-                on_cell=move |_, t| ctl.view(|v| v.token = Some(t)) />
+                on_cell=Callback::new(move |(_, t): (usize, usize)| ctl.view(|v| v.token = Some(t))) />
         </div>
     }.into_any()
 }
@@ -408,14 +408,14 @@ fn Experts(trace: std::sync::Arc<Trace>, layer: usize) -> impl IntoView {
                 <div>
                     <h3>"Co-activation within the layer"</h3>
                     <p class="hint">{format!("C[i][j]: of the tokens routed to expert i, the share also routed to j (%). Uniform baseline {:.1}%; outlined cells are above it.", 100.0 * co_base)}</p>
-                    <CellCanvas grid=co_grid testid="coactivation" corner="expert" unit="%" marked="above the baseline" label="co-activation matrix".to_string() on_cell=|_, _| {} />
+                    <CellCanvas grid=co_grid testid="coactivation" corner="expert" unit="%" marked="above the baseline" label="co-activation matrix".to_string() />
                 </div>
                 {affinity.map(|(grid, summary, base)| view! {
                     <div>
                         <h3>{format!("Affinity to layer {}", layer + 1)}</h3>
                         <p class="hint">{format!("A[i][j]: of the tokens on expert i here, the share on expert j in the next layer (%). Mean of each row's maximum {:.1}%; uniform routing gives k/E = {:.1}% per cell (outlined cells are above it).", 100.0 * summary, 100.0 * base)}</p>
                         <CellCanvas grid=grid testid="affinity" corner="expert here" unit="%" marked="above the baseline" label="layer-to-layer affinity".to_string()
-                            on_cell=move |_, _| ctl.view(|v| v.layer = layer + 1) />
+                            on_cell=Callback::new(move |_| ctl.view(|v| v.layer = layer + 1)) />
                     </div>
                 })}
             </div>
