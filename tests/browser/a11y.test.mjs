@@ -1,13 +1,14 @@
 // The accessibility audit: axe-core (npm, the version in package-lock.json) on every view of the
-// playground and every embedded view, in light and in dark, reports no serious or critical
-// violation; then the charts' other ways in: the data table behind each canvas chart, and the
-// grid and heatmap by arrow keys, Enter opening the token's detail.
+// playground (with the tour, with every chart's table open, as a recorded trace's read-only
+// views, with the open-a-model panels and the embed dialog) and every embedded view, in light
+// and in dark, reports no violation; then the charts' other ways in: the data table behind each
+// canvas chart, and the grid and heatmap by arrow keys, Enter opening the token's detail.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { serveDist } from './serve.mjs';
-import { dist, launch, outDir, SLOW } from './harness.mjs';
+import { dist, launch, outDir, root, SLOW } from './harness.mjs';
 
 const axePath = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 const P = encodeURIComponent;
@@ -15,14 +16,16 @@ const PROMPT = P('The cat sat on the mat. fn main() {}');
 const TABS = ['Overview', 'All layers', 'Heatmap', 'Load & metrics', 'Capacity', 'Experts', 'Domains', 'Router A/B', 'Train'];
 const EMBEDS = ['tokens', 'grid', 'heatmap', 'load', 'capacity', 'experts', 'domains', 'compare'];
 
-let server, browser;
+let server, host, browser;
 before(async () => {
   server = await serveDist(dist);
+  host = await serveDist(join(root, 'tests/browser/fixtures'), { cors: true });
   browser = await launch({});
 });
 after(async () => {
   await browser?.close();
   server?.close();
+  host?.close();
 });
 
 /**
@@ -59,6 +62,29 @@ for (const scheme of ['light', 'dark']) {
     await page.locator('[data-testid="tour"]').waitFor();
     await settled(page);
     for (const v of await audit(page)) found.push(`tour: ${v}`);
+    assert.deepEqual(found, [], `${scheme}: axe-core's violations`);
+    await page.close();
+  });
+
+  test(`axe: a recorded trace's read-only views, the open-a-model panels and the embed dialog, ${scheme}`, async () => {
+    const page = await browser.newPage();
+    await page.emulateMedia({ colorScheme: scheme });
+    await page.goto(`${server.url}?v=1&trace=${P(`${host.url}mixtral.trace.json`)}`);
+    await page.locator('[data-testid="token-strip"]').waitFor({ timeout: SLOW });
+    await settled(page);
+    const found = [];
+    for (const tab of TABS.filter((t) => t !== 'Train')) {
+      await page.locator(`[data-testid="tab-${tab}"]`).click();
+      await page.waitForTimeout(300);
+      for (const v of await audit(page)) found.push(`trace, ${tab}: ${v}`);
+    }
+    await page.goto(`${server.url}?v=1&ckpt=topk&prompt=${PROMPT}`);
+    await page.locator('[data-testid="token-strip"]').waitFor({ timeout: SLOW });
+    await settled(page);
+    for (const d of await page.locator('details').all()) await d.evaluate((e) => { e.open = true; });
+    await page.locator('[data-testid="embed-code"]').click();
+    await page.locator('[data-testid="embed-dialog"]').waitFor();
+    for (const v of await audit(page)) found.push(`panels open: ${v}`);
     assert.deepEqual(found, [], `${scheme}: axe-core's violations`);
     await page.close();
   });
