@@ -37,6 +37,16 @@ impl Cell {
         let (bg, fg) = super::palette::prob_colours(shade as f32);
         Self { bg, fg, text: format!("{:.0}", 100.0 * value), outline, dashed: false }
     }
+
+    /// The cell in words: its number, `unit`, and what its outline means where it has one
+    /// ("5% (chosen)", "12% (dropped)"): the outline is not the only way to know.
+    fn words(&self, unit: &str, marked: &str) -> String {
+        match (self.outline, self.dashed) {
+            (_, true) => format!("{}{unit} (dropped)", self.text),
+            (true, _) => format!("{}{unit} ({marked})", self.text),
+            _ => format!("{}{unit}", self.text),
+        }
+    }
 }
 
 /// What to draw: row labels (with their colours) and column labels, cells by row.
@@ -149,27 +159,14 @@ impl CellGrid {
         let row = self.rows.get(r).map_or("", |x| x.0.as_str());
         let col = self.cols.get(c).map_or("", String::as_str);
         match self.cells.get(r).and_then(|x| x.get(c)) {
-            Some(Some(cell)) => {
-                let marks = match (cell.outline, cell.dashed) {
-                    (_, true) => " (dropped)".to_string(),
-                    (true, _) => format!(" ({marked})"),
-                    _ => String::new(),
-                };
-                format!("{row}, {col}: {}{unit}{marks}", cell.text)
-            }
+            Some(Some(cell)) => format!("{row}, {col}: {}", cell.words(unit, marked)),
             _ => format!("{row}, {col}: empty"),
         }
     }
 
-    /// The numbers drawn, as a table (a dropped or outlined cell says so: the outline is not
-    /// the only way to know).
+    /// The numbers drawn, as a table, each cell in [`Cell::words`].
     fn table(&self, corner: &str, unit: &str, marked: &str) -> super::table::TableData {
-        let shown = |c: &Option<Cell>| match c {
-            Some(c) if c.dashed => format!("{}{unit} (dropped)", c.text),
-            Some(c) if c.outline => format!("{}{unit} ({marked})", c.text),
-            Some(c) => format!("{}{unit}", c.text),
-            None => "–".into(),
-        };
+        let shown = |c: &Option<Cell>| c.as_ref().map_or_else(|| "–".into(), |c| c.words(unit, marked));
         let mut data = super::table::TableData { corner: corner.into(), cols: self.cols.clone(), rows: Vec::new() };
         // Only the cells the table will show are written (a big trace's grid has 196 608).
         let width = data.shown_cols_of(self.rows.len());

@@ -66,7 +66,7 @@ impl ThemeSignal {
     }
 }
 
-/// `prefers-color-scheme: dark` as the browser answers it now, and its query list (to listen).
+/// The query list of `prefers-color-scheme: dark`: whether it matches now, and its changes.
 fn system_scheme() -> Option<web_sys::MediaQueryList> {
     web_sys::window()?.match_media("(prefers-color-scheme: dark)").ok()?
 }
@@ -86,10 +86,8 @@ pub fn install() {
     let system_dark = RwSignal::new(query.as_ref().is_some_and(web_sys::MediaQueryList::matches));
     if let Some(query) = query {
         // For the page's life (a listener of the document, like the page itself).
-        gloo_events::EventListener::new(&query, "change", move |_| {
-            system_dark.set(system_scheme().is_some_and(|q| q.matches()));
-        })
-        .forget();
+        let target = query.clone();
+        gloo_events::EventListener::new(&target, "change", move |_| system_dark.set(query.matches())).forget();
     }
     provide_context(ThemeSignal { choice: RwSignal::new(theme), system_dark });
 }
